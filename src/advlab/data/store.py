@@ -1,0 +1,138 @@
+"""Where dataset files are looked for, and the cache of decoded arrays.
+
+Lookup order for a dataset's files: ``$ADVLAB_DATA_DIR/<name>/``, then
+``$ADVLAB_CACHE_DIR/datasets/<name>/`` (default ``~/.cache/advlab``), which is where
+``advlab data fetch`` and ``advlab data import`` install. ``ADVLAB_DATA_DIR`` is read-only to
+advlab. Decoded arrays are cached as .npy under ``$ADVLAB_CACHE_DIR/arrays``, keyed by the
+sha256 of the source, and memory-mapped on later loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from advlab.errors import DataError
+
+# Bump when a reader changes what it decodes, so stale caches are not reused.
+CACHE_FORMAT = 1
+
+
+def data_dir() -> Path | None:
+    """The user's read-only data folder (``ADVLAB_DATA_DIR``), if set."""
+    value = os.environ.get("ADVLAB_DATA_DIR", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    value = os.environ.get("ADVLAB_CACHE_DIR", "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "advlab"
+
+
+def install_dir(name: str) -> Path:
+    """Where fetch/import put a dataset's files."""
+    return cache_dir() / "datasets" / name
+
+
+def search_dirs(name: str) -> list[Path]:
+    """Folders that may hold `name`'s files, in lookup order (existing ones only)."""
+    dirs = []
+    root = data_dir()
+    if root is not None:
+        dirs.append(root / name)
+    dirs.append(install_dir(name))
+    return [d for d in dirs if d.is_dir()]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes; for a folder, of its file names, sizes and mtimes."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                s = p.stat()
+                h.update(
+                    f"{p.relative_to(path).as_posix()}\0{s.st_size}\0{s.st_mtime_ns}\n".encode()
+                )
+    else:
+        with path.open("rb") as fh:
+            h = hashlib.file_digest(fh, "sha256")
+    _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def cached_arrays(
+    dataset: str, key: str, build: Callable[[], Splits], meta: dict[str, object]
+) -> Splits:
+    """Arrays of every split, from the cache (memory-mapped) or built and then cached.
+
+    The cache entry is written into a temporary folder and renamed into place, so an
+    interrupted or failed build leaves nothing behind.
+    """
+    entry = cache_dir() / "arrays" / dataset / key
+    if (entry / "meta.json").is_file():
+        try:
+            return _load_entry(entry)
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(entry, ignore_errors=True)
+    splits = build()
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=entry.parent))
+    try:
+        for split, (images, labels) in splits.items():
+            np.save(tmp / f"{split}.images.npy", np.ascontiguousarray(images))
+            np.save(tmp / f"{split}.labels.npy", np.asarray(labels, np.int64))
+        info = {**meta, "cache_format": CACHE_FORMAT, "splits": sorted(splits)}
+        (tmp / "meta.json").write_text(json.dumps(info, indent=2))
+        try:
+            os.replace(tmp, entry)
+        except OSError:
+            # Another process cached the same entry first; theirs is as good as ours.
+            if not (entry / "meta.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _load_entry(entry)
+
+
+def _load_entry(entry: Path) -> Splits:
+    info = json.loads((entry / "meta.json").read_text())
+    if info.get("cache_format") != CACHE_FORMAT:
+        raise ValueError("stale cache format")
+    return {
+        split: (
+            np.load(entry / f"{split}.images.npy", mmap_mode="r"),
+            np.load(entry / f"{split}.labels.npy", mmap_mode="r"),
+        )
+        for split in info["splits"]
+    }
+
+
+def clear_cache(dataset: str | None = None) -> None:
+    target = cache_dir() / "arrays" / (dataset or "")
+    if target.exists():
+        shutil.rmtree(target)
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{path}: expected {what}, found nothing there")
+    return path

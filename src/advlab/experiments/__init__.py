@@ -1,0 +1,20 @@
+"""Experiments: one small module per lab, registered in `EXPERIMENTS`."""
+
+from advlab.experiments import demo as _demo  # noqa: F401  (registers the experiment)
+from advlab.experiments.base import (
+    EXPERIMENTS,
+    Context,
+    Experiment,
+    build_config,
+    rebuild_report,
+    run_experiment,
+)
+
+__all__ = [
+    "EXPERIMENTS",
+    "Context",
+    "Experiment",
+    "build_config",
+    "rebuild_report",
+    "run_experiment",
+]

@@ -1,0 +1,171 @@
+"""Experiments: a config dataclass, a function that runs it, and one that writes its report.
+
+`run_experiment` owns everything around them: the run folder, config and env files, seeding,
+metrics, timing, status and the report files. An experiment module only wires library pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advlab.errors import ConfigError, RunError
+from advlab.registry import Registry
+from advlab.report.render import Report, render_html
+from advlab.runs import Run, environment, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What an experiment's `execute` gets besides its config."""
+
+    run: Run
+    device: str
+    resume: bool
+    progress: bool
+    timing: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def timed(self, name: str) -> _Timer:
+        """``with ctx.timed("train"):`` records wall seconds in timing.json."""
+        return _Timer(self.timing, name)
+
+
+class _Timer:
+    def __init__(self, sink: dict[str, float], name: str) -> None:
+        self.sink, self.name = sink, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.sink[self.name] = self.sink.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment.
+
+    Args:
+        name: Registry name (``advlab run NAME``).
+        summary: One line for ``advlab list``.
+        config: Config dataclass; its defaults reproduce the lab's setting; has a ``seed``.
+        execute: ``(config, context) -> metrics``; saves figures/artifacts in the run folder.
+        report: ``(config, metrics, run) -> Report``; must work from the run folder alone.
+    """
+
+    name: str
+    summary: str
+    config: type[Any]
+    execute: Callable[[Any, Context], dict[str, Any]]
+    report: Callable[[Any, dict[str, Any], Run], Report]
+
+
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+
+def build_config(cls: type[Any], overrides: Sequence[str] = (), **values: Any) -> Any:
+    """Config `cls` with ``key=value`` overrides (typed, validated by OmegaConf) and `values`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+    try:
+        base = OmegaConf.structured(cls)
+        merged = OmegaConf.merge(
+            base,
+            OmegaConf.from_dotlist(list(overrides)),
+            OmegaConf.create({k: v for k, v in values.items() if v is not None}),
+        )
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{cls.__name__}: {first}") from None
+
+
+def write_report(exp: Experiment, cfg: Any, metrics: dict[str, Any], run: Run) -> Path:
+    """Build the report from the run folder and write report.md and report.html."""
+    report = exp.report(cfg, metrics, run)
+    md = report.markdown()
+    write_atomic(run.file("report.md"), md)
+    write_atomic(run.file("report.html"), render_html(md, run.path, title=report.title))
+    return run.file("report.html")
+
+
+def run_experiment(
+    name: str,
+    overrides: Sequence[str] = (),
+    *,
+    seed: int | None = None,
+    device: str = "cpu",
+    out: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> Run:
+    """Run experiment `name` and return its run folder (see `advlab run --help`)."""
+    from advlab.seeding import seed_everything
+
+    exp = EXPERIMENTS.get(name)
+    _check_device(device)
+    if resume:
+        run = Run.latest(name, out)
+        saved = run.load_json("config.json")
+        cfg = build_config(exp.config, (), **saved["config"])
+        device = saved.get("device", device)
+        log.info("resuming %s in %s", name, run.path)
+    else:
+        cfg = build_config(exp.config, overrides, seed=seed)
+        run = Run.create(name, out)
+    handler = run.attach_log()
+    try:
+        run.save_json("config.json", {"experiment": name, "device": device, "config": cfg})
+        run.save_json("env.json", environment(device))
+        run.set_status("running")
+        seed_everything(cfg.seed)
+        ctx = Context(run=run, device=device, resume=resume, progress=progress)
+        start = time.perf_counter()
+        metrics = exp.execute(cfg, ctx)
+        ctx.timing["total"] = time.perf_counter() - start
+        run.save_json("metrics.json", metrics)
+        run.save_json("timing.json", ctx.timing)
+        write_report(exp, cfg, metrics, run)
+        run.set_status("complete")
+    except BaseException as exc:
+        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        log.exception("run %s failed", run.path)
+        raise
+    finally:
+        logging.getLogger("advlab").removeHandler(handler)
+        handler.close()
+    return run
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """Rewrite report.md/html of a finished run from its config.json and metrics.json."""
+    run = Run(Path(run_dir)) if Path(run_dir).is_dir() else None
+    if run is None:
+        raise RunError(f"{run_dir}: not a run folder")
+    saved = run.load_json("config.json")
+    exp = EXPERIMENTS.get(saved["experiment"])
+    cfg = build_config(exp.config, (), **saved["config"])
+    return write_report(exp, cfg, run.load_json("metrics.json"), run)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+        return
+    raise ConfigError(f"--device {device!r}: expected cpu or cuda[:N]")

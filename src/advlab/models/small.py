@@ -1,0 +1,89 @@
+"""Small networks for quick CPU work: an MLP and a compact CNN."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from advlab.errors import ConfigError
+from advlab.models.registry import MODELS
+
+
+class LeCunTanh(nn.Module):
+    """LeCun's scaled tanh with a linear leak: 1.7159 tanh(2x/3) + 0.01x."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.7159 * torch.tanh(x * (2.0 / 3.0)) + 0.01 * x
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "lecun": LeCunTanh,
+}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"activation {name!r}: expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(
+    *,
+    in_shape: tuple[int, ...] = (1, 28, 28),
+    num_classes: int = 10,
+    depth: int = 2,
+    width: int = 128,
+    activation_name: str = "relu",
+) -> nn.Sequential:
+    """Fully connected net: `depth` hidden layers of `width` units; returns logits.
+
+    Args:
+        in_shape: Shape of one input, (C, H, W) or (D,).
+        num_classes: Output units (softmax is applied by the loss, not the model).
+        depth: Number of hidden layers (0 gives a linear softmax classifier).
+        width: Units per hidden layer.
+        activation_name: relu, tanh, sigmoid or lecun.
+    """
+    if depth < 0 or width < 1:
+        raise ConfigError(f"mlp: expected depth >= 0 and width >= 1, got {depth} and {width}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = math.prod(in_shape)
+    for _ in range(depth):
+        layers += [nn.Linear(fan_in, width), activation(activation_name)]
+        fan_in = width
+    layers.append(nn.Linear(fan_in, num_classes))
+    return nn.Sequential(*layers)
+
+
+def small_cnn(
+    *,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    width: int = 32,
+    image_size: int = 28,
+) -> nn.Sequential:
+    """conv(3x3)-ReLU-pool x2, then a dense layer: a fast CNN for MNIST/CIFAR-sized inputs."""
+    if image_size % 4:
+        raise ConfigError(f"small_cnn: image_size must be a multiple of 4, got {image_size}")
+    side = image_size // 4
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * width * side * side, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+MODELS.add("mlp", mlp, "fully connected net (depth, width, activation_name)")
+MODELS.add("small_cnn", small_cnn, "two conv-pool blocks and a dense layer; fast on CPU")

@@ -1,0 +1,5 @@
+"""Reports: figures and markdown/HTML rendering."""
+
+from advlab.report.render import Report, md_table, render_html
+
+__all__ = ["Report", "md_table", "render_html"]

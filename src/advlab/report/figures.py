@@ -1,0 +1,91 @@
+"""Figures for reports: matplotlib (Agg backend), written atomically as PNG."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def save(fig: Figure, path: Path, dpi: int = 120) -> Path:
+    """Save and close `fig` as PNG at `path`, through a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def line_plot(
+    path: Path,
+    x: Sequence[float],
+    series: dict[str, Sequence[float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    ylim: tuple[float, float] | None = None,
+    logy: bool = False,
+    errors: dict[str, Sequence[float]] | None = None,
+) -> Path:
+    """One line per series over a shared x axis, with optional error bars."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, ys in series.items():
+        err = (errors or {}).get(name)
+        ax.errorbar(x, ys, yerr=err, marker="o", capsize=3 if err is not None else 0, label=name)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend()
+    return save(fig, path)
+
+
+def image_grid(
+    path: Path,
+    images: np.ndarray,
+    *,
+    title: str,
+    row_labels: Sequence[str] | None = None,
+    cell_titles: Sequence[Sequence[str]] | None = None,
+    cmap: str = "gray",
+    signed: bool = False,
+) -> Path:
+    """A grid of images; `images` is (rows, cols, H, W[, C]) in [0, 1] (or [-1, 1] if signed)."""
+    rows, cols = images.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows + 0.4), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            img = images[r, c]
+            if img.ndim == 3 and img.shape[-1] == 1:
+                img = img[..., 0]
+            if signed:
+                ax.imshow(img, cmap="seismic", vmin=-1, vmax=1)
+            else:
+                ax.imshow(np.clip(img, 0, 1), cmap=cmap if img.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if cell_titles is not None:
+                ax.set_title(cell_titles[r][c], fontsize=8)
+            if row_labels is not None and c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=9)
+    fig.suptitle(title)
+    return save(fig, path)

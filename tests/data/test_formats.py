@@ -1,0 +1,314 @@
+"""File formats: canonical layouts load exactly; every kind of bad input gets a clear error."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from advlab.data import load_dataset
+from advlab.data.archive import FileTree, safe_extract
+from advlab.data.formats import read_fer_csv, read_idx
+from advlab.data.safe_unpickle import safe_loads
+from advlab.errors import DataError, DatasetNotFoundError, UnsafeFileError
+from conftest import require_data
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist(folder: Path, n_train: int = 30, n_test: int = 10, **overrides: bytes) -> None:
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 256, (n_train, 28, 28))),
+        "train-labels-idx1-ubyte.gz": idx_bytes(np.arange(n_train) % 10),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 256, (n_test, 28, 28))),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(np.arange(n_test) % 10),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(gzip.compress(overrides.get(name, data)))
+
+
+def cifar_batch(data: np.ndarray, labels: list[int], tag: str) -> bytes:
+    # Canonical python-version batch: bytes keys, (N, 3072) uint8 rows of R, G, B planes.
+    batch = {
+        b"batch_label": tag.encode(),
+        b"labels": labels,
+        b"data": data,
+        b"filenames": [f"{tag}_{i}.png".encode() for i in range(len(labels))],
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def lossless_reference() -> dict[str, np.ndarray]:
+    with np.load(require_data("cifar10") / "cifar10_lossless_ref.npz") as ref:
+        return {k: ref[k] for k in ref.files}
+
+
+def write_cifar_pickles(folder: Path, ref: dict[str, np.ndarray], per_batch: int = 8) -> None:
+    out = folder / "cifar-10-batches-py"
+    out.mkdir(parents=True)
+    for i in range(5):
+        rows = slice(i * per_batch, (i + 1) * per_batch)
+        labels = [int(v) for v in ref["train_labels"][rows]]
+        (out / f"data_batch_{i + 1}").write_bytes(
+            cifar_batch(ref["train_data"][rows], labels, f"training batch {i + 1} of 5")
+        )
+    labels = [int(v) for v in ref["test_labels"][:per_batch]]
+    (out / "test_batch").write_bytes(cifar_batch(ref["test_data"][:per_batch], labels, "test"))
+    meta = {b"label_names": [b"airplane"], b"num_cases_per_batch": per_batch, b"num_vis": 3072}
+    (out / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def as_nhwc(rows: np.ndarray) -> np.ndarray:
+    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+# ------------------------------------------------------------------------------------- MNIST
+
+
+def test_mnist_idx_roundtrip(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    write_mnist(data / "mnist")
+    train = load_dataset("mnist", "train")
+    assert train.images.shape == (30, 28, 28, 1) and train.images.dtype == np.uint8
+    assert train.labels.tolist() == [i % 10 for i in range(30)]
+    assert len(load_dataset("mnist", "test")) == 10
+
+
+def test_idx_wrong_magic() -> None:
+    bad = b"\x12\x34\x08\x01" + (3).to_bytes(4, "big") + b"abc"
+    with pytest.raises(DataError, match="wrong magic number 12340801"):
+        read_idx(bad, "x.idx")
+
+
+def test_idx_wrong_shape() -> None:
+    data = idx_bytes(np.zeros((4, 28, 28)))[:-10]
+    with pytest.raises(DataError, match=r"x\.idx: header says shape \(4, 28, 28\)"):
+        read_idx(data, "x.idx")
+
+
+def test_idx_truncated_gzip() -> None:
+    data = gzip.compress(idx_bytes(np.zeros((4, 28, 28))))
+    with pytest.raises(DataError, match="truncated or corrupt gzip"):
+        read_idx(data[: len(data) // 2], "x.gz")
+
+
+def test_mnist_label_out_of_range(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    labels = np.arange(30) % 10
+    labels[7] = 11
+    write_mnist(data / "mnist", **{"train-labels-idx1-ubyte.gz": idx_bytes(labels)})
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz: label 11 out of range"):
+        load_dataset("mnist", "train")
+
+
+def test_mnist_images_wrong_shape(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    write_mnist(data / "mnist", **{"t10k-images-idx3-ubyte.gz": idx_bytes(np.zeros((10, 20, 20)))})
+    with pytest.raises(DataError, match=r"expected uint8 images of shape \(N, 28, 28\)"):
+        load_dataset("mnist", "test")
+
+
+def test_mnist_missing_file(fresh_dirs: tuple[Path, Path]) -> None:
+    data, cache = fresh_dirs
+    write_mnist(data / "mnist")
+    (data / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"missing t10k-labels-idx1-ubyte\.gz"):
+        load_dataset("mnist", "train")
+    # Nothing half-built is left in the cache.
+    assert not list((cache / "arrays").rglob("*.npy"))
+
+
+def test_missing_dataset_names_the_fix(fresh_dirs: tuple[Path, Path]) -> None:
+    with pytest.raises(DatasetNotFoundError, match="advlab data import cifar10 PATH"):
+        load_dataset("cifar10", "train")
+
+
+# ---------------------------------------------------------------------------------- CIFAR-10
+
+
+def test_cifar_pickle_folder_and_tarball(fresh_dirs: tuple[Path, Path]) -> None:
+    ref = lossless_reference()
+    data, _ = fresh_dirs
+    write_cifar_pickles(data / "cifar10", ref)
+    train = load_dataset("cifar10", "train")
+    np.testing.assert_array_equal(train.images, as_nhwc(ref["train_data"][:40]))
+    np.testing.assert_array_equal(train.labels, ref["train_labels"][:40])
+    test = load_dataset("cifar10", "test")
+    np.testing.assert_array_equal(test.images, as_nhwc(ref["test_data"][:8]))
+
+    # The same batches inside the official tarball name load the same pixels.
+    folder = data / "cifar10"
+    with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tf:
+        tf.add(folder / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    shutil.rmtree(folder / "cifar-10-batches-py")
+    again = load_dataset("cifar10", "train")
+    np.testing.assert_array_equal(again.images, train.images)
+    x, y = again.tensors()
+    assert y.tolist() == train.labels.tolist()
+    assert x.shape == (40, 3, 32, 32) and float(x.max()) <= 1.0
+    assert np.allclose(x[0].permute(1, 2, 0).numpy() * 255, train.images[0])
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch /tmp/advlab-pwned",))
+
+
+def test_restricted_unpickler_refuses_code(fresh_dirs: tuple[Path, Path]) -> None:
+    payload = pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2)
+    with pytest.raises(UnsafeFileError, match=r"refusing to unpickle global (posix|os)\.system"):
+        safe_loads(payload, source="data_batch_1")
+    assert not Path("/tmp/advlab-pwned").exists()
+    # Through the loader too: a crafted batch file in a dataset folder.
+    data, _ = fresh_dirs
+    folder = data / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(payload)
+    with pytest.raises(UnsafeFileError):
+        load_dataset("cifar10", "train")
+    assert not Path("/tmp/advlab-pwned").exists()
+
+
+def test_cifar_pickle_wrong_shape_and_labels() -> None:
+    from advlab.data.formats import read_cifar_batch
+
+    bad_shape = cifar_batch(np.zeros((4, 3000), np.uint8), [0, 1, 2, 3], "b")
+    with pytest.raises(DataError, match=r"expected uint8 data of shape \(N, 3072\)"):
+        read_cifar_batch(bad_shape, "data_batch_1")
+    bad_label = cifar_batch(np.zeros((2, 3072), np.uint8), [0, 10], "b")
+    with pytest.raises(DataError, match="data_batch_1: label 10 out of range"):
+        read_cifar_batch(bad_label, "data_batch_1")
+
+
+def _png(rgb: tuple[int, int, int], size: int = 32) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_folder_order_and_wrong_layout(
+    fresh_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, _ = fresh_dirs
+    root = data / "cifar10" / "imgs"
+    # Canonical index in the file name decides the order, not the class folder.
+    for idx, cls in [(2, "airplane"), (0, "truck"), (1, "cat")]:
+        for split in ("train", "test"):
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            (root / split / cls / f"{idx:05d}.png").write_bytes(_png((idx * 50, 0, 0)))
+    train = load_dataset("cifar10", "train")
+    assert train.labels.tolist() == [9, 3, 0]
+    assert train.images[:, 0, 0, 0].tolist() == [0, 50, 100]
+
+    (root / "train" / "kangaroo").mkdir()
+    (root / "train" / "kangaroo" / "00003.png").write_bytes(_png((1, 2, 3)))
+    data2 = data.parent / "data2"
+    shutil.copytree(data, data2)
+    monkeypatch.setenv("ADVLAB_DATA_DIR", str(data2))
+    with pytest.raises(DataError, match="unknown class folder train/kangaroo"):
+        load_dataset("cifar10", "train")
+
+
+def test_image_wrong_size(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    for split in ("train", "test"):
+        folder = data / "cifar10" / split / "cat"
+        folder.mkdir(parents=True)
+        (folder / "00000.png").write_bytes(_png((1, 2, 3), size=30))
+    with pytest.raises(DataError, match="expected a 32x32 image, found 30x30"):
+        load_dataset("cifar10", "train")
+
+
+# ---------------------------------------------------------------------------------- archives
+
+
+def test_truncated_archive(tmp_path: Path) -> None:
+    archive = tmp_path / "x.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        payload = np.random.default_rng(0).bytes(200_000)
+        info = tarfile.TarInfo("train/cat/00000.png")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+    archive.write_bytes(archive.read_bytes()[:50_000])
+    with pytest.raises(DataError, match=r"x\.tar\.gz: truncated or corrupt tar archive"):
+        FileTree(archive).names()
+
+
+def test_archive_escape_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok/readme.txt", "fine")
+        zf.writestr("../../escaped.txt", "gotcha")
+    dest = tmp_path / "out" / "inner"
+    with pytest.raises(UnsafeFileError, match="points outside the archive"):
+        safe_extract(archive, dest)
+    assert (
+        not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "escaped.txt").exists()
+    )
+
+    tar_path = tmp_path / "evil.tar"
+    with tarfile.open(tar_path, "w") as tf:
+        info = tarfile.TarInfo("/etc/advlab-evil")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(UnsafeFileError):
+        FileTree(tar_path).names()
+
+
+# ----------------------------------------------------------------------------------- FER2013
+
+
+def _fer_csv(rows: list[tuple[int, int, str]]) -> bytes:
+    lines = ["emotion,pixels,Usage"]
+    for label, n_pixels, usage in rows:
+        lines.append(f"{label},{' '.join(str(i % 256) for i in range(n_pixels))},{usage}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_fer_csv_splits() -> None:
+    usage = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+    data = _fer_csv([(3, 2304, "Training"), (6, 2304, "Training"), (0, 2304, "PublicTest"),
+                     (1, 2304, "PrivateTest")])  # fmt: skip
+    splits = read_fer_csv(data, "fer2013.csv", usage)
+    assert splits["train"][1].tolist() == [3, 6]
+    assert splits["val"][0].shape == (1, 48, 48, 1)
+    assert int(splits["test"][0][0, 0, 5, 0]) == 48 * 0 + 5 + 0  # row-major pixel order
+    assert splits["test"][1].tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([(7, 2304, "Training")], "line 2: label 7 out of range; expected 0..6"),
+        ([(1, 2300, "Training")], "line 2: expected 2304 pixel values"),
+        ([(1, 2304, "Validation")], "line 2: Usage 'Validation'"),
+    ],
+)
+def test_fer_csv_bad_rows(rows: list[tuple[int, int, str]], message: str) -> None:
+    usage = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+    with pytest.raises(DataError, match=message):
+        read_fer_csv(_fer_csv(rows), "fer2013.csv", usage)
+
+
+def test_fer_csv_wrong_header() -> None:
+    with pytest.raises(DataError, match="expected header 'emotion,pixels,Usage'"):
+        read_fer_csv(b"label,data\n1,2\n", "fer2013.csv", {})
