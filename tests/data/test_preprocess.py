@@ -283,3 +283,12 @@ def test_rejects_bad_parameters(estimator: Any, match: str, digits: Any) -> None
 def test_transform_before_fit_raises_not_fitted() -> None:
     with pytest.raises(NotFittedError):
         ZCAWhitening().transform(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("step", [Centering(), Standardizer(), PCAWhitening(), ZCAWhitening()])
+def test_image_shape_kept(step: object) -> None:
+    x = np.random.default_rng(0).random((50, 6, 6, 1)).astype(np.float32)
+    out = step.fit(x).transform(x[:4])  # type: ignore[attr-defined]
+    assert out.shape == (4, 6, 6, 1)
+    back = step.inverse_transform(out)  # type: ignore[attr-defined]
+    assert back.shape == (4, 6, 6, 1)

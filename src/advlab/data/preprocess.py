@@ -212,7 +212,8 @@ def _map_rows(
     """Apply `fn` to float64 chunks of rows of `arr` and write the results into one array."""
     out: FloatArray = np.empty(out_shape, dtype=dtype)
     for s in _row_slices(len(arr)):
-        out[s] = fn(np.asarray(arr[s], dtype=np.float64))
+        chunk = fn(np.asarray(arr[s], dtype=np.float64))
+        out[s] = chunk.reshape(chunk.shape[0], *out_shape[1:])
     return out
 
 
@@ -348,24 +349,26 @@ class Standardizer(_ArrayTransformer):
 
     def transform(self, X: npt.ArrayLike) -> FloatArray:
         """Return ``(X - mean_) / scale_`` in the shape of `X`."""
-        arr, mean, scale = self._prepare(X)
-        return _map_rows(arr, lambda c: (c - mean) / scale, arr.shape, self._out_dtype())
+        arr, mean, scale, shape = self._prepare(X)
+        return _map_rows(arr, lambda c: (c - mean) / scale, shape, self._out_dtype())
 
     def inverse_transform(self, X: npt.ArrayLike) -> FloatArray:
         """Return ``X * scale_ + mean_`` in the shape of `X`."""
-        arr, mean, scale = self._prepare(X)
-        return _map_rows(arr, lambda c: c * scale + mean, arr.shape, self._out_dtype())
+        arr, mean, scale, shape = self._prepare(X)
+        return _map_rows(arr, lambda c: c * scale + mean, shape, self._out_dtype())
 
-    def _prepare(self, X: npt.ArrayLike) -> tuple[npt.NDArray[Any], Float64Array, Float64Array]:
-        """Validated array and statistics shaped to broadcast against it."""
+    def _prepare(
+        self, X: npt.ArrayLike
+    ) -> tuple[npt.NDArray[Any], Float64Array, Float64Array, tuple[int, ...]]:
+        """Validated array, statistics shaped to broadcast against it, and the output shape."""
         check_is_fitted(self)
         if self.n_channels_ is None:
             arr = _check_array(X, name="X", n_features=self.n_features_in_)
-            return _flatten(arr), self.mean_, self.scale_
+            return _flatten(arr), self.mean_, self.scale_, arr.shape
         arr = _check_array(X, name="X", channel_axis=self.channel_axis, n_channels=self.n_channels_)
         shape = [1] * arr.ndim  # broadcasts one value per channel over (N, ..., C, ...)
         shape[_normalise_axis(self.channel_axis, arr.shape)] = self.n_channels_
-        return arr, self.mean_.reshape(shape), self.scale_.reshape(shape)
+        return arr, self.mean_.reshape(shape), self.scale_.reshape(shape), arr.shape
 
 
 class _Whitening(_ArrayTransformer):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,8 @@ def run_experiment(
         run.set_status("complete")
     except BaseException as exc:
         run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        log.exception("run %s failed", run.path)
+        log.error("run %s failed: %s: %s", run.path, type(exc).__name__, exc)
+        handler.stream.write(traceback.format_exc())
         raise
     finally:
         logging.getLogger("advlab").removeHandler(handler)

@@ -89,3 +89,34 @@ def image_grid(
                 ax.set_ylabel(row_labels[r], fontsize=9)
     fig.suptitle(title)
     return save(fig, path)
+
+
+def matrix_grid(
+    path: Path,
+    matrices: dict[str, np.ndarray],
+    *,
+    title: str,
+    cmap: str = "RdBu_r",
+    symmetric: bool = True,
+) -> Path:
+    """Heatmaps side by side (e.g. covariance matrices), each with its own colour bar."""
+    fig, axes = plt.subplots(
+        1, len(matrices), figsize=(5.4 * len(matrices), 4.4), squeeze=False, layout="constrained"
+    )
+    for ax, (name, mat) in zip(axes[0], matrices.items(), strict=True):
+        lim = float(np.abs(mat).max()) or 1.0
+        kwargs = {"vmin": -lim, "vmax": lim} if symmetric else {}
+        im = ax.imshow(mat, cmap=cmap, interpolation="nearest", **kwargs)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("feature (pixel index)")
+        ax.set_ylabel("feature (pixel index)")
+        fig.colorbar(im, ax=ax, shrink=0.85)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def rescale01(images: np.ndarray) -> np.ndarray:
+    """Min-max scale each image (first axis) to [0, 1] for display."""
+    flat = images.reshape(len(images), -1)
+    low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
+    return ((flat - low) / np.maximum(high - low, 1e-12)).reshape(images.shape)
