@@ -156,7 +156,7 @@ class Run:
             "status.json", {"status": status, "time": dt.datetime.now().isoformat(), **extra}
         )
 
-    def attach_log(self) -> logging.Handler:
+    def attach_log(self) -> logging.FileHandler:
         """Send advlab's log records to ``run.log`` in this folder; returns the handler."""
         handler = logging.FileHandler(self.path / "run.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
