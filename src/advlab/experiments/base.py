@@ -142,7 +142,9 @@ def run_experiment(
     except BaseException as exc:
         run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
         log.error("run %s failed: %s: %s", run.path, type(exc).__name__, exc)
-        handler.stream.write(traceback.format_exc())
+        handler.flush()
+        with run.file("run.log").open("a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
         raise
     finally:
         logging.getLogger("advlab").removeHandler(handler)
