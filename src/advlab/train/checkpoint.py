@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise RunError(f"{path}: no checkpoint there")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise RunError(f"{path}: not a readable checkpoint ({exc})") from exc
     if not isinstance(state, dict):
         raise RunError(f"{path}: expected a dict checkpoint, found {type(state).__name__}")

@@ -1,0 +1,33 @@
+"""Reports: markdown structure and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+
+from advlab.report import Report, md_table, render_html
+from advlab.report.figures import line_plot
+
+
+def test_md_table() -> None:
+    table = md_table([{"eps": 0.1, "acc": 0.91234567}, {"eps": 0.3, "acc": 0.1}])
+    assert table.splitlines() == ["| eps | acc |", "|---|---|", "| 0.1 | 0.9123 |", "| 0.3 | 0.1 |"]
+
+
+def test_report_sections_and_embedded_html(tmp_path: Path) -> None:
+    rep = Report("T", tmp_path)
+    rep.text("Analysis", "answers")
+    rep.text("Methodology", "how")
+    fig = line_plot(tmp_path / "figures" / "f.png", [0, 1], {"a": [1, 0]}, title="t",
+                    xlabel="x", ylabel="y")  # fmt: skip
+    rep.figure("Results", fig, "a figure")
+    md = rep.markdown()
+    assert md.index("## Methodology") < md.index("## Results") < md.index("## Analysis")
+    assert "](figures/f.png)" in md
+    page = render_html(md, tmp_path, title="T")
+    encoded = base64.b64encode(fig.read_bytes()).decode()
+    assert f"data:image/png;base64,{encoded}" in page
+    assert "figures/f.png" not in page  # nothing left to fetch: the page opens offline
+    assert "<h2>Results</h2>" in page and np.isfinite(len(page))

@@ -1,0 +1,73 @@
+"""The command line: registries listed, clear errors, data and run commands wired."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from advlab.cli import app
+
+runner = CliRunner()
+
+
+def test_list_reads_registries() -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for line in ("experiments:", "  demo ", "models:", "  small_cnn", "attacks:", "  fgsm",
+                 "datasets:", "  cifar10", "  mnist-sample"):  # fmt: skip
+        assert line in result.output
+    bad = runner.invoke(app, ["list", "widgets"])
+    assert bad.exit_code != 0
+
+
+def advlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    code = "from advlab.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300, check=False)  # fmt: skip
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    result = advlab("run", "demo", "--set", "epochs=abc", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: DemoConfig: Value 'abc' of type 'str' could not be converted to Integer"
+    ]
+    unknown = advlab("run", "nope", "--out", str(tmp_path))
+    assert unknown.returncode == 2 and "unknown experiment 'nope'; known: demo" in unknown.stderr
+    device = advlab("run", "demo", "--device", "tpu", "--out", str(tmp_path))
+    assert "--device 'tpu': expected cpu or cuda[:N]" in device.stderr
+
+
+def test_run_and_report_commands(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "demo", "--out", str(tmp_path), "--seed", "2",
+                                 "--set", "epochs=1", "--set", "n_attack=100",
+                                 "--set", "epsilons=[0.0,0.2]"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    html = Path(result.output.strip().split("report: ")[-1])
+    assert html.is_file() and html.parent.parent == tmp_path / "demo"
+    again = runner.invoke(app, ["report", str(html.parent)])
+    assert again.exit_code == 0 and str(html) in again.output
+
+
+def test_data_commands_offline(tmp_path: Path, monkeypatch: object) -> None:
+    import os
+
+    env = {**os.environ, "ADVLAB_DATA_DIR": str(tmp_path), "ADVLAB_CACHE_DIR": str(tmp_path / "c")}
+    code = "from advlab.cli import main; main()"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, env=env, timeout=120, check=False)  # fmt: skip
+
+    fer = run("data", "fetch", "fer2013")
+    assert fer.returncode == 2 and "advlab data import fer2013 PATH" in fer.stderr
+    info = run("data", "info")
+    assert info.returncode == 0 and "mnist         missing" in info.stdout
+    assert "mnist-sample  embedded" in info.stdout
+    verify = run("data", "verify", "mnist")
+    assert verify.returncode == 1 and "FAIL mnist" in verify.stdout
+    embedded = run("data", "verify", "digits")
+    assert embedded.returncode == 0 and "ok   digits" in embedded.stdout
