@@ -218,7 +218,9 @@ def read_image_folders(
     folder, told apart by file-name prefix); by default a file's split is its folder. Labels
     follow the order of `classes`, never the alphabetical order of folder names.
     """
-    names = tree.names()
+    # One pass over the archive: read every image, then work out the layout from the names.
+    blobs = dict(tree.iter_files(lambda n: n.lower().endswith(IMAGE_SUFFIXES)))
+    names = sorted(blobs)
     root = find_split_root(names, splits)
     if root is None:
         raise DataError(
@@ -241,8 +243,6 @@ def read_image_folders(
             )
         split = split_of(folder, fname) if split_of else folder
         chosen.setdefault(split, []).append((name, class_index[cls]))
-    label_of = {name: label for items in chosen.values() for name, label in items}
-    blobs = dict(tree.iter_files(lambda n: n in label_of))
     out: dict[str, Arrays] = {}
     for split, items in chosen.items():
         items.sort(key=lambda item: _natural_key(item[0]))
