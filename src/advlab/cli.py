@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from advlab import progress
 from advlab.errors import AdvlabError
 from advlab.registry import Registry
 
@@ -38,6 +39,7 @@ def _main(
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    progress.enable(_progress())
 
 
 @app.command()

@@ -312,3 +312,30 @@ def test_fer_csv_bad_rows(rows: list[tuple[int, int, str]], message: str) -> Non
 def test_fer_csv_wrong_header() -> None:
     with pytest.raises(DataError, match="expected header 'emotion,pixels,Usage'"):
         read_fer_csv(b"label,data\n1,2\n", "fer2013.csv", {})
+
+
+def _jpeg_gray(value: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (48, 48), value).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_fer_image_folders_in_zip(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    (data / "fer2013").mkdir()
+    members = {
+        "fer/train/happy/Training_10.jpg": 30,
+        "fer/train/neutral/Training_2.jpg": 60,
+        "fer/test/sad/PublicTest_5.jpg": 90,
+        "fer/test/surprise/PrivateTest_7.jpg": 120,
+        "fer/test/angry/PrivateTest_3.jpg": 150,
+    }
+    with zipfile.ZipFile(data / "fer2013" / "archive.zip", "w") as zf:
+        for name, value in members.items():
+            zf.writestr(name, _jpeg_gray(value))
+    train = load_dataset("fer2013", "train")
+    # csv label order: happy 3, neutral 6 (alphabetical folder order would make neutral 4).
+    assert train.labels.tolist() == [6, 3]  # sorted by the number in the file name
+    assert abs(int(train.images[1, 24, 24, 0]) - 30) <= 2
+    assert load_dataset("fer2013", "val").labels.tolist() == [4]
+    assert load_dataset("fer2013", "test").labels.tolist() == [0, 5]

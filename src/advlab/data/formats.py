@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from advlab.data.archive import FileTree
 from advlab.data.safe_unpickle import safe_loads
 from advlab.errors import DataError
+from advlab.progress import progress
 
 Arrays = tuple[np.ndarray, np.ndarray]  # images (N, H, W, C) uint8, labels (N,) int64
 
@@ -177,7 +178,7 @@ def decode_images(
     """Decode images to one uint8 array (N, H, W, C); every image must have `size` (H, W)."""
     channels = len(mode)
     arrays = []
-    for name, data in items:
+    for name, data in progress(items, total=len(items), desc=f"decoding {source}"):
         img = decode_image(data, f"{source}:{name}", mode)
         if transform is not None:
             img = transform(img)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from advlab.errors import ConfigError
+from advlab.progress import enabled as progress_enabled
 from advlab.train.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def fit(
     *,
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     on_epoch: EpochCallback | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     checkpoint: Path | None = None,
 ) -> History:
     """Train `model` in place on `train` = (inputs, int64 labels), both on the model's device.
@@ -136,7 +137,7 @@ def fit(
         log.info("resuming training from %s after epoch %d", checkpoint, start)
     steps = math.ceil(len(x) / cfg.batch_size)
     bar = None
-    if progress:
+    if progress or (progress is None and progress_enabled()):
         from tqdm.auto import tqdm
 
         bar = tqdm(
