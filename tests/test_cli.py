@@ -38,7 +38,8 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     unknown = advlab("run", "nope", "--out", str(tmp_path))
     assert unknown.returncode == 2 and "unknown experiment 'nope'; known: demo" in unknown.stderr
     device = advlab("run", "demo", "--device", "tpu", "--out", str(tmp_path))
-    assert "--device 'tpu': expected cpu or cuda[:N]" in device.stderr
+    assert device.returncode == 2 and "--device 'tpu': expected cpu or cuda[:N]" in device.stderr
+    assert not (tmp_path / "demo").exists()  # rejected before any run folder is made
 
 
 def test_run_and_report_commands(tmp_path: Path) -> None:
@@ -52,7 +53,7 @@ def test_run_and_report_commands(tmp_path: Path) -> None:
     assert again.exit_code == 0 and str(html) in again.output
 
 
-def test_data_commands_offline(tmp_path: Path, monkeypatch: object) -> None:
+def test_data_commands_offline(tmp_path: Path) -> None:
     import os
 
     env = {**os.environ, "ADVLAB_DATA_DIR": str(tmp_path), "ADVLAB_CACHE_DIR": str(tmp_path / "c")}
@@ -71,3 +72,29 @@ def test_data_commands_offline(tmp_path: Path, monkeypatch: object) -> None:
     assert verify.returncode == 1 and "FAIL mnist" in verify.stdout
     embedded = run("data", "verify", "digits")
     assert embedded.returncode == 0 and "ok   digits" in embedded.stdout
+
+
+def test_verbose_logs_and_broken_dataset(tmp_path: Path) -> None:
+    import os
+
+    from test_formats import write_mnist
+
+    write_mnist(tmp_path / "data" / "mnist")
+    (tmp_path / "data" / "cifar10").mkdir()
+    (tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz").write_bytes(b"not gzip at all")
+    env = {**os.environ, "ADVLAB_DATA_DIR": str(tmp_path / "data"),
+           "ADVLAB_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
+    code = "from advlab.cli import main; main()"
+
+    def run(*args: str, cache: str = "cache") -> subprocess.CompletedProcess[str]:
+        env["ADVLAB_CACHE_DIR"] = str(tmp_path / cache)
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, env=env, timeout=120, check=False)  # fmt: skip
+
+    quiet = run("data", "verify", "mnist", cache="quiet")
+    assert "decoding mnist" not in quiet.stderr and "FAIL mnist" in quiet.stdout  # 40 != 70,000
+    loud = run("-v", "data", "verify", "mnist")
+    assert "INFO advlab.data.registry: decoding mnist" in loud.stderr
+    info = run("data", "info")
+    assert info.returncode == 0
+    assert "cifar10       broken:" in info.stdout and "truncated or corrupt" in info.stdout

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from advlab import progress
-from advlab.errors import AdvlabError
+from advlab.errors import AdvlabError, DataError
 from advlab.registry import Registry
 
 app = typer.Typer(
@@ -34,11 +34,16 @@ def _progress() -> bool:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
-    # Runs also log INFO to their run.log; the terminal shows warnings unless --verbose.
-    handler = logging.StreamHandler()
+    # advlab logs INFO (runs keep it in run.log); the terminal shows warnings unless --verbose.
+    logger = logging.getLogger("advlab")
+    logger.setLevel(logging.INFO)
+    handler = next((h for h in logger.handlers if getattr(h, "advlab_cli", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.advlab_cli = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
     progress.enable(_progress())
 
 
@@ -131,8 +136,10 @@ def data_info() -> None:
     typer.echo(f"ADVLAB_DATA_DIR : {data_dir() or '(not set)'}")
     typer.echo(f"ADVLAB_CACHE_DIR: {cache_dir()}")
     for name in DATASETS.names():
-        spec = get_spec(name)
-        where = "embedded" if spec.embedded else (locate(name) or "missing")
+        try:
+            where = "embedded" if get_spec(name).embedded else (locate(name) or "missing")
+        except DataError as exc:
+            where = f"broken: {exc}"
         typer.echo(f"  {name:<13} {where}")
 
 
@@ -145,7 +152,13 @@ def data_verify(
     """Check files, counts and shapes of one dataset or of all present ones."""
     from advlab.data import DATASETS, get_spec, locate, verify
 
-    names = [name] if name else [n for n in DATASETS.names() if get_spec(n).embedded or locate(n)]
+    def present(item: str) -> bool:
+        try:
+            return get_spec(item).embedded or locate(item) is not None
+        except DataError:
+            return True  # there, but broken: verify says how
+
+    names = [name] if name else [n for n in DATASETS.names() if present(n)]
     failed = False
     for item in names:
         result = verify(item)

@@ -20,22 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from advlab.errors import RunError
+from advlab.fileio import write_atomic
 
 RUNS_ROOT = Path("runs")
 _PACKAGES = ("advlab", "torch", "torchvision", "numpy", "scipy", "scikit-learn", "matplotlib")
-
-
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write `data` to `path` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -106,26 +94,30 @@ class Run:
 
     @classmethod
     def create(cls, experiment: str, root: Path | None = None) -> Run:
+        """A new, empty run folder ``<root>/<experiment>/<timestamp>[-N]``."""
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(root or RUNS_ROOT) / experiment
-        path, n = base / stamp, 1
-        while path.exists():
-            n += 1
-            path = base / f"{stamp}-{n}"
-        return cls(path)
+        base.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            path = base / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                path.mkdir()  # atomic: two runs started in the same second get two folders
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise RunError(f"{base}: cannot create a new run folder for {stamp}")
 
     @classmethod
-    def latest(cls, experiment: str, root: Path | None = None, *, unfinished: bool = True) -> Run:
-        """The newest run of `experiment` (the newest not complete, if `unfinished`)."""
+    def latest(cls, experiment: str, root: Path | None = None) -> Run:
+        """The newest run of `experiment` under `root`."""
         base = Path(root or RUNS_ROOT) / experiment
-        runs = sorted(p for p in base.glob("*") if (p / "status.json").is_file())
-        for path in reversed(runs):
-            run = cls(path)
-            if not unfinished or run.status() != "complete":
-                return run
-        raise RunError(
-            f"{base}: no {'unfinished ' if unfinished else ''}run of {experiment} to resume"
+        runs = sorted(
+            (p for p in base.glob("*") if (p / "status.json").is_file()),
+            key=lambda p: (p.name[:15], int(p.name[16:] or 1) if p.name[16:].isdigit() else 0),
         )
+        if not runs:
+            raise RunError(f"{base}: no run of {experiment} there")
+        return cls(runs[-1])
 
     # -- files -------------------------------------------------------------------------------
     def file(self, name: str) -> Path:

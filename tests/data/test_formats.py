@@ -339,3 +339,55 @@ def test_fer_image_folders_in_zip(fresh_dirs: tuple[Path, Path]) -> None:
     assert abs(int(train.images[1, 24, 24, 0]) - 30) <= 2
     assert load_dataset("fer2013", "val").labels.tolist() == [4]
     assert load_dataset("fer2013", "test").labels.tolist() == [0, 5]
+
+
+def test_macos_zip_metadata_ignored(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    (data / "fer2013").mkdir()
+    with zipfile.ZipFile(data / "fer2013" / "fer.zip", "w") as zf:
+        zf.writestr("__MACOSX/train/happy/._Training_1.jpg", b"\x00\x05\x16\x07resource fork")
+        zf.writestr("train/happy/Training_1.jpg", _jpeg_gray(200))
+        zf.writestr("train/happy/._Training_1.jpg", b"\x00\x05\x16\x07resource fork")
+        zf.writestr("test/sad/PublicTest_1.jpg", _jpeg_gray(10))
+    assert load_dataset("fer2013", "train").labels.tolist() == [3]
+
+
+def test_wrong_layout_folder_is_named(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    (data / "mnist").mkdir()
+    (data / "mnist" / "notes.txt").write_text("no idx files here")
+    with pytest.raises(
+        DataError, match=r"mnist: no recognised copy of mnist in this folder.*notes"
+    ):
+        load_dataset("mnist", "train")
+
+
+def test_flowers_split_file_checked(tmp_path: Path) -> None:
+    from scipy.io import savemat
+
+    from advlab.data.registry import _official_flowers_split
+
+    mat = tmp_path / "datasplits.mat"
+    savemat(mat, {"trn1": [[1, 2]], "val1": [[3]], "tst1": [[1400]]})
+    with pytest.raises(DataError, match=r"tst1 must hold image numbers in 1\.\.1360"):
+        _official_flowers_split(mat)
+    savemat(mat, {"trn1": [[1, 2]], "val1": [[3]], "tst1": [[2, 4]]})
+    with pytest.raises(DataError, match=r"must be disjoint; shared images e.g. \[2\]"):
+        _official_flowers_split(mat)
+    savemat(mat, {"trn1": [[1, 2]], "val1": [[3]]})
+    with pytest.raises(DataError, match="expected variables trn1, val1, tst1"):
+        _official_flowers_split(mat)
+    savemat(mat, {"trn1": [[5, 1]], "val1": [[3]], "tst1": [[2, 4]]})
+    split = _official_flowers_split(mat)
+    assert split["train"].tolist() == [0, 2, 4] and split["val"].tolist() == [1, 3]
+
+
+def test_flowers_bad_file_names(fresh_dirs: tuple[Path, Path]) -> None:
+    data, _ = fresh_dirs
+    jpg = data / "flowers17" / "jpg"
+    jpg.mkdir(parents=True)
+    for i in (1, 2):
+        (jpg / f"image_{i:04d}.jpg").write_bytes(_png((1, 2, 3)))
+    (jpg / "image_copy.jpg").write_bytes(_png((1, 2, 3)))
+    with pytest.raises(DataError, match=r"expected jpg/image_0001\.jpg \.\. image_1360\.jpg once"):
+        load_dataset("flowers17", "all", image_size=16)

@@ -77,3 +77,15 @@ def test_import_real_flowers_tar(fresh_dirs: tuple[Path, Path], tmp_path: Path) 
     assert dest == install_dir("flowers17") / "17flowers.tar"
     val = load_dataset("flowers17", "val", image_size=32)
     assert len(val) == 340 and np.bincount(val.labels).tolist() == [20] * 17
+
+
+def test_reimport_replaces_previous_copy(fresh_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    real = require_data("mnist")
+    first = tmp_path / "first" / "mnist-a"
+    shutil.copytree(real, first)
+    import_dataset("mnist", first)
+    second = tmp_path / "second" / "mnist-b"
+    shutil.copytree(real, second)
+    dest = import_dataset("mnist", second)
+    assert sorted(p.name for p in install_dir("mnist").iterdir()) == ["mnist-b"]
+    assert dest == install_dir("mnist") / "mnist-b"

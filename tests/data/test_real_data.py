@@ -96,7 +96,7 @@ def test_flowers17_official_split_file(tmp_path: Path, monkeypatch: pytest.Monke
     os.symlink(folder / "17flowers.tar", data / "17flowers.tar")
     trn = np.arange(1, 1361, 4)
     val = np.arange(2, 1361, 4)
-    tst = np.arange(3, 1361, 2)
+    tst = np.sort(np.concatenate([np.arange(3, 1361, 4), np.arange(4, 1361, 4)]))
     savemat(data / "datasplits.mat", {"trn1": trn[None], "val1": val[None], "tst1": tst[None]})
     monkeypatch.setenv("ADVLAB_DATA_DIR", str(tmp_path / "data"))
     train = load_dataset("flowers17", "train", image_size=32)

@@ -94,3 +94,23 @@ def test_config_overrides_are_typed() -> None:
         build_config(EXPERIMENTS.get("demo").config, ["epoch=3"])
     with pytest.raises(ConfigError, match="expected key=value"):
         build_config(EXPERIMENTS.get("demo").config, ["epochs"])
+
+
+def test_resume_rules(tmp_path: Path) -> None:
+    from advlab.errors import RunError
+
+    with pytest.raises(RunError, match="no run of demo there"):
+        run_experiment("demo", resume=True, out=tmp_path)
+    run_experiment("demo", TINY, out=tmp_path)
+    with pytest.raises(RunError, match="is complete; nothing to resume"):
+        run_experiment("demo", resume=True, out=tmp_path)
+    with pytest.raises(ConfigError, match="drop --set/--seed"):
+        run_experiment("demo", ["epochs=2"], resume=True, out=tmp_path)
+
+
+def test_run_folders_unique_and_latest_ordering(tmp_path: Path) -> None:
+    runs = [Run.create("x", tmp_path) for _ in range(12)]
+    assert len({r.path for r in runs}) == 12
+    for r in runs:
+        r.set_status("failed")
+    assert Run.latest("x", tmp_path).path == runs[-1].path

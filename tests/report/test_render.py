@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import numpy as np
-
 from advlab.report import Report, md_table, render_html
 from advlab.report.figures import line_plot
 
@@ -30,4 +28,13 @@ def test_report_sections_and_embedded_html(tmp_path: Path) -> None:
     encoded = base64.b64encode(fig.read_bytes()).decode()
     assert f"data:image/png;base64,{encoded}" in page
     assert "figures/f.png" not in page  # nothing left to fetch: the page opens offline
-    assert "<h2>Results</h2>" in page and np.isfinite(len(page))
+    assert "<h2>Results</h2>" in page
+
+
+def test_html_embeds_only_the_run_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"\x89PNG secret")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    page = render_html("![x](../secret.png)", run_dir)
+    assert 'src="../secret.png"' in page and "base64" not in page

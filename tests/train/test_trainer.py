@@ -72,3 +72,38 @@ def test_checkpoint_refuses_code(tmp_path: Path) -> None:
         load_checkpoint(path)
     ok = save_checkpoint(tmp_path / "ok.pt", {"w": torch.ones(2), "epoch": 3})
     assert load_checkpoint(ok)["epoch"] == 3
+
+
+def test_resume_refuses_other_hyperparameters(tmp_path: Path) -> None:
+    train, _ = digits()
+    ckpt = tmp_path / "t.pt"
+    fit(model(), train, TrainConfig(epochs=1, lr=0.05), checkpoint=ckpt)
+    with pytest.raises(RunError, match=r"lr: saved 0\.05, now 0\.1"):
+        fit(model(), train, TrainConfig(epochs=2, lr=0.1), checkpoint=ckpt)
+    other = ModelWrapper(create_model("mlp", in_shape=(1, 8, 8), depth=2, width=16))
+    with pytest.raises(RunError, match="does not fit this model"):
+        fit(other, train, TrainConfig(epochs=2, lr=0.05), checkpoint=ckpt)
+
+
+def test_resume_with_dropout_equals_uninterrupted(tmp_path: Path) -> None:
+    from torch import nn
+
+    train, _ = digits()
+
+    def dropout_model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5),
+                             nn.Linear(32, 10))  # fmt: skip
+
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05)
+    torch.manual_seed(1)
+    straight = dropout_model()
+    fit(straight, train, cfg)
+    ckpt = tmp_path / "d.pt"
+    part = dropout_model()
+    fit(part, train, TrainConfig(epochs=1, batch_size=64, lr=0.05), checkpoint=ckpt)
+    torch.manual_seed(999)  # a new process would start from other random state
+    resumed = dropout_model()
+    fit(resumed, train, cfg, checkpoint=ckpt)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -8,7 +8,6 @@ when reading and when extracting.
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 import zipfile
 import zlib
@@ -25,6 +24,12 @@ _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
 
 def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _is_junk(name: str) -> bool:
+    # Metadata that macOS puts into zips and tars (``__MACOSX/``, ``._name`` resource forks).
+    parts = name.split("/")
+    return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
 
 
 def _safe_name(name: str, source: Path) -> str:
@@ -71,6 +76,7 @@ class FileTree:
                 found = [
                     p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
                 ]
+                found = [n for n in found if not _is_junk(n)]
             else:
                 found = [name for name, _ in self._iter_archive(lambda _n: False)]
             self._names = sorted(found)
@@ -84,6 +90,8 @@ class FileTree:
                         if info.is_dir():
                             continue
                         name = _safe_name(info.filename, self.path)
+                        if _is_junk(name):
+                            continue
                         yield name, (zf.read(info) if want(name) else None)
             else:
                 with tarfile.open(self.path, "r:*") as tf:
@@ -91,6 +99,8 @@ class FileTree:
                         if not member.isfile():
                             continue
                         name = _safe_name(member.name, self.path)
+                        if _is_junk(name):
+                            continue
                         data = None
                         if want(name):
                             fh = tf.extractfile(member)
@@ -126,7 +136,8 @@ class FileTree:
 def safe_extract(archive: Path, dest: Path) -> Path:
     """Extract `archive` into `dest`, refusing members that would land outside it.
 
-    Links and device files are skipped; only regular files and folders are written.
+    Only regular files (and the folders that hold them) are written; links and device files
+    in the archive are skipped.
     """
     tree = FileTree(archive)
     if tree.kind == "folder":
@@ -142,24 +153,4 @@ def safe_extract(archive: Path, dest: Path) -> Path:
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
-    return dest
-
-
-def copy_atomic(src: Path, dest: Path) -> Path:
-    """Copy a file or folder to `dest` through a temporary name, then rename into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    try:
-        if src.is_dir():
-            shutil.copytree(src, tmp)
-        else:
-            shutil.copyfile(src, tmp)
-        if dest.exists():
-            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     return dest

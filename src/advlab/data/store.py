@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from advlab.errors import DataError
-
 # Bump when a reader changes what it decodes, so stale caches are not reused.
 CACHE_FORMAT = 1
 
@@ -118,15 +116,3 @@ def _load_entry(entry: Path) -> Splits:
         )
         for split in info["splits"]
     }
-
-
-def clear_cache(dataset: str | None = None) -> None:
-    target = cache_dir() / "arrays" / (dataset or "")
-    if target.exists():
-        shutil.rmtree(target)
-
-
-def require_dir(path: Path, what: str) -> Path:
-    if not path.is_dir():
-        raise DataError(f"{path}: expected {what}, found nothing there")
-    return path

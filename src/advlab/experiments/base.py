@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from advlab.errors import ConfigError, RunError
+from advlab.fileio import write_atomic
 from advlab.registry import Registry
 from advlab.report.render import Report, render_html
-from advlab.runs import Run, environment, write_atomic
+from advlab.runs import Run, environment
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ class Context:
 
     run: Run
     device: str
-    resume: bool
     progress: bool
     timing: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -115,15 +115,23 @@ def run_experiment(
     from advlab.seeding import seed_everything
 
     exp = EXPERIMENTS.get(name)
-    _check_device(device)
     if resume:
+        if overrides or seed is not None:
+            raise ConfigError(
+                "--resume continues a run with its saved config; drop --set/--seed, or start "
+                "a new run without --resume"
+            )
         run = Run.latest(name, out)
+        if run.status() == "complete":
+            raise RunError(f"{run.path}: the latest run of {name} is complete; nothing to resume")
         saved = run.load_json("config.json")
         cfg = build_config(exp.config, (), **saved["config"])
         device = saved.get("device", device)
+        _check_device(device)
         log.info("resuming %s in %s", name, run.path)
     else:
         cfg = build_config(exp.config, overrides, seed=seed)
+        _check_device(device)
         run = Run.create(name, out)
     handler = run.attach_log()
     try:
@@ -131,7 +139,7 @@ def run_experiment(
         run.save_json("env.json", environment(device))
         run.set_status("running")
         seed_everything(cfg.seed)
-        ctx = Context(run=run, device=device, resume=resume, progress=progress)
+        ctx = Context(run=run, device=device, progress=progress)
         start = time.perf_counter()
         metrics = exp.execute(cfg, ctx)
         ctx.timing["total"] = time.perf_counter() - start

@@ -95,8 +95,10 @@ def render_html(md_text: str, base_dir: Path, title: str = "advlab report") -> s
 
     def embed(match: re.Match[str]) -> str:
         alt, src = match.group(1), match.group(2)
-        path = (Path(base_dir) / html.unescape(src)).resolve()
-        if src.startswith(("data:", "http://", "https://")) or not path.is_file():
+        root = Path(base_dir).resolve()
+        path = (root / html.unescape(src)).resolve()
+        # Only the run folder's own files are embedded: a report never pulls in other files.
+        if root not in path.parents or not path.is_file():
             return match.group(0)
         mime = {"png": "image/png", "svg": "image/svg+xml", "jpg": "image/jpeg"}.get(
             path.suffix.lower().lstrip("."), "application/octet-stream"

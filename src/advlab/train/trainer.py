@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from advlab.errors import ConfigError
+from advlab.errors import ConfigError, RunError
 from advlab.progress import enabled as progress_enabled
 from advlab.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -70,6 +70,18 @@ class History:
 
 
 EpochCallback = Callable[[int, History], None]
+
+
+def _check_resumable(path: Path, state: dict[str, object], cfg: TrainConfig) -> None:
+    """A checkpoint may only be continued with the same hyperparameters (epochs may grow)."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise RunError(f"{path}: no training config in the checkpoint; cannot resume from it")
+    now = asdict(cfg)
+    differ = sorted(k for k in now if k != "epochs" and saved.get(k) != now[k])
+    if differ:
+        pairs = ", ".join(f"{k}: saved {saved.get(k)!r}, now {now[k]!r}" for k in differ)
+        raise RunError(f"{path}: saved with other hyperparameters ({pairs}); cannot resume")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -129,9 +141,16 @@ def fit(
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, map_location=x.device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        _check_resumable(checkpoint, state, cfg)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise RunError(f"{checkpoint}: does not fit this model ({exc})") from exc
         gen.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if x.is_cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), x.device)
         history = History(**state["history"])
         start = int(state["epoch"]) + 1
         log.info("resuming training from %s after epoch %d", checkpoint, start)
@@ -179,12 +198,16 @@ def fit(
             f" val loss {history.val_loss[-1]:.4f} acc {history.val_acc[-1]:.4f}" if val else "",
         )
         if checkpoint is not None:
+            extra = {"cuda_rng": torch.cuda.get_rng_state(x.device)} if x.is_cuda else {}
             save_checkpoint(
                 checkpoint,
                 {
+                    **extra,
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "generator": gen.get_state(),
+                    # Dropout and other in-model randomness draw from the global generator.
+                    "torch_rng": torch.get_rng_state(),
                     "history": history.as_dict(),
                     "epoch": epoch,
                     "config": asdict(cfg),
