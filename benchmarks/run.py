@@ -30,8 +30,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_FILE = BENCH_DIR / "results" / "data_loading.json"
 README_FILE = BENCH_DIR / "README.md"
-BEGIN = "<!-- results:data_loading -->"
-END = "<!-- /results:data_loading -->"
 COMMAND = "make bench"
 COMMAND_LONG = "ADVLAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/run.py"
 
@@ -547,14 +545,16 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def update_readme(table: str) -> None:
-    block = f"{BEGIN}\n{table}\n{END}"
+def update_readme(table: str, section: str = "data_loading") -> None:
+    """Put `table` between the ``results:<section>`` markers of benchmarks/README.md."""
+    begin, finish = f"<!-- results:{section} -->", f"<!-- /results:{section} -->"
+    block = f"{begin}\n{table}\n{finish}"
     text = README_FILE.read_text(encoding="utf-8") if README_FILE.exists() else ""
-    start, end = text.find(BEGIN), text.find(END)
+    start, end = text.find(begin), text.find(finish)
     if start == -1 or end < start:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
     else:
-        text = text[:start] + block + text[end + len(END) :]
+        text = text[:start] + block + text[end + len(finish) :]
     write_atomic(README_FILE, text)
 
 

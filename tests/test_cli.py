@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from advlab.cli import app
@@ -77,7 +78,7 @@ def test_data_commands_offline(tmp_path: Path) -> None:
 def test_verbose_logs_and_broken_dataset(tmp_path: Path) -> None:
     import os
 
-    from test_formats import write_mnist
+    from datafiles import write_mnist
 
     write_mnist(tmp_path / "data" / "mnist")
     (tmp_path / "data" / "cifar10").mkdir()
@@ -98,3 +99,18 @@ def test_verbose_logs_and_broken_dataset(tmp_path: Path) -> None:
     info = run("data", "info")
     assert info.returncode == 0
     assert "cifar10       broken:" in info.stdout and "truncated or corrupt" in info.stdout
+
+
+def test_train_and_models_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path))
+    empty = runner.invoke(app, ["models"])
+    assert "no stored models yet" in empty.output
+    result = runner.invoke(app, ["train", "mlp", "--data", "digits", "--set", "epochs=2",
+                                 "--set", "lr=0.1", "--set", "width=16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = Path(result.output.strip().split("stored: ")[-1])
+    assert stored.is_file() and stored.parent.parent == tmp_path / "models"
+    listing = runner.invoke(app, ["models"])
+    assert listing.output.startswith("mlp          digits       test acc 0.")
+    bad = runner.invoke(app, ["train", "nope", "--data", "digits"])
+    assert bad.exit_code != 0 and "unknown model 'nope'" in str(bad.exception)

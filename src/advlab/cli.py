@@ -127,6 +127,63 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> No
     typer.echo(f"report: {rebuild_report(run_dir)}")
 
 
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="Model name (see `advlab list models`).")],
+    data: Annotated[str, typer.Option("--data", help="Dataset to train on (its train split).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="key=value: a training setting (epochs, lr, batch_size, optimizer, ...) or, "
+            "for any other key, a model setting (repeatable).",
+        ),
+    ] = None,
+    device: Device = "cpu",
+) -> None:
+    """Train a model on a dataset and keep it in the model store (see `advlab models`)."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from advlab.data import get_spec
+    from advlab.experiments import build_config
+    from advlab.models import MODELS
+    from advlab.train import TrainConfig
+    from advlab.train.store import ModelRecipe, stored_models, train_and_store
+
+    items = set_ or []
+    train_keys = {f.name for f in fields(TrainConfig)}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set {item!r}: expected key=value")
+    train_items = [i for i in items if i.split("=", 1)[0] in train_keys]
+    model_items = [i for i in items if i.split("=", 1)[0] not in train_keys]
+    parsed = OmegaConf.to_container(OmegaConf.from_dotlist(model_items))
+    model_cfg = {str(k): v for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+    recipe = ModelRecipe(model, data, model_cfg, build_config(TrainConfig, train_items))
+    MODELS.get(model)  # unknown names fail here, listing the known ones, before any work
+    get_spec(data)
+    typer.echo(f"training {model} on {data} ({recipe.train.epochs} epochs) ...")
+    path = train_and_store(recipe, device=device)
+    row = next(r for r in stored_models() if r["path"] == str(path))
+    typer.echo(f"{row['split']} accuracy {row['accuracy']:.4f} in {row['train_seconds']} s")
+    typer.echo(f"stored: {path}")
+
+
+@app.command()
+def models() -> None:
+    """List the trained models in the store: model, dataset, accuracy, date, path."""
+    from advlab.train.store import stored_models
+
+    rows = stored_models()
+    if not rows:
+        typer.echo("no stored models yet; train one with `advlab train MODEL --data DATASET`")
+    for r in rows:
+        acc = f"{r['split']} acc {r['accuracy']:.4f}"
+        typer.echo(f"{r['model']:<12} {r['dataset']:<12} {acc:<18} {r['created']}  {r['path']}")
+
+
 @data_app.command("info")
 def data_info() -> None:
     """List the datasets, which are present, and where."""

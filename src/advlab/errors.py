@@ -34,6 +34,10 @@ class ConfigError(AdvlabError):
     """A configuration value or command-line argument is invalid."""
 
 
+class WeightsNotFoundError(AdvlabError):
+    """Pretrained weights were requested but no lookup location holds their file."""
+
+
 class RegistryError(AdvlabError):
     """A name was looked up in a registry that does not hold it."""
 

@@ -21,28 +21,9 @@ from advlab.data.formats import read_fer_csv, read_idx
 from advlab.data.safe_unpickle import safe_loads
 from advlab.errors import DataError, DatasetNotFoundError, UnsafeFileError
 from conftest import require_data
+from datafiles import idx_bytes, write_mnist
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_mnist(folder: Path, n_train: int = 30, n_test: int = 10, **overrides: bytes) -> None:
-    rng = np.random.default_rng(0)
-    files = {
-        "train-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 256, (n_train, 28, 28))),
-        "train-labels-idx1-ubyte.gz": idx_bytes(np.arange(n_train) % 10),
-        "t10k-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 256, (n_test, 28, 28))),
-        "t10k-labels-idx1-ubyte.gz": idx_bytes(np.arange(n_test) % 10),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (folder / name).write_bytes(gzip.compress(overrides.get(name, data)))
 
 
 def cifar_batch(data: np.ndarray, labels: list[int], tag: str) -> bytes:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_formats import write_mnist
 
 from advlab.data import import_dataset, load_dataset
 from advlab.data.store import install_dir
 from advlab.errors import DataError
 from conftest import require_data
+from datafiles import write_mnist
 
 
 def test_import_real_mnist_from_nested_zip(fresh_dirs: tuple[Path, Path], tmp_path: Path) -> None:

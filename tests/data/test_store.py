@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_formats import idx_bytes, write_mnist
 
 from advlab.data import load_dataset
 from advlab.data.registry import get_spec
 from advlab.data.store import cached_arrays
 from advlab.errors import DataError
+from datafiles import idx_bytes, write_mnist
 
 
 def test_second_load_is_memory_mapped_and_skips_decoding(

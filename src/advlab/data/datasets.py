@@ -37,7 +37,7 @@ class ArrayDataset:
         return len(self.classes)
 
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> tuple[int, int, int]:
         """Shape of one image as (C, H, W), the layout of `tensors`."""
         h, w, c = self.images.shape[1:]
         return (c, h, w)

@@ -1,6 +1,7 @@
 """Models: registry and factory, small architectures, and the wrapper that owns normalisation."""
 
 from advlab.models import small as _small  # noqa: F401  (registers the small models)
+from advlab.models import vision as _vision  # noqa: F401  (registers the image classifiers)
 from advlab.models.registry import MODELS, create_model
 from advlab.models.wrapper import ModelWrapper, eval_mode
 

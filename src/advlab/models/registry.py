@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,10 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
         ConfigError: `cfg` holds a parameter the model does not take.
     """
     factory = MODELS.get(name)
-    try:
-        return factory(**cfg)
-    except TypeError as exc:
-        raise ConfigError(f"model {name!r}: {exc}") from exc
+    accepted = inspect.signature(factory).parameters
+    unknown = sorted(set(cfg) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r}: unknown parameter(s) {unknown}; it takes {sorted(accepted)}"
+        )
+    return factory(**cfg)

@@ -1,0 +1,217 @@
+"""The model store: trained models kept in the cache, found by what defines them.
+
+A stored model is a checkpoint (state dict, model name and config, wrapper normalisation,
+training config, dataset, metrics, and the sha256 of the weights) under
+``$ADVLAB_CACHE_DIR/models/<model>-<dataset>-<key>/model.pt``, where ``key`` hashes everything
+that defines the training. Experiments call `get_trained`, which loads the model or trains and
+stores it first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import inspect
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advlab.data import get_spec, load_dataset
+from advlab.data.store import cache_dir
+from advlab.errors import RunError
+from advlab.fileio import write_atomic
+from advlab.models import MODELS, ModelWrapper, create_model
+from advlab.models.weights import weights_source
+from advlab.train.checkpoint import load_checkpoint, save_checkpoint
+from advlab.train.trainer import History, TrainConfig, evaluate, fit
+
+log = logging.getLogger(__name__)
+
+# Bump when the checkpoint layout changes.
+STORE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """Everything that defines a stored model: architecture, data and training.
+
+    Args:
+        model: Registered model name (``advlab list models``).
+        dataset: Registered dataset name; trained on its ``train`` split.
+        model_config: Extra keyword configuration of the model factory.
+        train: Training hyperparameters.
+        normalize: Put the training set's per-channel mean/std into the model wrapper.
+    """
+
+    model: str
+    dataset: str
+    model_config: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    normalize: bool = True
+
+    def key(self) -> str:
+        text = json.dumps({"format": STORE_FORMAT, **asdict(self)}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def folder(self) -> Path:
+        return cache_dir() / "models" / f"{self.model}-{self.dataset}-{self.key()}"
+
+
+def input_config(model: str, shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+    """The factory keywords that describe the data, for those the factory takes.
+
+    Factories name their input differently (``in_shape``, ``in_channels``, ``image_size``);
+    this fills in whichever a factory has, from the data's (C, H, W) and class count.
+    """
+    params = inspect.signature(MODELS.get(model)).parameters
+    known = {
+        "num_classes": num_classes,
+        "in_shape": shape,
+        "in_channels": shape[0],
+        "image_size": shape[1],
+    }
+    return {k: v for k, v in known.items() if k in params}
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, shapes and bytes of every tensor in a state dict."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\0".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def build(recipe: ModelRecipe, shape: tuple[int, int, int], num_classes: int,
+          mean: list[float] | None, std: list[float] | None) -> ModelWrapper:  # fmt: skip
+    cfg = {**input_config(recipe.model, shape, num_classes), **recipe.model_config}
+    return ModelWrapper(create_model(recipe.model, **cfg), mean=mean, std=std)
+
+
+def train_and_store(recipe: ModelRecipe, *, device: str = "cpu") -> Path:
+    """Train `recipe` from scratch and store it; returns the checkpoint path."""
+    train = load_dataset(recipe.dataset, "train")
+    spec = get_spec(recipe.dataset)
+    held_out = "test" if "test" in spec.counts else "val"
+    test = load_dataset(recipe.dataset, held_out)
+    x, y = train.tensors(device)
+    xt, yt = test.tensors(device)
+    mean = std = None
+    if recipe.normalize:
+        mean = x.mean(dim=(0, 2, 3)).tolist()
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist()
+    torch.manual_seed(recipe.train.seed)
+    model = build(recipe, train.shape, train.num_classes, mean, std).to(device)
+    folder = recipe.folder()
+    start = time.perf_counter()
+    history: History = fit(
+        model, (x, y), recipe.train, val=(xt, yt), checkpoint=folder / "training.pt"
+    )
+    seconds = time.perf_counter() - start
+    loss, acc = evaluate(model, xt, yt)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    metrics = {
+        f"{held_out}_accuracy": acc,
+        f"{held_out}_loss": loss,
+        "train_seconds": seconds,
+        "history": history.as_dict(),
+    }
+    path = save_checkpoint(
+        folder / "model.pt",
+        {
+            "format": STORE_FORMAT,
+            "state_dict": state,
+            "weights_sha256": weights_sha256(state),
+            "model": {"name": recipe.model, "config": recipe.model_config},
+            "input": {"shape": list(train.shape), "num_classes": train.num_classes},
+            "wrapper": {"mean": mean, "std": std, "bounds": [0.0, 1.0]},
+            # Where the starting weights came from; never mistaken for ImageNet ones later.
+            "initial_weights": weights_source(model.inner),
+            "train": asdict(recipe.train),
+            "dataset": recipe.dataset,
+            "metrics": metrics,
+            "created": dt.datetime.now().isoformat(timespec="seconds"),
+        },
+    )
+    summary = {
+        "model": recipe.model,
+        "dataset": recipe.dataset,
+        "accuracy": acc,
+        "split": held_out,
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+        "train_seconds": round(seconds, 1),
+        "recipe": asdict(recipe),
+    }
+    write_atomic(folder / "meta.json", json.dumps(summary, indent=2, default=str) + "\n")
+    (folder / "training.pt").unlink(missing_ok=True)
+    return path
+
+
+def load_model(path: Path, *, device: str = "cpu") -> ModelWrapper:
+    """Rebuild a stored model from its checkpoint, checking the weights' sha256.
+
+    Raises:
+        RunError: the file is missing, corrupt, of another format, or its weights do not fit
+            the architecture it names.
+    """
+    state = load_checkpoint(path, map_location="cpu")
+    if state.get("format") != STORE_FORMAT or "state_dict" not in state:
+        raise RunError(f"{path}: not an advlab model checkpoint (format {state.get('format')})")
+    weights = state["state_dict"]
+    if weights_sha256(weights) != state.get("weights_sha256"):
+        raise RunError(f"{path}: the weights' sha256 differs from the one recorded; corrupt file")
+    recipe = ModelRecipe(state["model"]["name"], state["dataset"], state["model"]["config"])
+    wrapper = state["wrapper"]
+    c, h, w = (int(v) for v in state["input"]["shape"])
+    num_classes = int(state["input"]["num_classes"])
+    model = build(recipe, (c, h, w), num_classes, wrapper["mean"], wrapper["std"])
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise RunError(f"{path}: weights do not fit {recipe.model} ({exc})") from exc
+    return model.to(device).eval()
+
+
+def get_trained(recipe: ModelRecipe, *, device: str = "cpu") -> ModelWrapper:
+    """The stored model for `recipe`, trained and stored first if it is missing."""
+    path = recipe.folder() / "model.pt"
+    if not path.is_file():
+        log.warning(
+            "no stored %s trained on %s with this recipe; training it now (%d epochs)",
+            recipe.model,
+            recipe.dataset,
+            recipe.train.epochs,
+        )
+        train_and_store(recipe, device=device)
+    return load_model(path, device=device)
+
+
+def stored_models() -> list[dict[str, Any]]:
+    """Summaries of every stored model (newest first), from their meta.json files."""
+    root = cache_dir() / "models"
+    rows = []
+    for meta in root.glob("*/meta.json") if root.is_dir() else []:
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        info["path"] = str(meta.parent / "model.pt")
+        rows.append(info)
+    return sorted(rows, key=lambda r: str(r.get("created", "")), reverse=True)
+
+
+__all__ = [
+    "ModelRecipe",
+    "get_trained",
+    "input_config",
+    "load_model",
+    "stored_models",
+    "train_and_store",
+    "weights_sha256",
+]
