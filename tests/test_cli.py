@@ -105,12 +105,22 @@ def test_train_and_models_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path))
     empty = runner.invoke(app, ["models"])
     assert "no stored models yet" in empty.output
-    result = runner.invoke(app, ["train", "mlp", "--data", "digits", "--set", "epochs=2",
-                                 "--set", "lr=0.1", "--set", "width=16"])  # fmt: skip
+    args = ["train", "mlp", "--data", "digits", "--set", "epochs=2", "--set", "lr=0.1",
+            "--set", "width=16", "--out", str(tmp_path / "runs")]  # fmt: skip
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    stored = Path(result.output.strip().split("stored: ")[-1])
+    lines = dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
+    stored, report = Path(lines["stored"]), Path(lines["report"])
     assert stored.is_file() and stored.parent.parent == tmp_path / "models"
+    assert report.parent.parent == tmp_path / "runs" / "train"
+    assert (report.parent / "figures" / "learning_curves.png").is_file()
+    md = (report.parent / "report.md").read_text()
+    assert "width': 16" in md and "| 2 | 0.1 |" in md  # the model setting and epoch 2's row
     listing = runner.invoke(app, ["models"])
     assert listing.output.startswith("mlp          digits       test acc 0.")
+    again = runner.invoke(app, args)  # same recipe: reused from the store, not retrained
+    assert again.exit_code == 0 and f"stored: {stored}" in again.output
+    reports = [p.read_text() for p in (tmp_path / "runs" / "train").glob("*/report.md")]
+    assert sum("already in the store: not trained again" in r for r in reports) == 1
     bad = runner.invoke(app, ["train", "nope", "--data", "digits"])
     assert bad.exit_code != 0 and "unknown model 'nope'" in str(bad.exception)

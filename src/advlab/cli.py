@@ -135,40 +135,41 @@ def train(
         list[str] | None,
         typer.Option(
             "--set",
-            help="key=value: a training setting (epochs, lr, batch_size, optimizer, ...) or, "
-            "for any other key, a model setting (repeatable).",
+            help="key=value: a training setting (epochs, lr, batch_size, optimizer, schedule, "
+            "...) or, for any other key, a model setting such as width (repeatable).",
         ),
     ] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed (default 0).")] = None,
     device: Device = "cpu",
+    out: Out = Path("runs"),
 ) -> None:
-    """Train a model on a dataset and keep it in the model store (see `advlab models`)."""
+    """Train a model, keep it in the model store (`advlab models`) and report its curves."""
     from dataclasses import fields
 
-    from omegaconf import OmegaConf
-
     from advlab.data import get_spec
-    from advlab.experiments import build_config
+    from advlab.experiments import run_experiment
     from advlab.models import MODELS
     from advlab.train import TrainConfig
-    from advlab.train.store import ModelRecipe, stored_models, train_and_store
 
-    items = set_ or []
-    train_keys = {f.name for f in fields(TrainConfig)}
-    for item in items:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set {item!r}: expected key=value")
-    train_items = [i for i in items if i.split("=", 1)[0] in train_keys]
-    model_items = [i for i in items if i.split("=", 1)[0] not in train_keys]
-    parsed = OmegaConf.to_container(OmegaConf.from_dotlist(model_items))
-    model_cfg = {str(k): v for k, v in parsed.items()} if isinstance(parsed, dict) else {}
-    recipe = ModelRecipe(model, data, model_cfg, build_config(TrainConfig, train_items))
     MODELS.get(model)  # unknown names fail here, listing the known ones, before any work
     get_spec(data)
-    typer.echo(f"training {model} on {data} ({recipe.train.epochs} epochs) ...")
-    path = train_and_store(recipe, device=device)
-    row = next(r for r in stored_models() if r["path"] == str(path))
-    typer.echo(f"{row['split']} accuracy {row['accuracy']:.4f} in {row['train_seconds']} s")
-    typer.echo(f"stored: {path}")
+    train_keys = {f.name for f in fields(TrainConfig)} - {"seed"}
+    overrides = [f"model={model}", f"dataset={data}"]
+    for item in set_ or []:
+        key = item.split("=", 1)[0]
+        if "=" not in item:
+            raise typer.BadParameter(f"--set {item!r}: expected key=value")
+        prefix = "train." if key in train_keys else "" if key == "normalize" else "model_config."
+        overrides.append(prefix + item)
+    typer.echo(f"training {model} on {data} ...")
+    result = run_experiment(
+        "train", overrides, seed=seed, device=device, out=out, progress=_progress()
+    )
+    summary = result.load_json("metrics.json")
+    split, acc = next((k, v) for k, v in summary["metrics"].items() if k.endswith("_accuracy"))
+    typer.echo(f"{split.replace('_', ' ')} {acc:.4f}")
+    typer.echo(f"stored: {summary['checkpoint']}")
+    typer.echo(f"report: {result.file('report.html')}")
 
 
 @app.command()

@@ -9,6 +9,7 @@ from torch import nn
 
 from advlab.errors import ConfigError
 from advlab.models.registry import MODELS
+from advlab.models.weights import set_weights_source
 
 
 class LeCunTanh(nn.Module):
@@ -57,7 +58,7 @@ def mlp(
         layers += [nn.Linear(fan_in, width), activation(activation_name)]
         fan_in = width
     layers.append(nn.Linear(fan_in, num_classes))
-    return nn.Sequential(*layers)
+    return set_weights_source(nn.Sequential(*layers), "random")
 
 
 def small_cnn(
@@ -71,7 +72,7 @@ def small_cnn(
     if image_size % 4:
         raise ConfigError(f"small_cnn: image_size must be a multiple of 4, got {image_size}")
     side = image_size // 4
-    return nn.Sequential(
+    net = nn.Sequential(
         nn.Conv2d(in_channels, width, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -83,6 +84,7 @@ def small_cnn(
         nn.ReLU(),
         nn.Linear(128, num_classes),
     )
+    return set_weights_source(net, "random")
 
 
 MODELS.add("mlp", mlp, "fully connected net (depth, width, activation_name)")

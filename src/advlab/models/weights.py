@@ -25,6 +25,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -44,6 +45,8 @@ RANDOM = "random"
 _NAME_HASH = re.compile(r"-([a-f0-9]{8,64})\.[A-Za-z0-9]+$")
 
 _TAG_NAMES = {"imagenet": "ImageNet"}
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ def load_pretrained(model: nn.Module, name: str, *, skip: Iterable[str] = ()) ->
     return model
 
 
-def set_weights_source(model: nn.Module, label: str) -> nn.Module:
+def set_weights_source(model: _M, label: str) -> _M:
     """Record where `model`'s weights came from (``model.advlab_weights = label``)."""
     # object.__setattr__: nn.Module.__setattr__ is typed for tensors and modules only.
     object.__setattr__(model, WEIGHTS_ATTR, label)

@@ -123,3 +123,27 @@ def rescale01(images: np.ndarray) -> np.ndarray:
     flat = images.reshape(len(images), -1)
     low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
     return ((flat - low) / np.maximum(high - low, 1e-12)).reshape(images.shape)
+
+
+def learning_curves(
+    path: Path, history: dict[str, Sequence[float]], *, title: str, val_label: str = "val"
+) -> Path:
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    epochs = list(range(1, len(history["train_loss"]) + 1))
+    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            values = history.get(f"{split}_{metric}") or []
+            if len(values):
+                label = val_label if split == "val" else split
+                ax.plot(epochs[: len(values)], values, style, markersize=3, label=label)
+        best = history.get("best_epoch")
+        if isinstance(best, int):
+            ax.axvline(best + 1, color="grey", linestyle=":", label=f"min {val_label} loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy loss" if metric == "loss" else "accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save(fig, path)
