@@ -124,3 +124,18 @@ def test_train_and_models_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert sum("already in the store: not trained again" in r for r in reports) == 1
     bad = runner.invoke(app, ["train", "nope", "--data", "digits"])
     assert bad.exit_code != 0 and "unknown model 'nope'" in str(bad.exception)
+
+
+def test_weights_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    info = runner.invoke(app, ["weights", "info"])
+    assert info.exit_code == 0
+    assert "resnet18.imagenet" in info.output and "NOT AVAILABLE" in info.output
+    fake = tmp_path / "resnet18-f37072fd.pth"
+    fake.write_bytes(b"not the real weights")
+    bad = runner.invoke(app, ["weights", "import", str(fake)])
+    assert bad.exit_code != 0 and "matches no known pretrained weights" in str(bad.exception)
+    assert not (tmp_path / "cache" / "weights").exists() or not any(
+        (tmp_path / "cache" / "weights").iterdir()
+    )

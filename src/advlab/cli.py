@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Find, fetch, import and verify datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+weights_app = typer.Typer(help="Pretrained weights: list and import.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
 
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda[:N].")]
 Out = Annotated[Path, typer.Option("--out", help="Root folder of run folders.")]
@@ -251,6 +253,30 @@ def data_import(
 
     dest = import_dataset(name, path)
     typer.echo(f"installed {name} from {path} as {dest}")
+
+
+@weights_app.command("info")
+def weights_info() -> None:
+    """List the pretrained weights advlab knows and whether a verified copy is present."""
+    from advlab.errors import WeightsNotFoundError
+    from advlab.models.weights import WEIGHTS, find_weights
+
+    for name, cfg in WEIGHTS.items():
+        try:
+            where = str(find_weights(cfg))
+        except WeightsNotFoundError:
+            where = "NOT AVAILABLE (advlab weights import FILE)"
+        typer.echo(f"{name:<20} {cfg.file:<26} {where}")
+
+
+@weights_app.command("import")
+def weights_import(
+    path: Annotated[Path, typer.Argument(help="A weights file, e.g. resnet18-f37072fd.pth.")],
+) -> None:
+    """Check a pretrained weights file's sha256 against the known weights and install it."""
+    from advlab.models.weights import import_weights
+
+    typer.echo(f"installed: {import_weights(path)}")
 
 
 def main() -> None:
