@@ -21,7 +21,13 @@ from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper, create_model
 from advlab.report import Report
-from advlab.report.figures import image_grid, line_plot, matrix_grid, rescale01
+from advlab.report.figures import (
+    image_grid,
+    learning_curves,
+    line_plot,
+    matrix_grid,
+    rescale01,
+)
 from advlab.runs import Run
 from advlab.train import TrainConfig, evaluate, fit
 
@@ -208,17 +214,13 @@ attacked images the model gets wrong (already-misclassified images count as succ
         ylim=(0, 1),
     )
     rep.figure("Results", fig, "Test accuracy as a function of the FGSM epsilon.")
-    hist = metrics["history"]
-    epochs = list(range(1, len(hist["train_loss"]) + 1))
-    curve = line_plot(
-        run.figure("learning_curve.png"),
-        epochs,
-        {"train": hist["train_acc"], "test": hist["val_acc"]},
-        title=f"{cfg.model} on {ds['name']}: accuracy per epoch",
-        xlabel="epoch",
-        ylabel="accuracy",
+    curve = learning_curves(
+        run.figure("learning_curves.png"),
+        metrics["history"],
+        title=f"{cfg.model} on {ds['name']}: learning curves",
+        val_label="test",
     )
-    rep.figure("Results", curve, "Training and test accuracy per epoch.")
+    rep.figure("Results", curve, "Training and test loss and accuracy per epoch.")
     examples = run.file("examples.npz")
     if examples.is_file():
         with np.load(examples) as ex:
