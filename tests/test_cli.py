@@ -139,3 +139,11 @@ def test_weights_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert not (tmp_path / "cache" / "weights").exists() or not any(
         (tmp_path / "cache" / "weights").iterdir()
     )
+
+
+def test_sweep_command_rejects_bad_grid(tmp_path: Path) -> None:
+    bad = runner.invoke(app, ["sweep", "demo", "--grid", "lr", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "lr" in str(bad.exception)
+    unknown = runner.invoke(app, ["sweep", "demo", "--grid", "lrr=0.1,0.2", "--out", str(tmp_path)])
+    assert unknown.exit_code != 0 and "lrr" in str(unknown.exception)
+    assert not any(tmp_path.iterdir())  # nothing ran, no folder made

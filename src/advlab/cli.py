@@ -79,6 +79,55 @@ def run(
 
 
 @app.command()
+def sweep(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (see `advlab list`).")],
+    grid: Annotated[
+        list[str],
+        typer.Option(
+            "--grid",
+            help="key=v1,v2,... a swept setting (repeatable); list values in brackets: "
+            "epsilons=[0.0,0.1],[0.3]",
+        ),
+    ],
+    seeds: Annotated[int, typer.Option(help="Seeds per setting (0..N-1).")] = 3,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="key=value fixed for every point (repeatable)."),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(help="Dotted path of a metric to tabulate and plot, e.g. fgsm.-1.accuracy."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel runs (default min(2, points)).")
+    ] = None,
+    device: Device = "cpu",
+    out: Out = Path("runs"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip finished points; redo failed or missing ones.")
+    ] = False,
+) -> None:
+    """Run EXPERIMENT over a grid of settings x seeds on a local process pool; write a report."""
+    from advlab.sweep import parse_grid, run_sweep
+
+    result = run_sweep(
+        experiment,
+        parse_grid(grid),
+        seeds=seeds,
+        base_overrides=set_ or [],
+        device=device,
+        out=out,
+        resume=resume,
+        workers=workers,
+        metric=metric or None,
+    )
+    typer.echo(f"{len(result.points)} points, {len(result.failed)} failed")
+    typer.echo(f"report: {result.report}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(device: Device = "cpu", out: Out = Path("runs")) -> None:
     """Train a small CNN on the embedded MNIST sample, attack it with FGSM, write a report."""
     from advlab.experiments import run_experiment
