@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from advlab.cli import app
@@ -147,3 +148,20 @@ def test_sweep_command_rejects_bad_grid(tmp_path: Path) -> None:
     unknown = runner.invoke(app, ["sweep", "demo", "--grid", "lrr=0.1,0.2", "--out", str(tmp_path)])
     assert unknown.exit_code != 0 and "lrr" in str(unknown.exception)
     assert not any(tmp_path.iterdir())  # nothing ran, no folder made
+
+
+def test_export_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from advlab.train import TrainConfig
+    from advlab.train.store import ModelRecipe, load_model, train_and_store
+
+    monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path))
+    path = train_and_store(ModelRecipe("mlp", "digits", {"width": 8}, TrainConfig(epochs=1)))
+    result = runner.invoke(app, ["export", str(path), "--format", "pt"])
+    assert result.exit_code == 0, result.output
+    exported = Path(result.output.strip().split("exported: ")[-1])
+    assert exported.is_file() and exported != path
+    a, b = load_model(path), load_model(exported)
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(a(x), b(x))
+    bad = runner.invoke(app, ["export", str(path), "--format", "keras"])
+    assert bad.exit_code != 0 and "expected one of pt, onnx, h5" in str(bad.exception)

@@ -304,6 +304,21 @@ def data_import(
     typer.echo(f"installed {name} from {path} as {dest}")
 
 
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A stored model (see `advlab models`).")],
+    format_: Annotated[str, typer.Option("--format", help="pt, onnx or h5 (Keras).")] = "pt",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output file or folder (default: beside it).")
+    ] = None,
+) -> None:
+    """Export a stored model: pt (advlab), onnx, or h5 (Keras 3, legacy H5 layout)."""
+    from advlab.train.export import default_export_path, export_model
+
+    target = out or default_export_path(checkpoint, format_)
+    typer.echo(f"exported: {export_model(checkpoint, target, format=format_)}")
+
+
 @weights_app.command("info")
 def weights_info() -> None:
     """List the pretrained weights advlab knows and whether a verified copy is present."""

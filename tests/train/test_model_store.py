@@ -80,3 +80,15 @@ def test_corrupt_and_mismatched_checkpoints(cache: Path) -> None:
     save_checkpoint(path, {"hello": 1})
     with pytest.raises(RunError, match="not an advlab model checkpoint"):
         load_model(path)
+
+
+def test_weights_hash_covers_batchnorm_counters() -> None:
+    from advlab.models import create_model
+    from advlab.train.store import weights_sha256
+
+    net = create_model("cifar_cnn")
+    state = net.state_dict()
+    assert any(t.dim() == 0 for t in state.values())  # num_batches_tracked
+    digest = weights_sha256(state)
+    state[next(k for k, t in state.items() if t.dim() == 0)] += 1
+    assert weights_sha256(state) != digest
