@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from advlab.errors import DataError, UnsafeFileError
+from advlab.progress import progress
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
 
@@ -145,7 +146,7 @@ def safe_extract(archive: Path, dest: Path) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
-    for name, data in tree.iter_files(lambda _n: True):
+    for name, data in progress(tree.iter_files(lambda _n: True), desc=f"unpacking {archive}"):
         target = (root / name).resolve()
         if root not in target.parents:
             raise UnsafeFileError(f"{archive}: member {name!r} would be written outside {dest}")

@@ -267,7 +267,7 @@ def read_fer_csv(
     if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
         raise DataError(f"{source}: expected header 'emotion,pixels,Usage', found {header}")
     rows: dict[str, tuple[list[np.ndarray], list[int]]] = {}
-    for line_no, row in enumerate(reader, start=2):
+    for line_no, row in enumerate(progress(reader, desc=f"reading {source}"), start=2):
         if not row:
             continue
         if len(row) < 3:
