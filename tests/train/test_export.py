@@ -6,7 +6,6 @@ Oracles: the PyTorch model itself (the stored checkpoint), Keras 3 (torch backen
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -51,25 +50,6 @@ ATOL = 1e-4
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
-def _sha256_any_rank(state: dict[str, torch.Tensor]) -> str:
-    # The store's weights_sha256 with 0-d tensors (BatchNorm's num_batches_tracked) flattened
-    # first; identical bytes for every other tensor.
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _store_hashes_scalars() -> bool:
-    try:
-        model_store.weights_sha256({"n": torch.tensor(1)})
-    except RuntimeError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """Each recipe stored in a fresh cache."""
@@ -80,10 +60,6 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
     (cache / "arrays").symlink_to(arrays, target_is_directory=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ADVLAB_CACHE_DIR", str(cache))
-        if not _store_hashes_scalars():
-            # The store cannot hash BatchNorm models yet (0-d tensor .view(uint8)); stand in
-            # until it can, so that the exporter is tested on a model with BatchNorm.
-            mp.setattr(model_store, "weights_sha256", _sha256_any_rank)
         yield {key: train_and_store(recipe) for key, recipe in RECIPES.items()}
 
 
@@ -195,8 +171,6 @@ def test_import_refuses_another_architecture(stored: dict[str, Path], tmp_path: 
 
 def test_resnet18_to_h5_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path / "cache"))
-    if not _store_hashes_scalars():
-        monkeypatch.setattr(model_store, "weights_sha256", _sha256_any_rank)
     # Stored untrained, in the store's layout: training needs 3-channel data, none is embedded.
     recipe = ModelRecipe("resnet18", "cifar10", {"stem": "cifar"}, TrainConfig(epochs=0))
     model = model_store.build(recipe, (3, 32, 32), 10, None, None)
