@@ -5,11 +5,14 @@ A reader never sees a half-written file, and a failed write leaves no temporary 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from advlab.errors import ConfigError, DataError
 
 
 @contextmanager
@@ -41,3 +44,33 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
         else:
             tmp.write_text(data, encoding="utf-8")
     return Path(path)
+
+
+def cache_dir() -> Path:
+    """advlab's cache folder: ``$ADVLAB_CACHE_DIR``, default ``~/.cache/advlab``."""
+    value = os.environ.get("ADVLAB_CACHE_DIR", "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "advlab"
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks.
+
+    Args:
+        path: File to hash.
+        algorithm: Any name ``hashlib.new`` accepts, e.g. ``"sha256"`` or ``"md5"``.
+
+    Returns:
+        The lower-case hex digest.
+    """
+    try:
+        hashlib.new(algorithm)
+    except ValueError:
+        raise ConfigError(
+            f"file_digest algorithm must be a hashlib algorithm such as 'sha256', "
+            f"found {algorithm!r}"
+        ) from None
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, algorithm).hexdigest()
+    except FileNotFoundError:
+        raise DataError(f"cannot hash {path}: expected a file, found nothing there") from None

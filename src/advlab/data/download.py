@@ -8,7 +8,6 @@ Files without a published checksum are trusted on first use: their sha256 is rec
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from advlab import __version__
 from advlab.errors import ChecksumError, ConfigError, DataError, DownloadError
+from advlab.fileio import file_digest
 
 __all__ = ["CHECKSUMS_FILE", "RemoteFile", "download", "file_digest"]
 
@@ -82,30 +82,6 @@ class RemoteFile:
                 )
         if self.size is not None and self.size < 0:
             raise ConfigError(f"RemoteFile.size for {name!r} must be >= 0, found {self.size}")
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks.
-
-    Args:
-        path: File to hash.
-        algorithm: Any name ``hashlib.new`` accepts, e.g. ``"sha256"`` or ``"md5"``.
-
-    Returns:
-        The lower-case hex digest.
-    """
-    try:
-        hashlib.new(algorithm)
-    except ValueError:
-        raise ConfigError(
-            f"file_digest algorithm must be a hashlib algorithm such as 'sha256', "
-            f"found {algorithm!r}"
-        ) from None
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, algorithm).hexdigest()
-    except FileNotFoundError:
-        raise DataError(f"cannot hash {path}: expected a file, found nothing there") from None
 
 
 def download(

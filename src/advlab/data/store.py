@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from advlab.fileio import cache_dir
+
 # Bump when a reader changes what it decodes, so stale caches are not reused.
 CACHE_FORMAT = 1
 
@@ -27,11 +29,6 @@ def data_dir() -> Path | None:
     """The user's read-only data folder (``ADVLAB_DATA_DIR``), if set."""
     value = os.environ.get("ADVLAB_DATA_DIR", "").strip()
     return Path(value).expanduser() if value else None
-
-
-def cache_dir() -> Path:
-    value = os.environ.get("ADVLAB_CACHE_DIR", "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "advlab"
 
 
 def install_dir(name: str) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from torch import nn
-from torchvision.models import resnet18 as tv_resnet18
 
 from advlab.errors import ConfigError
 from advlab.models import weights as _weights
@@ -241,6 +240,8 @@ def resnet18(
         raise ConfigError(
             f"resnet18: weights must be None, 'random' or 'imagenet', found {weights!r}"
         )
+    from torchvision.models import resnet18 as tv_resnet18
+
     model = tv_resnet18(num_classes=num_classes, weights=None)
     if stem == "cifar":
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)

@@ -25,16 +25,16 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, WeightsEnum
 
-from advlab.data.download import file_digest
-from advlab.data.store import cache_dir
 from advlab.errors import ChecksumError, ConfigError, DataError, WeightsNotFoundError
-from advlab.fileio import atomic_path
+from advlab.fileio import atomic_path, cache_dir, file_digest
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,16 @@ def from_torchvision(name: str, tag: str, enum: WeightsEnum) -> WeightsConfig:
 
 
 # Looked up at call time (not captured by the model factories), so tests can swap an entry.
+# Written out (a test checks it equals torchvision's metadata) so that importing advlab does
+# not import torchvision's model zoo.
 WEIGHTS: dict[str, WeightsConfig] = {
-    cfg.name: cfg
-    for cfg in (from_torchvision("resnet18.imagenet", "imagenet", ResNet18_Weights.IMAGENET1K_V1),)
+    "resnet18.imagenet": WeightsConfig(
+        name="resnet18.imagenet",
+        tag="imagenet",
+        file="resnet18-f37072fd.pth",
+        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        description="torchvision ResNet18_Weights.IMAGENET1K_V1 (ImageNet-1k, acc@1 69.758).",
+    ),
 }
 
 
