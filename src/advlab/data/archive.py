@@ -7,7 +7,6 @@ when reading and when extracting.
 
 from __future__ import annotations
 
-import os
 import tarfile
 import zipfile
 import zlib
@@ -15,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from advlab.errors import DataError, UnsafeFileError
+from advlab.fileio import write_atomic
 from advlab.progress import progress
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
@@ -150,8 +150,5 @@ def safe_extract(archive: Path, dest: Path) -> Path:
         target = (root / name).resolve()
         if root not in target.parents:
             raise UnsafeFileError(f"{archive}: member {name!r} would be written outside {dest}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        write_atomic(target, data)
     return dest

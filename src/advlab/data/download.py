@@ -15,7 +15,6 @@ import os
 import re
 import ssl
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from advlab import __version__
 from advlab.errors import ChecksumError, ConfigError, DataError, DownloadError
-from advlab.fileio import file_digest
+from advlab.fileio import file_digest, write_atomic
 
 __all__ = ["CHECKSUMS_FILE", "RemoteFile", "download", "file_digest"]
 
@@ -224,15 +223,8 @@ def _read_checksums(dest_dir: Path) -> dict[str, str]:
 
 
 def _write_checksums(dest_dir: Path, checksums: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{CHECKSUMS_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(dict(sorted(checksums.items())), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, dest_dir / CHECKSUMS_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(dict(sorted(checksums.items())), indent=2) + "\n"
+    write_atomic(dest_dir / CHECKSUMS_FILE, text)
 
 
 class _Retry(Exception):
