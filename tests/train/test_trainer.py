@@ -368,6 +368,21 @@ def test_compile_trains_through_the_compiled_module(monkeypatch: pytest.MonkeyPa
     assert len(compiled) == 1
 
 
+def test_cpu_bf16_autocast_learns_and_is_really_used() -> None:
+    train, test = digits()
+    seen: list[torch.dtype] = []
+    net = model()
+    hook = net.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    hist = fit(net, train, TrainConfig(epochs=6, batch_size=32, lr=0.1, cpu_bf16=True), val=test)
+    hook.remove()
+    assert torch.bfloat16 in seen  # training steps ran under bfloat16 autocast
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # master weights stay fp32
+    assert 0.90 < hist.val_acc[-1] <= 1.0
+    plain = model()
+    fit(plain, train, TrainConfig(epochs=1, batch_size=32, lr=0.1), val=test)
+    assert not torch.equal(next(plain.parameters()), next(net.parameters()))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_amp_channels_last_learn_and_resume(tmp_path: Path) -> None:
     (xt, yt), (xv, yv) = digits()

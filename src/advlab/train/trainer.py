@@ -75,7 +75,9 @@ class TrainConfig:
         augment: ``none`` or ``crop_flip`` (random crop with 4-pixel zero padding and horizontal
             flip, for CIFAR-like images).
         amp: Mixed precision on CUDA (bf16 where supported, otherwise fp16 with a gradient
-            scaler); ignored on CPU.
+            scaler); on CPU see ``cpu_bf16``.
+        cpu_bf16: bfloat16 autocast for CPU training (off by default: several times faster on
+            CPUs with AMX or AVX512-BF16, slower on others; weights and optimiser stay float32).
         channels_last: channels_last memory format for the model and image batches on CUDA;
             ignored on CPU.
         compile: Train through ``torch.compile(model)``.
@@ -96,6 +98,7 @@ class TrainConfig:
     early_stopping: int | None = None
     augment: str = "none"
     amp: bool = True
+    cpu_bf16: bool = False
     channels_last: bool = True
     compile: bool = False
 
@@ -145,6 +148,7 @@ class TrainConfig:
             ),
             ("augment", self.augment in AUGMENTATIONS, f"one of {', '.join(AUGMENTATIONS)}"),
             ("amp", isinstance(self.amp, bool), "True or False"),
+            ("cpu_bf16", isinstance(self.cpu_bf16, bool), "True or False"),
             ("channels_last", isinstance(self.channels_last, bool), "True or False"),
             ("compile", isinstance(self.compile, bool), "True or False"),
         ]
@@ -266,6 +270,8 @@ def evaluate(
 
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type == "cpu" and cfg.cpu_bf16:
+        return torch.bfloat16
     if not (cfg.amp and device.type == "cuda"):
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -397,7 +403,7 @@ def fit(
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with (
-                torch.autocast("cuda", dtype=amp_dtype)
+                torch.autocast(x.device.type, dtype=amp_dtype)
                 if amp_dtype is not None
                 else contextlib.nullcontext()
             ):
