@@ -33,7 +33,9 @@ def test_demo_run_folder_and_numbers(tmp_path: Path) -> None:
     assert rows[2]["accuracy"] < rows[0]["accuracy"] - 0.2
     assert all(r["linf"] <= r["epsilon"] + 1e-6 for r in rows)
     cov = metrics["preprocessing"]["covariance"]
-    assert cov["zca_mean_abs_offdiag"] < cov["original_mean_abs_offdiag"] / 2  # measured 0.35x
+    zca, original = cov["ZCA-whitened"], cov["original"]
+    assert zca["mean_abs_offdiag"] < original["mean_abs_offdiag"] / 2  # measured 0.35x
+    assert cov["centred"] == pytest.approx(original)  # centring leaves the covariance alone
     assert metrics["preprocessing"]["ZCA-whitened_corr_with_input"] > 0.5
     report = (run.path / "report.md").read_text()
     assert f"{rows[2]['accuracy']:.3f} at eps = 0.3" in report

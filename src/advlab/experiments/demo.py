@@ -8,26 +8,19 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from advlab.analysis.preprocessing import compare_preprocessing, preprocessing_section
 from advlab.attacks import FGSM
 from advlab.data import get_spec, load_dataset
-from advlab.data.preprocess import Centering, PCAWhitening, Standardizer, ZCAWhitening, covariance
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper, create_model
 from advlab.report import Report
-from advlab.report.figures import (
-    image_grid,
-    learning_curves,
-    line_plot,
-    matrix_grid,
-    rescale01,
-)
+from advlab.report.figures import image_grid, learning_curves, line_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig, evaluate, fit
 
@@ -105,7 +98,8 @@ def execute(cfg: DemoConfig, ctx: Context) -> dict[str, Any]:
     with ctx.timed("preprocessing"):
         _, first = np.unique(np.asarray(test.labels), return_index=True)  # one per class
         shown = np.asarray(test.images)[np.sort(first)[: cfg.n_examples]]
-        prep = _preprocessing(cfg, np.asarray(train.images), shown, ctx)
+        prep = compare_preprocessing(np.asarray(train.images), shown,
+                                     ctx.run.file("preprocessing.npz"), epsilon=cfg.zca_epsilon)
     return {
         "preprocessing": prep,
         "dataset": {"name": cfg.dataset, "train": len(train), "test": len(test)},
@@ -114,49 +108,6 @@ def execute(cfg: DemoConfig, ctx: Context) -> dict[str, Any]:
         "n_attacked": len(attacked),
         "fgsm": rows,
     }
-
-
-def _preprocessing(
-    cfg: DemoConfig, train: np.ndarray, test: np.ndarray, ctx: Context
-) -> dict[str, Any]:
-    """Fit each preprocessing step on train, apply to test; keep examples and covariances."""
-    x_train = train.astype(np.float32) / 255.0  # (N, H, W, C) in [0, 1]
-    x_test = test.astype(np.float32) / 255.0
-    steps = {
-        "centred": Centering(),
-        "standardised": Standardizer(),
-        "PCA-whitened": PCAWhitening(epsilon=cfg.zca_epsilon),
-        "ZCA-whitened": ZCAWhitening(epsilon=cfg.zca_epsilon),
-    }
-    shown = {"original": x_test}
-    stats: dict[str, Any] = {}
-    for name, step in steps.items():
-        step.fit(x_train)
-        shown[name] = step.transform(x_test)
-    zca = steps["ZCA-whitened"]
-    cov_before = covariance(x_train)
-    cov_after = covariance(zca.transform(x_train))
-    off = ~np.eye(len(cov_after), dtype=bool)
-    stats["covariance"] = {
-        "original_mean_abs_offdiag": float(np.abs(cov_before[off]).mean()),
-        "zca_mean_abs_offdiag": float(np.abs(cov_after[off]).mean()),
-        "zca_mean_diag": float(np.diag(cov_after).mean()),
-    }
-    # How image-like each output stays: correlation with the centred input, per image.
-    centred = shown["centred"].reshape(len(x_test), -1)
-    for name in ("PCA-whitened", "ZCA-whitened"):
-        out = shown[name].reshape(len(x_test), -1)
-        r = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(centred, out, strict=True)]
-        stats[f"{name}_corr_with_input"] = float(np.mean(r))
-    with atomic_path(ctx.run.file("preprocessing.npz")) as tmp:
-        np.savez_compressed(
-            tmp,
-            names=np.array(list(shown)),
-            images=np.stack([rescale01(v) for v in shown.values()]),  # (S, k, H, W, C)
-            cov_before=cov_before.astype(np.float32),
-            cov_after=cov_after.astype(np.float32),
-        )
-    return stats
 
 
 def report(cfg: DemoConfig, metrics: dict[str, Any], run: Run) -> Report:
@@ -240,46 +191,10 @@ attacked images the model gets wrong (already-misclassified images count as succ
         rep.figure("Results", grid, "Test digits perturbed by FGSM at increasing epsilon.")
     prep_file = run.file("preprocessing.npz")
     if prep_file.is_file():
-        _preprocessing_section(rep, cfg, metrics["preprocessing"], prep_file, run)
+        preprocessing_section(rep, run, metrics["preprocessing"], prep_file,
+                              epsilon=cfg.zca_epsilon)
     rep.text("Analysis", _analysis(metrics))
     return rep
-
-
-def _preprocessing_section(
-    rep: Report, cfg: DemoConfig, stats: dict[str, Any], path: Path, run: Run
-) -> None:
-    with np.load(path) as pre:
-        names = [str(n) for n in pre["names"]]
-        images = pre["images"].transpose(1, 0, 2, 3, 4)  # (k, S, H, W, C)
-        cov_before, cov_after = pre["cov_before"], pre["cov_after"]
-    grid = image_grid(
-        run.figure("preprocessing.png"),
-        images,
-        title=f"Preprocessing steps fitted on the training split (epsilon {cfg.zca_epsilon})",
-        cell_titles=[names] * len(images),
-    )
-    cov = matrix_grid(
-        run.figure("covariance.png"),
-        {"original pixels": cov_before, "after ZCA whitening": cov_after},
-        title="Pixel covariance matrices of the training images",
-    )
-    cs = stats["covariance"]
-    rep.text(
-        "Results",
-        f"""
-**Preprocessing** (the steps of the tutorial seed 000 links, each a scikit-learn transformer
-from `advlab.data.preprocess`, fitted on the training split and applied to test images; each
-panel is min-max scaled for display). ZCA whitening decorrelates the pixels: the mean absolute
-off-diagonal covariance falls from {cs["original_mean_abs_offdiag"]:.2e} to
-{cs["zca_mean_abs_offdiag"]:.2e}, with mean variance {cs["zca_mean_diag"]:.3f} (below 1
-because epsilon = {cfg.zca_epsilon} damps low-variance directions). ZCA output stays
-image-like (mean correlation with the centred input {stats["ZCA-whitened_corr_with_input"]:.2f});
-PCA-whitened output does not ({stats["PCA-whitened_corr_with_input"]:.2f}), because it lives in
-the rotated eigenbasis rather than in pixel space.
-""",
-    )
-    rep.figure("Results", grid, "Test digits: original, centred, standardised, PCA and ZCA.")
-    rep.figure("Results", cov, "Covariance of the 784 pixels before and after ZCA whitening.")
 
 
 def _analysis(metrics: dict[str, Any]) -> str:

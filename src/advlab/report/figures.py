@@ -101,12 +101,17 @@ def matrix_grid(
     title: str,
     cmap: str = "RdBu_r",
     symmetric: bool = True,
+    ncols: int | None = None,
 ) -> Path:
-    """Heatmaps side by side (e.g. covariance matrices), each with its own colour bar."""
+    """Heatmaps in a grid (e.g. covariance matrices), each with its own colour bar."""
+    cols = min(ncols or len(matrices), len(matrices))
+    rows = -(-len(matrices) // cols)
     fig, axes = plt.subplots(
-        1, len(matrices), figsize=(5.4 * len(matrices), 4.4), squeeze=False, layout="constrained"
+        rows, cols, figsize=(5.4 * cols, 4.4 * rows), squeeze=False, layout="constrained"
     )
-    for ax, (name, mat) in zip(axes[0], matrices.items(), strict=True):
+    for ax in axes.flat[len(matrices):]:
+        ax.axis("off")
+    for ax, (name, mat) in zip(axes.flat, matrices.items(), strict=False):
         lim = float(np.abs(mat).max()) or 1.0
         kwargs = {"vmin": -lim, "vmax": lim} if symmetric else {}
         im = ax.imshow(mat, cmap=cmap, interpolation="nearest", **kwargs)
