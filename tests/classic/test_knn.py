@@ -168,3 +168,39 @@ def test_real_mnist_slice_matches_oracle() -> None:
         np.testing.assert_allclose(got.distances, ref_d, rtol=1e-12)
         acc = (tr.labels[got.indices[:, 0]] == te.labels).mean()
         assert 0.85 < acc < 0.97  # 1-NN on 3,000 training digits
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_wraparound_distances_are_the_notebooks(metric: str) -> None:
+    rng = np.random.default_rng(5)
+    Xtr = rng.integers(0, 256, (300, 100)).astype(np.uint8)
+    x = rng.integers(0, 256, (3, 100)).astype(np.uint8)
+    for i in range(3):  # the lab notebook's lines, verbatim, on uint8 arrays
+        if metric == "l1":
+            expected = np.sum(np.abs(Xtr - x[i, :]), axis=1)
+        else:
+            expected = np.sqrt(np.sum(np.square(Xtr - x[i, :]), axis=1))
+        np.testing.assert_allclose(knn.uint8_wraparound_distances(Xtr, x, metric)[i], expected)
+    honest = np.abs(Xtr.astype(int) - x[0].astype(int)).sum(1)
+    assert (knn.uint8_wraparound_distances(Xtr, x[0], "l1") != honest).mean() > 0.9
+
+
+def test_select_k_and_accuracy_by_k() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600].astype(np.uint8), y[:600]
+    sel = knn.select_k(X, y, (1, 2, 3, 6), "l2", folds=3, seed=0)
+    assert sel.fold_accuracy.shape == (3, 4)
+    # each fold's accuracy is scikit-learn's on the same split, up to a 1-1-1 vote tie
+    # (scikit-learn gives it to the smallest label, advlab to the nearest neighbour's)
+    ref = cross_val_score(KNeighborsClassifier(3, algorithm="brute"), X, y,
+                          cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    np.testing.assert_allclose(sel.fold_accuracy[:, 2], ref, atol=1.01 / 200)
+    assert (sel.fold_accuracy[:, 2] == ref).sum() >= 2
+    assert sel.best_k == (1, 2, 3, 6)[int(np.argmax(sel.mean))]
+    # k=1 and k=2 agree exactly under the tie rule (a 1-1 tie goes to the nearest neighbour)
+    np.testing.assert_array_equal(sel.fold_accuracy[:, 0], sel.fold_accuracy[:, 1])
+    with pytest.raises(KNNError, match="at most 2 neighbours"):
+        knn.accuracy_by_k(np.zeros((4, 2), dtype=np.int64), np.zeros(4), [1, 3], 10)

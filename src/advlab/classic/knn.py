@@ -556,3 +556,110 @@ def warn_if_slow() -> None:
         warnings.warn("advlab.classic._l1 is not built (no C compiler at install?): exact L1 k-NN "
                       "falls back to torch.cdist, about 40x slower", RuntimeWarning, stacklevel=2)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# choosing k
+
+
+def accuracy_by_k(neighbor_labels: npt.NDArray[np.int64], y_true: npt.ArrayLike,
+                  ks: tuple[int, ...] | list[int], n_classes: int) -> npt.NDArray[np.float64]:
+    """Accuracy of the k-NN vote for each k in `ks`, from the labels of the nearest neighbours
+    (nearest first, at least max(ks) columns): one search serves every k."""
+    y = np.asarray(y_true)
+    if neighbor_labels.shape[1] < max(ks):
+        raise KNNError(f"ks: expected at most {neighbor_labels.shape[1]} neighbours, "
+                       f"found k = {max(ks)}")
+    return np.array([(vote(neighbor_labels[:, :k], n_classes)[0] == y).mean() for k in ks])
+
+
+@dataclass(frozen=True)
+class KSelection:
+    """Cross-validated accuracy per k; `best_k` is the smallest k with the highest mean."""
+
+    ks: tuple[int, ...]
+    fold_accuracy: npt.NDArray[np.float64]  # (folds, len(ks))
+    best_k: int
+
+    @property
+    def mean(self) -> npt.NDArray[np.float64]:
+        return self.fold_accuracy.mean(0)
+
+    @property
+    def std(self) -> npt.NDArray[np.float64]:
+        return self.fold_accuracy.std(0, ddof=1) if len(self.fold_accuracy) > 1 else \
+            np.zeros(len(self.ks))
+
+
+def select_k(X: npt.ArrayLike, y: npt.ArrayLike,
+             ks: tuple[int, ...] | list[int] = tuple(range(1, 16)), metric: Metric = "l2", *,
+             folds: int = 5, seed: int = 0, **search: Any) -> KSelection:
+    """Choose k by stratified `folds`-fold cross-validation on the training set.
+
+    One search per fold with k = max(ks) gives the vote of every smaller k as well.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    Xa = _as_2d(X, "X")
+    ya = np.asarray(y)
+    classes, yi = np.unique(ya, return_inverse=True)
+    ks = tuple(int(k) for k in ks)
+    if folds < 2:
+        raise KNNError(f"folds: expected at least 2, found {folds}")
+    rows = []
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for train_idx, val_idx in splitter.split(np.zeros(len(yi)), yi):
+        nb = nearest_neighbors(Xa[train_idx], Xa[val_idx], max(ks), metric, **search)
+        rows.append(accuracy_by_k(yi[train_idx][nb.indices], yi[val_idx], ks, len(classes)))
+    acc = np.array(rows)
+    mean = acc.mean(0)
+    best = ks[int(np.flatnonzero(mean == mean.max())[0])]
+    return KSelection(ks, acc, best)
+
+
+# ---------------------------------------------------------------------------------------------
+# the lab notebook's bug, reproduced on purpose
+
+
+def uint8_wraparound_distances(X_train: npt.NDArray[np.uint8], x: npt.NDArray[np.uint8],
+                               metric: Metric) -> npt.NDArray[np.float64]:
+    """Distances as seed 000's notebook computes them on uint8 arrays, bug included.
+
+    ``np.sum(np.abs(Xtr - x), axis=1)`` subtracts in uint8, so every difference wraps modulo 256
+    and ``abs`` does nothing; the L2 variant ``np.sqrt(np.sum(np.square(Xtr - x), axis=1))``
+    wraps the square too. `x` may be one row (D,) or a few rows (q, D); the result is (n,) or
+    (q, n).
+    """
+    _check_metric(metric)
+    if X_train.dtype != np.uint8 or x.dtype != np.uint8:
+        raise KNNError(f"uint8_wraparound_distances: expected uint8 arrays, found "
+                       f"{X_train.dtype} and {x.dtype}")
+    single = x.ndim == 1
+    qs = np.atleast_2d(x)
+    if qs.shape[1] != X_train.shape[1]:
+        raise KNNError(f"x: expected {X_train.shape[1]} features, found {qs.shape[1]}")
+    n, d = X_train.shape
+    out = np.empty((qs.shape[0], n), dtype=np.float64)
+    if _l1 is not None:
+        # numpy's uint8 arithmetic wraps exactly like the notebook's; the SAD kernel against a
+        # zero row then sums each wrapped row of bytes
+        dp = _pad_width(d, 64)
+        buf = np.zeros((n, dp), dtype=np.uint8)
+        zero = np.zeros((1, dp), dtype=np.uint8)
+        sums = np.empty((1, n), dtype=np.int32)
+        for i, q in enumerate(qs):
+            np.subtract(X_train, q, out=buf[:, :d])
+            if metric == "l2":
+                np.multiply(buf, buf, out=buf)
+            _l1.l1_u8(zero, buf, sums, 1, n, dp)
+            out[i] = sums[0]
+    else:
+        X = torch.from_numpy(np.ascontiguousarray(X_train))
+        for i, q in enumerate(qs):
+            diff = X - torch.from_numpy(q)  # torch's uint8 wraps the same way
+            if metric == "l2":
+                diff = diff * diff
+            out[i] = diff.sum(1, dtype=torch.int64).double().numpy()
+    if metric == "l2":
+        np.sqrt(out, out=out)
+    return out[0] if single else out

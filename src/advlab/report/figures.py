@@ -152,3 +152,18 @@ def learning_curves(
         ax.legend()
     fig.suptitle(title)
     return save(fig, path)
+
+
+def confusion_matrix_plot(
+    path: Path, matrix: np.ndarray, classes: Sequence[str], *, title: str
+) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(4.5, 0.55 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9), layout="constrained")
+    ConfusionMatrixDisplay(matrix, display_labels=list(classes)).plot(
+        ax=ax, cmap="Blues", colorbar=False, values_format="d"
+    )
+    ax.set_title(title)
+    return save(fig, path)
