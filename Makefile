@@ -34,6 +34,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/trainer_throughput.py
+	$(BIN)/python benchmarks/knn.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
