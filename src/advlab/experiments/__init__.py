@@ -2,6 +2,7 @@
 
 from advlab.experiments import demo as _demo  # noqa: F401  (registers the experiment)
 from advlab.experiments import knn_mnist as _knn_mnist  # noqa: F401
+from advlab.experiments import mlp_scratch_mnist as _mlp_scratch_mnist  # noqa: F401
 from advlab.experiments import train as _train  # noqa: F401
 from advlab.experiments.base import (
     EXPERIMENTS,

@@ -39,6 +39,7 @@ def line_plot(
     ylabel: str,
     ylim: tuple[float, float] | None = None,
     logy: bool = False,
+    logx: bool = False,
     errors: dict[str, Sequence[float]] | None = None,
 ) -> Path:
     """One line per series over a shared x axis, with optional error bars."""
@@ -55,6 +56,8 @@ def line_plot(
         ax.set_ylim(*ylim)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend()
