@@ -152,9 +152,9 @@ class _Index:
     # float32 torch search
     xf: torch.Tensor | None = None  # (n, d) float32 on device
     norms: torch.Tensor | None = None  # ||b||^2 float32 on device (L2)
-    bound: float = 0.0  # max over shifted training rows of ||b||^2 (L2) or sum |b| (L1)
     # float paths search translated data (distances do not change), which keeps float32 error small
     shift: npt.NDArray[np.float64] | None = None
+    exact_f32: bool = False  # training values are exact in float32 (and were not shifted)
 
 
 def _pad_width(d: int, unit: int) -> int:
@@ -193,10 +193,11 @@ def _build_index(X: npt.NDArray[Any], metric: str, device: torch.device) -> _Ind
         index.padded[:, :d] = Xk
         return index
     index.integer = False
-    index.shift = Xk.mean(0, dtype=np.float64)
+    # L2's expansion loses precision far from the origin: search translated data. L1 has no
+    # cancellation, and float32 inputs stay exact without a shift.
+    index.shift = Xk.mean(0, dtype=np.float64) if metric == "l2" else np.zeros(d)
+    index.exact_f32 = metric == "l1" and _exact_in_f32(Xk)
     xs = _shifted_f32(Xk, index.shift)
-    xs64 = xs.astype(np.float64)
-    index.bound = float((xs64 * xs64).sum(1).max() if metric == "l2" else np.abs(xs64).sum(1).max())
     if metric == "l1" and device.type == "cpu" and _l1 is not None:
         index.padded = np.zeros((n, _pad_width(d, 16)), dtype=np.float32)
         index.padded[:, :d] = xs
@@ -240,6 +241,40 @@ def _brute_rows(Q: npt.NDArray[Any], X: npt.NDArray[Any], k: int, metric: str, b
         best_d, best_i = _merge(np.concatenate([best_d, dist], 1),
                                 np.concatenate([best_i, ids], 1), k)
     return best_d, best_i
+
+
+def _exact_in_f32(a: npt.NDArray[Any]) -> bool:
+    """Whether every value of `a` converts to float32 without rounding (by its dtype)."""
+    return a.dtype in (np.float32, np.uint8, np.int8, np.uint16, np.int16, np.float16)
+
+
+def _lower_bound(metric: str, v: npt.NDArray[np.float64], q: npt.NDArray[np.float64], d: int,
+                 exact_inputs: bool) -> npt.NDArray[np.float64]:
+    """Rigorous lower bound on the true distance of any row whose float32 value is >= v.
+
+    L2 (squared, on translated data): the float32 expansion errs by at most
+    c (||q||^2 + ||b||^2) with c = 8 (d + 4) u, which is loose for a far-away row b with a large
+    norm - but such a row is far: ||q - b||^2 >= (||b|| - ||q||)^2. The bound is the minimum
+    over ||b|| of the larger of the two, which has a closed form (the root of a quadratic).
+    L1: the float32 sum errs by at most c v (c = 2 (d + 4) u) when the inputs are exact in
+    float32; otherwise their rounding adds u (|q|_1 + |b|_1), again tamed by
+    ||q - b||_1 >= | |b|_1 - |q|_1 |.
+    """
+    if metric == "l2":
+        c = 8 * (d + 4) * _U32
+        nq = (q * q).sum(1)
+        r = np.sqrt(nq)
+        disc = np.maximum((1 + c) * v - c * (2 + c) * nq, 0.0)
+        s_root = (r + np.sqrt(disc)) / (1 + c)
+        bound = (s_root - r) ** 2
+        return np.where(v - 2 * c * nq > 0, bound, -np.inf)
+    c = 2 * (d + 4) * _U32
+    if exact_inputs:
+        return v / (1 + c)
+    u = 2 * _U32
+    sq = np.abs(q).sum(1)
+    at_root = (v + sq * (1 + c - u)) / (1 + c + u) - sq
+    return np.minimum((v - 2 * u * sq) / (1 + c), at_root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,15 +403,13 @@ class _Searcher:
         best_d, best_i = _merge(exact, cand, k)
         if m == width:  # every row of the block was re-ranked exactly
             return best_d, best_i
-        # Anything left out has a float32 value >= vals[:, -1]; its true distance is at least
-        # that minus the float32 error bound, which must stay above the exact k-th distance.
+        # Anything left out has a float32 value >= vals[:, -1]; a lower bound on its true
+        # distance must stay above the exact k-th distance (see _lower_bound).
         assert idx.shift is not None
         q64 = q.astype(np.float64) - idx.shift
-        if idx.metric == "l2":
-            err = 8 * (idx.d + 4) * _U32 * ((q64 * q64).sum(1) + idx.bound)
-        else:
-            err = 2 * (idx.d + 4) * _U32 * (vals64[:, -1] + np.abs(q64).sum(1) + idx.bound)
-        unsafe = np.flatnonzero(vals64[:, -1] - err <= best_d[:, -1])
+        exact_inputs = idx.exact_f32 and _exact_in_f32(q)
+        lower = _lower_bound(idx.metric, vals64[:, -1], q64, idx.d, exact_inputs)
+        unsafe = np.flatnonzero(lower <= best_d[:, -1])
         if unsafe.size:
             self.n_fallback += int(unsafe.size)
             fd, fi = _brute_rows(q[unsafe], idx.X[rows], k, idx.metric, self.budget)

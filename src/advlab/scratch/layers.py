@@ -33,6 +33,10 @@ class Layer:
     def backward(self, dout: Array) -> Array:
         raise NotImplementedError
 
+    #: Set by `Sequential` on its first layer while training: the gradient with respect to the
+    #: network's input is not needed then, and skipping it saves a matrix product.
+    skip_input_grad: bool = False
+
     def astype(self, dtype: npt.DTypeLike) -> None:
         for name, value in self.params.items():
             self.params[name] = value.astype(dtype)
@@ -65,6 +69,8 @@ class Affine(Layer):
 
     def backward(self, dout: Array) -> Array:
         self.grads = {"W": self._x.T @ dout, "b": dout.sum(0)}
+        if self.skip_input_grad:
+            return dout
         return (dout @ self.params["W"].T).reshape(self._shape)
 
 

@@ -53,12 +53,22 @@ class Sequential:
             dout = layer.backward(dout)
         return dout
 
-    def loss(self, x: Array, y: Array) -> tuple[float, Array]:
-        """Loss (data + regularisation) on a batch; fills every layer's `grads`; returns dx."""
+    def loss(self, x: Array, y: Array, *, input_grad: bool = True) -> tuple[float, Array | None]:
+        """Loss (data + regularisation) on a batch; fills every layer's `grads`; returns dx
+        (None when `input_grad` is False, which training uses to skip that product)."""
         scores = self.forward(x)
         self.last_scores = scores  # for the caller's accuracy bookkeeping
         value, dscores = LOSSES[self.loss_name](scores, y)
-        dx = self.backward(dscores)
+        first = self.layers[0] if self.layers else None
+        if first is not None:
+            first.skip_input_grad = not input_grad
+        try:
+            dx: Array | None = self.backward(dscores)
+        finally:
+            if first is not None:
+                first.skip_input_grad = False
+        if not input_grad:
+            dx = None
         if self.reg:
             for layer in self.layers:
                 if "W" in layer.params:
@@ -183,7 +193,7 @@ def sgd(
             for s in range(0, len(x), batch_size):
                 idx = order[s:s + batch_size]
                 xb, yb = x[idx], y[idx]
-                value, _ = net.loss(xb, yb)
+                value, _ = net.loss(xb, yb, input_grad=False)
                 if not math.isfinite(value):
                     finite = False
                     break
