@@ -12,7 +12,7 @@ export ADVLAB_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean seed003
 
 install: $(STAMP)
 
@@ -35,6 +35,26 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/trainer_throughput.py
 	$(BIN)/python benchmarks/knn.py
+	$(BIN)/python benchmarks/scratch_epoch.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# seed 003 in full: both numpy models at the report's defaults, then every ablation of the
+# report (30 epochs, 3 seeds each) through `advlab sweep`; prints the wall time it took.
+SWEEP := $(BIN)/advlab sweep --seeds 3 --out runs --resume
+seed003: $(STAMP)
+	@start=$$(date +%s); \
+	$(BIN)/advlab run cifar-scratch-linear --out runs && \
+	$(BIN)/advlab run cifar-scratch-softmax --out runs && \
+	$(BIN)/advlab run cifar-scratch-twolayer --out runs && \
+	$(SWEEP) cifar-scratch-softmax --set epochs=30 --grid reg=0,0.001,0.01,0.1 && \
+	$(SWEEP) cifar-scratch-softmax --set epochs=30 --grid batch_size=128,256,512,1024 && \
+	$(SWEEP) cifar-scratch-softmax --set epochs=30 --grid lr=0.001,0.005,0.01,0.05 && \
+	$(SWEEP) cifar-scratch-softmax --set epochs=30 --grid lr_decay=1.0,0.99,0.9,0.8 && \
+	$(SWEEP) cifar-scratch-twolayer --grid hidden=50,100,150,200 && \
+	$(SWEEP) cifar-scratch-twolayer --grid batch_size=128,256,512,1024 && \
+	$(SWEEP) cifar-scratch-twolayer --grid lr=0.2,0.1,0.05,0.01 && \
+	$(SWEEP) cifar-scratch-twolayer --grid lr_decay=1.0,0.99,0.9,0.8 && \
+	echo "seed003: $$(( $$(date +%s) - start )) s in all"
+

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import require_data
 
 from advlab.experiments import run_experiment
+from conftest import require_data
 
 
 def test_linear_fit_approaches_least_squares(tmp_path: Path) -> None:

@@ -6,9 +6,8 @@ import json
 import math
 from pathlib import Path
 
-from conftest import require_data
-
 from advlab.experiments import run_experiment
+from conftest import require_data
 
 
 def test_mlp_scratch_mnist_small(tmp_path: Path) -> None:

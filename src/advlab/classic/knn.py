@@ -161,6 +161,11 @@ def _pad_width(d: int, unit: int) -> int:
     return -(-d // unit) * unit
 
 
+def _shift_to_int8(X: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
+    """u - 128 as int8 for uint8 u, in one pass: flipping the top bit is that subtraction."""
+    return np.bitwise_xor(X, np.uint8(0x80)).view(np.int8)
+
+
 def _shifted_f32(X: npt.NDArray[Any], shift: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
     """X - shift rounded once to float32, computed in float64 blocks."""
     out = np.empty(X.shape, dtype=np.float32)
@@ -170,8 +175,7 @@ def _shifted_f32(X: npt.NDArray[Any], shift: npt.NDArray[np.float64]) -> npt.NDA
 
 
 def _build_index(X: npt.NDArray[Any], metric: str, device: torch.device) -> _Index:
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    keep = np.flatnonzero(lo != hi)
+    keep = np.flatnonzero(np.not_equal(X, X[0]).any(axis=0))
     if keep.size == 0:  # every column constant: keep one so the kernels have something to do
         keep = np.array([0], dtype=np.intp)
     const_cols = np.setdiff1d(np.arange(X.shape[1]), keep)
@@ -182,11 +186,10 @@ def _build_index(X: npt.NDArray[Any], metric: str, device: torch.device) -> _Ind
                    const_cols=const_cols, const=X[0, const_cols].astype(np.float64), n=n, d=d,
                    X=Xk)
     if integer and metric == "l2":
-        v = torch.from_numpy(Xk).to(torch.int16) - 128
-        index.xt_i8 = v.to(torch.int8).t().contiguous()
-        b = torch.from_numpy(Xk).to(torch.int64)
-        col = (b * b).sum(1) - 256 * v.to(torch.int64).sum(1)
-        index.col_i32 = col.to(torch.int32)
+        v = _shift_to_int8(Xk)
+        index.xt_i8 = torch.from_numpy(np.ascontiguousarray(v.T))
+        col = np.square(Xk, dtype=np.uint16).sum(1, dtype=np.int64) - 256 * v.sum(1, dtype=np.int64)
+        index.col_i32 = torch.from_numpy(col.astype(np.int32))
         return index
     if integer and metric == "l1" and _l1 is not None:
         index.padded = np.zeros((n, _pad_width(d, 64)), dtype=np.uint8)
@@ -352,8 +355,7 @@ class _Searcher:
     def prepare(self, q: npt.NDArray[Any]) -> Any:
         idx = self.index
         if idx.integer and idx.metric == "l2":
-            v = torch.from_numpy(q).to(torch.int16) - 128
-            return v.to(torch.int8)
+            return torch.from_numpy(_shift_to_int8(q))
         if idx.shift is not None:
             q = _shifted_f32(q, idx.shift)
         if idx.padded is not None:
@@ -368,7 +370,8 @@ class _Searcher:
         if idx.integer and idx.metric == "l2":
             assert idx.xt_i8 is not None and idx.col_i32 is not None
             G = torch._int_mm(prepared, idx.xt_i8[:, rows])
-            G.mul_(-2).add_(idx.col_i32[rows])  # ||b||^2 - 2ab, up to a per-query constant
+            # ||b||^2 - 2ab up to a per-query constant, in one pass over the block
+            torch.sub(idx.col_i32[rows], G, alpha=2, out=G)
             val, arg = _topk_exact_int(G, k, rows.start)
             a = q.astype(np.int64)
             row_const = (a * a).sum(1) - 256 * (a - 128).sum(1) - 2 * idx.d * 128 * 128
