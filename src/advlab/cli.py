@@ -166,8 +166,9 @@ def list_(
         if what is not None and name != what:
             continue
         typer.echo(f"{name}:")
+        width = max([16, *(len(item) for item in reg.names())])
         for item in reg.names():
-            typer.echo(f"  {item:<16} {reg.help(item)}")
+            typer.echo(f"  {item:<{width}} {reg.help(item)}")
 
 
 @app.command()

@@ -70,22 +70,14 @@ class SoftmaxConfig:
 
 
 @dataclass(frozen=True)
-class TwoLayerConfig:
+class TwoLayerConfig(SoftmaxConfig):
     """Two-layer net; defaults are the report's (hidden 100, lr 0.1, decay 0.9, batch 128, 30
     epochs, reg 0)."""
 
-    hidden: int = 100
     lr: float = 0.1
-    lr_decay: float = 0.9
     epochs: int = 30
     batch_size: int = 128
-    reg: float = 0.0
-    weight_scale: float = 1e-3
-    standardize: bool = False  # also divide each pixel by its std (CS231n only centres)
-    n_train: int = 49000
-    n_val: int = 1000
-    n_test: int | None = None
-    seed: int = 0
+    hidden: int = 100
 
 
 def _execute(cfg: SoftmaxConfig | TwoLayerConfig, ctx: Context) -> dict[str, Any]:
@@ -205,13 +197,14 @@ def _execute_linear(cfg: LinearFitConfig, ctx: Context) -> dict[str, Any]:
     layer = Affine(1, 1, weight_scale=0.0, dtype=np.float64)
     net = Sequential([layer], loss="mse")
     losses = []
-    for _ in range(cfg.steps):
-        value, _ = net.loss(x, y, input_grad=False)
-        if not np.isfinite(value):
-            break
-        losses.append(value)
-        for name in ("W", "b"):
-            layer.params[name] -= cfg.lr * layer.grads[name]
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected, not warned
+        for _ in range(cfg.steps):
+            value, _ = net.loss(x, y, input_grad=False)
+            if not np.isfinite(value) or value > 1e300:
+                break
+            losses.append(value)
+            for name in ("W", "b"):
+                layer.params[name] -= cfg.lr * layer.grads[name]
     design = np.hstack([x, np.ones_like(x)])
     (w_ls, b_ls), *_ = np.linalg.lstsq(design, y[:, 0], rcond=None)
     ls_loss = float(((design @ [w_ls, b_ls] - y[:, 0]) ** 2).mean())
@@ -232,10 +225,13 @@ error, forward and backward passes by hand, full-batch gradient descent at lr {c
 optimum it should approach.
 """)
     loss = metrics["loss"]
+    if metrics["diverged"]:
+        rep.text("Results", f"Gradient descent **diverged** after {len(loss)} steps: lr "
+                 f"{cfg.lr:g} is above the stability limit 2 / (2 E[x^2]) of this problem.")
     fig = line_plot(run.figure("loss.png"), list(range(1, len(loss) + 1)), {"MSE": loss},
                     title=f"Gradient descent at lr {cfg.lr:g}", xlabel="step", ylabel="loss",
-                    logy=True)
-    rep.figure("Results", fig, "Training loss per gradient-descent step (log scale).")
+                    logy=not metrics["diverged"])
+    rep.figure("Results", fig, "Training loss per gradient-descent step.")
     rep.table("Results", [
         {"": "gradient descent", "w": metrics["w"], "b": metrics["b"],
          "final loss": loss[-1] if loss else float("nan")},
