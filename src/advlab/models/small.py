@@ -33,6 +33,31 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+INITS = ("torch", "glorot_uniform", "glorot_normal", "he_normal", "lecun_normal")
+
+
+def init_linear(layer: nn.Linear, init: str) -> None:
+    """Initialise a linear layer's weights by name; biases become zero (Keras's default) for
+    every scheme but ``torch`` (PyTorch's own default, left untouched)."""
+    if init not in INITS:
+        raise ConfigError(f"init {init!r}: expected one of {', '.join(INITS)}")
+    if init == "torch":
+        return
+    w = layer.weight
+    fan_in = w.shape[1]
+    with torch.no_grad():
+        if init == "glorot_uniform":
+            nn.init.xavier_uniform_(w)
+        elif init == "glorot_normal":
+            nn.init.xavier_normal_(w)
+        elif init == "he_normal":
+            nn.init.normal_(w, 0.0, math.sqrt(2.0 / fan_in))
+        else:  # lecun_normal
+            nn.init.normal_(w, 0.0, math.sqrt(1.0 / fan_in))
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
 def mlp(
     *,
     in_shape: tuple[int, ...] = (1, 28, 28),
@@ -40,6 +65,7 @@ def mlp(
     depth: int = 2,
     width: int = 128,
     activation_name: str = "relu",
+    init: str = "torch",
 ) -> nn.Sequential:
     """Fully connected net: `depth` hidden layers of `width` units; returns logits.
 
@@ -49,15 +75,23 @@ def mlp(
         depth: Number of hidden layers (0 gives a linear softmax classifier).
         width: Units per hidden layer.
         activation_name: relu, tanh, sigmoid or lecun.
+        init: ``torch`` (PyTorch's default), ``glorot_uniform`` (Keras's default),
+            ``glorot_normal``, ``he_normal`` or ``lecun_normal``; all but ``torch`` zero the
+            biases.
     """
     if depth < 0 or width < 1:
         raise ConfigError(f"mlp: expected depth >= 0 and width >= 1, got {depth} and {width}")
+    if init not in INITS:
+        raise ConfigError(f"init {init!r}: expected one of {', '.join(INITS)}")
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(in_shape)
     for _ in range(depth):
         layers += [nn.Linear(fan_in, width), activation(activation_name)]
         fan_in = width
     layers.append(nn.Linear(fan_in, num_classes))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            init_linear(layer, init)
     return set_weights_source(nn.Sequential(*layers), "random")
 
 
