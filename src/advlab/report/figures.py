@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -169,4 +169,44 @@ def confusion_matrix_plot(
         ax=ax, cmap="Blues", colorbar=False, values_format="d"
     )
     ax.set_title(title)
+    return save(fig, path)
+
+
+def panel_plot(
+    path: Path,
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logy: bool = False,
+) -> Path:
+    """One subplot per panel, several (x, y) series overlaid in each, shared legend."""
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.9), squeeze=False, layout="constrained")
+    for ax, (name, series) in zip(axes[0], panels.items(), strict=False):
+        for label, (x, y) in series.items():
+            ax.plot(x, y, marker="o", markersize=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def equations_figure(path: Path, lines: Sequence[str], *, title: str) -> Path:
+    """Equations (matplotlib mathtext, one per line) rendered as an image: the HTML report stays
+    self-contained, with no maths library to fetch."""
+    fig = plt.figure(figsize=(10, 0.6 * len(lines) + 0.8))
+    fig.text(0.02, 1 - 0.35 / (0.6 * len(lines) + 0.8), title, fontsize=12, weight="bold",
+             va="top")
+    for i, line in enumerate(lines):
+        fig.text(0.03, 1 - (0.9 + 0.6 * i) / (0.6 * len(lines) + 0.8), line, fontsize=12,
+                 va="top")
     return save(fig, path)
