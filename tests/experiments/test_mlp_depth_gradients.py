@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from conftest import require_data
 
 from advlab.experiments import run_experiment
+from conftest import require_data
 
 
 def test_mlp_depth_gradients_tiny(tmp_path: Path) -> None:
