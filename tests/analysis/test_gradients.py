@@ -66,3 +66,13 @@ def test_mlp_inits() -> None:
     assert float(net[1].weight.abs().max()) > 0.99 * limit
     with pytest.raises(ConfigError, match="init"):
         create_model("mlp", init="orthogonal")
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid", "lecun"])
+def test_closed_form_derivatives_equal_autograd(name: str) -> None:
+    from advlab.analysis.gradients import DERIVATIVES
+
+    z = torch.linspace(-8, 8, 4001, dtype=torch.float64)
+    z = z[z.abs() > 1e-9].requires_grad_(True)  # ReLU has no derivative at 0
+    (auto,) = torch.autograd.grad(ACTIVATIONS[name]()(z).sum(), z)
+    torch.testing.assert_close(DERIVATIVES[name](z.detach()), auto, rtol=1e-12, atol=1e-14)

@@ -43,3 +43,17 @@ def derivative_range(fn: nn.Module | torch.nn.Module, lo: float = -20.0, hi: flo
     x = torch.linspace(lo, hi, n, dtype=torch.float64, requires_grad=True)
     (g,) = torch.autograd.grad(fn(x).sum(), x)
     return float(g.min()), float(g.max())
+
+
+def _sigmoid_prime(z: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(z)
+    return s * (1 - s)
+
+
+#: Closed-form derivatives of the MLP activations (the report's equations), as functions.
+DERIVATIVES = {
+    "relu": lambda z: (z > 0).to(z.dtype),
+    "tanh": lambda z: 1 - torch.tanh(z) ** 2,
+    "sigmoid": _sigmoid_prime,
+    "lecun": lambda z: 1.7159 * (2.0 / 3.0) * (1 - torch.tanh(z * (2.0 / 3.0)) ** 2) + 0.01,
+}
