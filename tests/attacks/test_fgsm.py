@@ -86,7 +86,8 @@ def test_loss_gradient_matches_autograd_and_targeted_is_its_negative(digits: Dat
     assert torch.equal(loss_gradient(model, x, y), expected)
     assert torch.equal(loss_gradient(model, x, y, targeted=True), -expected)
     chunked = loss_gradient(model, x, y, batch_size=7)
-    torch.testing.assert_close(chunked, expected, rtol=1e-5, atol=1e-7)
+    # batches of 7 take other GEMM kernels than one batch of 50: equal up to float32 rounding
+    torch.testing.assert_close(chunked, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_eps_zero_leaves_inputs_and_success_is_clean_misclassification(digits: Data) -> None:
