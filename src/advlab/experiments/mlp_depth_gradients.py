@@ -223,9 +223,12 @@ def _analysis(cfg: MlpDepthGradientsConfig, metrics: dict[str, Any]) -> str:
         "- **Vanishing gradients.** Backpropagation multiplies, layer after layer, by W^T and "
         "by f'(z). sigmoid' is at most 1/4, so every sigmoid layer shrinks the error signal by "
         "4x or more: the first layer of a deep sigmoid net gets almost no gradient and does not "
-        "learn in a few epochs. tanh' reaches 1 but only at 0; ReLU' is exactly 1 on active "
-        "units, so with Glorot/He-scaled weights its signal keeps its size. Large weights with a "
-        "derivative near 1 make the product grow instead (exploding gradients).",
+        "learn in a few epochs. tanh' reaches 1 at 0 and Glorot's scaling is made for it, so a "
+        "tanh net keeps its signal near its size. ReLU' is 1 on active units but 0 on the "
+        "others: with Glorot weights a ReLU net's signal shrinks by about half per layer, and "
+        "once a layer's units are all inactive nothing flows back at all (a dead net); He "
+        "initialisation (`--set init=he_normal`) doubles the variance to compensate. Large "
+        "weights with a derivative near 1 make the product grow instead (exploding gradients).",
     ]
     facts = []
     for a in cfg.activations:
