@@ -7,6 +7,7 @@ from advlab.data.registry import (
     get_spec,
     import_dataset,
     load_dataset,
+    load_train_test,
     locate,
     verify,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "get_spec",
     "import_dataset",
     "load_dataset",
+    "load_train_test",
     "locate",
     "verify",
 ]

@@ -25,7 +25,7 @@ from advlab.classic.knn import (
     uint8_wraparound_distances,
     vote,
 )
-from advlab.data import load_dataset
+from advlab.data import load_train_test
 from advlab.data.preprocess import Centering, PCAWhitening, Standardizer, ZCAWhitening
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
@@ -88,12 +88,7 @@ def _features(name: str, train: np.ndarray, test: np.ndarray, eps: float
 def execute(cfg: KnnMnistConfig, ctx: Context) -> dict[str, Any]:
     _check(cfg)
     search = {"memory_budget": cfg.memory_budget_mb * 2**20, "device": ctx.device}
-    train = load_dataset(cfg.dataset, "train")
-    test = load_dataset(cfg.dataset, "test")
-    if cfg.n_train is not None and cfg.n_train < len(train):
-        train = train.take(cfg.n_train, seed=cfg.seed)
-    if cfg.n_test is not None and cfg.n_test < len(test):
-        test = test.take(cfg.n_test, seed=cfg.seed)
+    train, test = load_train_test(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.seed)
     X, y = np.asarray(train.images).reshape(len(train), -1), np.asarray(train.labels)
     Q, yq = np.asarray(test.images).reshape(len(test), -1), np.asarray(test.labels)
     n_classes = len(train.classes)

@@ -19,7 +19,7 @@ from joblib import Parallel, delayed
 
 from advlab.analysis.gradients import derivative_range, weight_grad_max
 from advlab.analysis.stats import format_mean_std
-from advlab.data import load_dataset
+from advlab.data import load_train_test
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.models import ModelWrapper, create_model
@@ -82,11 +82,7 @@ def execute(cfg: MlpDepthGradientsConfig, ctx: Context) -> dict[str, Any]:
                           f"depths >= 1 and seeds >= 1 expected; found activations "
                           f"{list(cfg.activations)}, init {cfg.init!r}, depths "
                           f"{list(cfg.depths)}, seeds {cfg.seeds}")
-    train, test = load_dataset(cfg.dataset, "train"), load_dataset(cfg.dataset, "test")
-    if cfg.n_train is not None and cfg.n_train < len(train):
-        train = train.take(cfg.n_train, seed=cfg.seed)
-    if cfg.n_test is not None and cfg.n_test < len(test):
-        test = test.take(cfg.n_test, seed=cfg.seed)
+    train, test = load_train_test(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.seed)
     x, y = train.tensors()  # float pixels in [0, 1]: MNIST scaled as Keras examples do
     xt, yt = test.tensors()
     fixed = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(x))[:cfg.grad_batch])

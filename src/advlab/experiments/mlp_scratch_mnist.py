@@ -15,7 +15,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from advlab.data import load_dataset
+from advlab.data import load_train_test
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.report import Report
@@ -55,11 +55,7 @@ def _train_one(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray, *, 
 def execute(cfg: MlpScratchMnistConfig, ctx: Context) -> dict[str, Any]:
     if cfg.hidden < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError("hidden, epochs and batch_size must be positive integers")
-    train, test = load_dataset(cfg.dataset, "train"), load_dataset(cfg.dataset, "test")
-    if cfg.n_train is not None and cfg.n_train < len(train):
-        train = train.take(cfg.n_train, seed=cfg.seed)
-    if cfg.n_test is not None and cfg.n_test < len(test):
-        test = test.take(cfg.n_test, seed=cfg.seed)
+    train, test = load_train_test(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.seed)
     x = (np.asarray(train.images).reshape(len(train), -1) / 255.0).astype(np.float32)
     xt = (np.asarray(test.images).reshape(len(test), -1) / 255.0).astype(np.float32)
     y, yt = np.asarray(train.labels), np.asarray(test.labels)
