@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/trainer_throughput.py
 	$(BIN)/python benchmarks/knn.py
 	$(BIN)/python benchmarks/scratch_epoch.py
+	$(BIN)/python benchmarks/resnet_cpu_bf16.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

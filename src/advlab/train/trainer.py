@@ -76,8 +76,10 @@ class TrainConfig:
             flip, for CIFAR-like images).
         amp: Mixed precision on CUDA (bf16 where supported, otherwise fp16 with a gradient
             scaler); on CPU see ``cpu_bf16``.
-        cpu_bf16: bfloat16 autocast for CPU training (off by default: several times faster on
-            CPUs with AMX or AVX512-BF16, slower on others; weights and optimiser stay float32).
+        cpu_bf16: bfloat16 autocast for CPU training (off by default; weights and optimiser
+            stay float32). Whether it pays depends on the CPU and the model: for ResNet-18 on
+            32x32 CIFAR it was 0.67x the float32 speed on a 2-core Sapphire Rapids machine
+            (`benchmarks/resnet_cpu_bf16.py`).
         channels_last: channels_last memory format for the model and image batches on CUDA;
             ignored on CPU.
         compile: Train through ``torch.compile(model)``.
