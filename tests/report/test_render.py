@@ -38,3 +38,18 @@ def test_html_embeds_only_the_run_folder(tmp_path: Path) -> None:
     run_dir.mkdir()
     page = render_html("![x](../secret.png)", run_dir)
     assert 'src="../secret.png"' in page and "base64" not in page
+
+
+def test_rescale01_minmax_and_percentile_clip() -> None:
+    import numpy as np
+
+    from advlab.report.figures import rescale01
+
+    img = np.zeros((1, 20, 20))
+    img[0, 0, 0] = 1000.0  # one extreme pixel
+    img[0, 10:, :] = 1.0
+    plain = rescale01(img)
+    assert plain.min() == 0.0 and plain.max() == 1.0
+    assert plain[0, 19, 19] == 1.0 / 1000.0  # the extreme pixel squashes the rest
+    clipped = rescale01(img, clip_percent=1.0)
+    assert clipped[0, 19, 19] == 1.0 and clipped[0, 0, 1] == 0.0 and clipped[0, 0, 0] == 1.0

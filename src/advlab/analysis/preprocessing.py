@@ -25,7 +25,7 @@ def compare_preprocessing(
 ) -> dict[str, Any]:
     """Fit every step on `train` (uint8, (N, H, W, C)), apply it to `shown`; save to `path`.
 
-    Writes an npz with the step names, the shown images after each step (min-max scaled for
+    Writes an npz with the step names, the shown images after each step (percentile-scaled for
     display) and the training covariance after each step; returns summary statistics.
     """
     x_train = train.astype(np.float32) / 255.0
@@ -62,7 +62,8 @@ def compare_preprocessing(
         np.savez_compressed(
             tmp,
             names=np.array(list(images)),
-            images=np.stack([rescale01(v) for v in images.values()]),  # (S, k, H, W, C)
+            # display scaling between the 1st and 99th percentile of each image
+            images=np.stack([rescale01(v, clip_percent=1.0) for v in images.values()]),
             covariances=np.stack(list(covs.values())).astype(np.float32),  # (S, D, D)
         )
     return stats
@@ -95,7 +96,8 @@ def preprocessing_section(
         f"""
 **Preprocessing** (the steps of the tutorial seed 000 links, each a scikit-learn transformer
 from `advlab.data.preprocess`, fitted on the training split and applied to test images; each
-panel is min-max scaled for display). Centring leaves the covariance unchanged;
+panel is scaled between its 1st and 99th percentile for display). Centring leaves the
+covariance unchanged;
 standardisation turns it into the correlation matrix (mean variance
 {cs["standardised"]["mean_diag"]:.3f}: constant border pixels keep variance 0). Whitening
 decorrelates the pixels: the mean absolute off-diagonal covariance falls from

@@ -126,11 +126,18 @@ def matrix_grid(
     return save(fig, path)
 
 
-def rescale01(images: np.ndarray) -> np.ndarray:
-    """Min-max scale each image (first axis) to [0, 1] for display."""
+def rescale01(images: np.ndarray, clip_percent: float = 0.0) -> np.ndarray:
+    """Scale each image (first axis) to [0, 1] for display: min-max, or with `clip_percent`
+    between its `clip_percent` and 100 - `clip_percent` percentiles, clipped, so that a few
+    extreme pixels (standardised border pixels) do not turn the rest grey."""
     flat = images.reshape(len(images), -1)
-    low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
-    return ((flat - low) / np.maximum(high - low, 1e-12)).reshape(images.shape)
+    if clip_percent > 0:
+        low, high = np.percentile(flat, [clip_percent, 100 - clip_percent], axis=1,
+                                  keepdims=True)
+    else:
+        low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
+    scaled = (flat - low) / np.maximum(high - low, 1e-12)
+    return np.clip(scaled, 0.0, 1.0).reshape(images.shape)
 
 
 def learning_curves(
