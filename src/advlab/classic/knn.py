@@ -290,10 +290,17 @@ def _topk_exact_int(D: torch.Tensor, k: int, offset: int
     if k == 1:
         val, arg = D.min(1, keepdim=True)  # first minimum: the lower index on ties
         return val.numpy().astype(np.float64), arg.numpy().astype(np.int64) + offset
-    width = D.shape[1]
-    key = D.to(torch.int64) * width + torch.arange(width, dtype=torch.int64)
-    top = key.topk(k, 1, largest=False, sorted=True).values
-    return (top // width).numpy().astype(np.float64), (top % width).numpy() + offset
+    # The k-th smallest value is exact whatever order topk gives equal values; every entry at
+    # or below it is a candidate (k of them, plus any further ties at the threshold), and the
+    # candidates are ordered by (value, index).
+    threshold = D.topk(k, 1, largest=False, sorted=True).values[:, -1:]
+    rows_t, cols_t = (threshold >= D).nonzero(as_tuple=True)
+    rows, cols = rows_t.numpy(), cols_t.numpy()
+    vals = D[rows_t, cols_t].numpy()
+    order = np.lexsort((cols, vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    pos = np.searchsorted(rows, np.arange(D.shape[0]))[:, None] + np.arange(k)
+    return vals[pos].astype(np.float64), cols[pos].astype(np.int64) + offset
 
 
 def _l1_kernel_block(index: _Index, Qp: npt.NDArray[Any], rows: slice, threads: int
