@@ -97,7 +97,7 @@ def test_softmax_cross_entropy_and_mse() -> None:
     pt = torch.tensor(pred, requires_grad=True)
     ref = ((pt - torch.tensor(target)) ** 2).sum() / 5
     ref.backward()
-    assert value == pytest.approx(float(ref)) and rel_error(dm, pt.grad.numpy()) < 1e-12
+    assert value == pytest.approx(ref.item()) and rel_error(dm, pt.grad.numpy()) < 1e-12
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])

@@ -29,7 +29,6 @@ Tie-breaking (documented, deterministic):
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -196,6 +195,10 @@ def _build_index(X: npt.NDArray[Any], metric: str, device: torch.device) -> _Ind
         index.padded[:, :d] = Xk
         return index
     index.integer = False
+    if metric == "l1" and device.type == "cpu" and _l1 is None:
+        warnings.warn("advlab.classic._l1 is not built (no C compiler at install?): exact L1 "
+                      "k-NN falls back to torch.cdist, about 40x slower", RuntimeWarning,
+                      stacklevel=3)
     # L2's expansion loses precision far from the origin: search translated data. L1 has no
     # cancellation, and float32 inputs stay exact without a shift.
     index.shift = Xk.mean(0, dtype=np.float64) if metric == "l2" else np.zeros(d)
@@ -362,7 +365,11 @@ class _Searcher:
     def prepare(self, q: npt.NDArray[Any]) -> Any:
         idx = self.index
         if idx.integer and idx.metric == "l2":
-            return torch.from_numpy(_shift_to_int8(q))
+            # ||a-b||^2 = ||a||^2 + ||b||^2 - 2ab; the int8 shift moved 2ab by 256*(sum a-128)
+            # + 256*(sum b-128) + 2*d*128^2; col_i32 carries the b part, this the rest.
+            a = q.astype(np.int64)
+            row_const = (a * a).sum(1) - 256 * (a - 128).sum(1) - 2 * idx.d * 128 * 128
+            return torch.from_numpy(_shift_to_int8(q)), row_const
         if idx.shift is not None:
             q = _shifted_f32(q, idx.shift)
         if idx.padded is not None:
@@ -376,14 +383,11 @@ class _Searcher:
         idx, k = self.index, min(self.k, rows.stop - rows.start)
         if idx.integer and idx.metric == "l2":
             assert idx.xt_i8 is not None and idx.col_i32 is not None
-            G = torch._int_mm(prepared, idx.xt_i8[:, rows])
+            q_i8, row_const = prepared
+            G = torch._int_mm(q_i8, idx.xt_i8[:, rows])
             # ||b||^2 - 2ab up to a per-query constant, in one pass over the block
             torch.sub(idx.col_i32[rows], G, alpha=2, out=G)
             val, arg = _topk_exact_int(G, k, rows.start)
-            a = q.astype(np.int64)
-            row_const = (a * a).sum(1) - 256 * (a - 128).sum(1) - 2 * idx.d * 128 * 128
-            # ||a-b||^2 = ||a||^2 + ||b||^2 - 2ab; the int8 shift moved 2ab by 256*(sum a-128)
-            # + 256*(sum b-128) + 2*d*128^2; col_i32 carries the b part, row_const the rest.
             return val + row_const[:, None], arg
         if idx.integer:  # L1, uint8, C kernel: exact int32 sums
             D = _l1_kernel_block(idx, prepared, rows, self.threads)
@@ -448,8 +452,8 @@ def nearest_neighbors(
 class _Fitted:
     def __init__(self, X: npt.NDArray[Any], metric: str, device: torch.device) -> None:
         self.n_features = X.shape[1]
-        self.uint8 = X.dtype == np.uint8
         self.index = _build_index(X, metric, device)
+        self._float_index: _Index | None = None  # built on first use by non-uint8 queries
 
     def query(self, Xq: Any, k: int, *, memory_budget: int, batch_size: int | None,
               threads: int | None, name: str = "X") -> Neighbors:
@@ -461,10 +465,13 @@ class _Fitted:
         k = _check_k(k, self.index.n)
         idx = self.index
         if idx.integer and Q.dtype != np.uint8:
-            # training data is uint8 but these queries are not: search them in float
-            idx = _build_index(idx.X.astype(np.float32), idx.metric, idx.device)
-            idx.keep, idx.const_cols = self.index.keep, self.index.const_cols
-            idx.const = self.index.const
+            # training data is uint8 but these queries are not: search them in float (built
+            # once, then kept)
+            if self._float_index is None:
+                fl = _build_index(idx.X.astype(np.float32), idx.metric, idx.device)
+                fl.keep, fl.const_cols, fl.const = idx.keep, idx.const_cols, idx.const
+                self._float_index = fl
+            idx = self._float_index
         if memory_budget < 2**20:
             raise KNNError(f"memory_budget: expected at least 1 MiB, found {memory_budget} bytes")
         searcher = _Searcher(idx, k, memory_budget, threads or torch.get_num_threads())
@@ -535,8 +542,6 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             raise KNNError(f"y: expected {Xa.shape[0]} labels (one per row of X), "
                            f"found shape {ya.shape}")
         _check_k(self.k, Xa.shape[0])
-        if self.metric == "l1":
-            warn_if_slow()
         self.classes_, self._y = np.unique(ya, return_inverse=True)
         self._fitted = _Fitted(Xa, self.metric, torch.device(self.device))
         self.n_features_in_ = Xa.shape[1]
@@ -566,39 +571,6 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: npt.ArrayLike | torch.Tensor) -> npt.NDArray[np.float64]:
         return self._vote(X)[1]
-
-    def predict_from_neighbors(self, indices: npt.NDArray[np.int64], k: int | None = None
-                               ) -> npt.NDArray[Any]:
-        """Predictions from precomputed neighbour indices (nearest first), using the first k."""
-        k = k or self.k
-        return self.classes_[vote(self._y[indices[:, :k]], len(self.classes_))[0]]
-
-
-def l1_distances_u8(Q: npt.NDArray[np.uint8], X: npt.NDArray[np.uint8], threads: int | None = None
-                    ) -> npt.NDArray[np.int32]:
-    """Full int32 L1 distance matrix of uint8 rows (the C kernel; small problems and tests)."""
-    q, x = _as_2d(Q, "Q"), _as_2d(X, "X")
-    if q.dtype != np.uint8 or x.dtype != np.uint8 or q.shape[1] != x.shape[1]:
-        raise KNNError(f"l1_distances_u8: expected uint8 arrays with equal widths, found "
-                       f"{q.dtype}{q.shape} and {x.dtype}{x.shape}")
-    if _l1 is None:
-        qf, xf = torch.from_numpy(q).float(), torch.from_numpy(x).float()
-        return torch.cdist(qf, xf, p=1).int().numpy()
-    dp = _pad_width(q.shape[1], 64)
-    qp = np.zeros((q.shape[0], dp), np.uint8)
-    xp = np.zeros((x.shape[0], dp), np.uint8)
-    qp[:, :q.shape[1]], xp[:, :x.shape[1]] = q, x
-    out = np.empty((q.shape[0], x.shape[0]), np.int32)
-    _l1.l1_u8(qp, xp, out, q.shape[0], x.shape[0], dp)
-    return out
-
-
-def warn_if_slow() -> None:
-    """Warn once when the compiled kernel is missing (L1 then runs on torch.cdist, much slower)."""
-    if _l1 is None and not os.environ.get("ADVLAB_QUIET_KERNEL"):
-        warnings.warn("advlab.classic._l1 is not built (no C compiler at install?): exact L1 k-NN "
-                      "falls back to torch.cdist, about 40x slower", RuntimeWarning, stacklevel=2)
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -168,9 +168,8 @@ layer 1 next to the input, the last layer the output layer; before training and 
               f"over {cfg.seeds} seed(s)")
     for when in ("trained", "untrained"):
         panels: dict[str, dict[str, tuple[Any, Any]]] = {}
-        shown = acts if when == "trained" else [a for a in ("tanh", "lecun") if a in acts]
-        if when == "trained":
-            shown = list(cfg.activations)
+        shown = (list(cfg.activations) if when == "trained"
+                 else [a for a in ("tanh", "lecun") if a in acts])
         for d in cfg.depths:
             panels[f"depth {d}"] = {
                 a: (list(range(1, d + 2)), _geo_mean([r[f"grad_{when}"] for r in

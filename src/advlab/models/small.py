@@ -81,8 +81,6 @@ def mlp(
     """
     if depth < 0 or width < 1:
         raise ConfigError(f"mlp: expected depth >= 0 and width >= 1, got {depth} and {width}")
-    if init not in INITS:
-        raise ConfigError(f"init {init!r}: expected one of {', '.join(INITS)}")
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(in_shape)
     for _ in range(depth):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -176,8 +177,6 @@ def sgd(
     NaN or inf stops training: `diverged` records the epoch (0-based) and the history keeps the
     epochs before it, so that a report can say so instead of crashing or training on garbage.
     """
-    import time
-
     if epochs < 0 or batch_size < 1 or lr <= 0:
         raise ConfigError(f"sgd: expected epochs >= 0, batch_size >= 1, lr > 0; found "
                           f"epochs={epochs}, batch_size={batch_size}, lr={lr}")
