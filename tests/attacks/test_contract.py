@@ -165,9 +165,30 @@ def test_registered_attack_contract_targeted_or_refused(name: str) -> None:
     check_contract(attack, model, x, criterion, EPSILONS[attack.distance.name], oracle)
 
 
+def _seeded(name: str, seed: int = 0) -> Attack:
+    """The attack with its own seed when it draws random numbers, so that calls repeat."""
+    has_seed = "seed" in inspect.signature(ATTACKS.get(name)).parameters
+    return create_attack(name, seed=seed) if has_seed else create_attack(name)
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_deterministic_with_a_seed(name: str) -> None:
+    model = _model()
+    x, labels = _batch()
+    eps = EPSILONS[_seeded(name).distance.name][2]
+    first = _seeded(name)(model, x, labels, epsilons=eps)
+    torch.manual_seed(123)  # the global generator must not matter once a seed is given
+    second = _seeded(name)(model, x, labels, epsilons=eps)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+    if "seed" in inspect.signature(ATTACKS.get(name)).parameters:
+        other = _seeded(name, seed=1)(model, x, labels, epsilons=eps)
+        assert not torch.equal(first[0], other[0])  # the seed is really used
+
+
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_single_epsilon_gives_single_items(name: str) -> None:
-    attack = create_attack(name)
+    attack = _seeded(name)
     model = _model()
     x, labels = _batch()
     eps = EPSILONS[attack.distance.name][2]
@@ -305,10 +326,14 @@ BAD_CALLS: dict[str, tuple[Callable[[Call], Call], str]] = {
 }
 
 
+# Cheaper settings for the tests of input validation, which do not judge the attack's result.
+FAST: dict[str, dict[str, Any]] = {"cw": {"binary_search_steps": 1, "steps": 10}}
+
+
 @pytest.mark.parametrize("case", list(BAD_CALLS))
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_bad_input_raises_attack_error_naming_the_argument(name: str, case: str) -> None:
-    attack = create_attack(name)
+    attack = create_attack(name, **FAST.get(name, {}))
     x, labels = _batch()
     good = Call(_model(), x, labels, EPSILONS[attack.distance.name][1])
     attack(good.model, good.inputs, good.criterion, epsilons=good.epsilons)  # the baseline works

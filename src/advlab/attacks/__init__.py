@@ -10,21 +10,30 @@ from advlab.attacks.base import (
     get_criterion,
     get_labels,
 )
+from advlab.attacks.carlini_wagner import CarliniWagnerL2
 from advlab.attacks.criteria import Criterion, Misclassification, TargetedMisclassification
 from advlab.attacks.distances import L0, L2, Distance, LInf, l0, l2, linf
-from advlab.attacks.gradient import FGSM, loss_gradient
+from advlab.attacks.fooling import FoolingImage
+from advlab.attacks.gradient import BIM, FGSM, L2PGD, LinfPGD, loss_gradient
+from advlab.attacks.jsma import JSMA
 from advlab.attacks.registry import ATTACKS, create_attack
 
 __all__ = [
     "ATTACKS",
+    "BIM",
     "FGSM",
+    "JSMA",
     "L0",
     "L2",
+    "L2PGD",
     "Attack",
+    "CarliniWagnerL2",
     "Criterion",
     "Distance",
     "FixedEpsilonAttack",
+    "FoolingImage",
     "LInf",
+    "LinfPGD",
     "MinimizationAttack",
     "Misclassification",
     "TargetedMisclassification",

@@ -20,7 +20,7 @@ from torch import nn
 
 from advlab.attacks.criteria import Criterion, Misclassification, TargetedMisclassification
 from advlab.attacks.distances import Distance
-from advlab.errors import AttackError
+from advlab.errors import AttackError, ConfigError
 from advlab.models.wrapper import eval_mode
 
 Tensors = list[torch.Tensor]
@@ -129,6 +129,37 @@ def raise_if_kwargs(kwargs: dict[str, Any]) -> None:
 
 def _is_real(value: object) -> TypeGuard[numbers.Real]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
+    """ConfigError unless `value` is an int >= `minimum` (or None when `optional`)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = f"{'None or ' if optional else ''}an int >= {minimum}"
+        raise ConfigError(f"{name}: expected {expected}, found {value!r}")
+
+
+def check_float(
+    name: str, value: object, *, minimum: float = 0.0, strict: bool = False, optional: bool = False
+) -> None:
+    """ConfigError unless `value` is a finite number >= `minimum` (> when `strict`)."""
+    if optional and value is None:
+        return
+    ok = _is_real(value) and math.isfinite(float(value))
+    if ok:
+        ok = float(value) > minimum if strict else float(value) >= minimum  # type: ignore[arg-type]
+    if not ok:
+        op = ">" if strict else ">="
+        expected = f"{'None or ' if optional else ''}a finite number {op} {minimum:g}"
+        raise ConfigError(f"{name}: expected {expected}, found {value!r}")
+
+
+def generator_for(seed: int | None, device: torch.device) -> torch.Generator | None:
+    """A private generator seeded with `seed` on `device`; None (torch's global RNG) for None."""
+    if seed is None:
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 class Attack(ABC):

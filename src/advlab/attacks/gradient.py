@@ -1,4 +1,5 @@
-"""Gradient-sign attacks and the loss gradient that iterative attacks build on."""
+"""Gradient attacks: FGSM, the basic iterative method, projected gradient descent (Linf, L2),
+and the loss gradient they all build on."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import FixedEpsilonAttack, get_bounds, get_labels, raise_if_kwargs
+from advlab.attacks.base import (
+    FixedEpsilonAttack,
+    check_float,
+    check_int,
+    generator_for,
+    get_bounds,
+    get_labels,
+    raise_if_kwargs,
+)
 from advlab.attacks.criteria import Criterion
-from advlab.attacks.distances import linf
+from advlab.attacks.distances import l2, linf
 from advlab.attacks.registry import ATTACKS
 from advlab.errors import AttackError, ConfigError
 from advlab.models.wrapper import eval_mode
@@ -75,10 +84,7 @@ class FGSM(FixedEpsilonAttack):
     distance = linf
 
     def __init__(self, *, batch_size: int | None = None) -> None:
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ConfigError(f"batch_size: expected None or an int >= 1, found {batch_size!r}")
+        check_int("batch_size", batch_size, optional=True)
         self.batch_size = batch_size
 
     def run(
@@ -99,3 +105,234 @@ class FGSM(FixedEpsilonAttack):
         with eval_mode(model):
             grad = loss_gradient(model, x, labels, targeted, batch_size=self.batch_size)
         return (x + epsilon * grad.sign()).clamp(low, high)
+
+
+class _Iterative(FixedEpsilonAttack):
+    """Iterated gradient steps from an optional random start, projected onto the epsilon ball
+    of `distance` and the model's bounds after every step.
+
+    Subclasses set `distance` and implement `_step` (the direction of one step) and
+    `_random_start` (a uniform draw from the ball).
+    """
+
+    random_start: bool = False
+    seed: int | None = None
+
+    def __init__(
+        self,
+        *,
+        steps: int,
+        rel_stepsize: float | None,
+        abs_stepsize: float | None,
+        batch_size: int | None,
+    ) -> None:
+        check_int("steps", steps)
+        check_float("rel_stepsize", rel_stepsize, strict=True, optional=True)
+        check_float("abs_stepsize", abs_stepsize, strict=True, optional=True)
+        check_int("batch_size", batch_size, optional=True)
+        self.steps = steps
+        self.rel_stepsize = rel_stepsize
+        self.abs_stepsize = abs_stepsize
+        self.batch_size = batch_size
+
+    def _set_random_start(self, random_start: bool, seed: int | None) -> None:
+        if not isinstance(random_start, bool):
+            raise ConfigError(f"random_start: expected True or False, found {random_start!r}")
+        check_int("seed", seed, minimum=0, optional=True)
+        self.random_start = random_start
+        self.seed = seed
+
+    def stepsize(self, epsilon: float) -> float:
+        """The step length: `abs_stepsize`, else `rel_stepsize * epsilon`, else epsilon/steps."""
+        if self.abs_stepsize is not None:
+            return self.abs_stepsize
+        if self.rel_stepsize is not None:
+            return self.rel_stepsize * epsilon
+        return epsilon / self.steps
+
+    def _step(self, grad: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _random_start(
+        self, x: torch.Tensor, epsilon: float, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def run(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion: Criterion,
+        *,
+        epsilon: float | None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        raise_if_kwargs(kwargs)
+        if epsilon is None:
+            raise AttackError(f"epsilon: {type(self).__name__} needs a number >= 0, found None")
+        labels, targeted = get_labels(criterion)
+        low, high = get_bounds(model)
+        x0 = inputs.detach()  # (N, C, H, W) in bounds
+        step = self.stepsize(epsilon)
+        x = x0
+        if self.random_start and epsilon > 0:
+            gen = generator_for(self.seed, x0.device)
+            x = (x0 + self._random_start(x0, epsilon, gen)).clamp(low, high)
+        with eval_mode(model):
+            for _ in range(self.steps):
+                grad = loss_gradient(model, x, labels, targeted, batch_size=self.batch_size)
+                x = x + step * self._step(grad)
+                x = self.distance.clip_perturbation(x0, x, epsilon).clamp(low, high)
+        return x
+
+
+@ATTACKS.register(
+    "bim", help="Basic iterative method: FGSM in k steps of eps/k (Kurakin et al. 2017)"
+)
+class BIM(_Iterative):
+    """Basic iterative method (iterative FGSM): `steps` sign-gradient steps from the input.
+
+    Each step is `x <- clip(x + stepsize * sign(grad_x CE), ball, bounds)`; by default the step
+    size is `epsilon / steps`, so k steps of eps/k as seed 002 asks (the projection onto the
+    Linf ball then never binds). For a TargetedMisclassification each step descends the
+    target classes' cross-entropy. No random start and no early stop, so with `steps=1` it is
+    FGSM.
+
+    Args:
+        steps: Number of steps (seed 002: k = 5).
+        rel_stepsize: Step size as a fraction of epsilon; None for `1 / steps`.
+        abs_stepsize: Step size in pixel units; overrides `rel_stepsize`.
+        batch_size: Samples per forward/backward pass; None for all at once.
+
+    Returns:
+        As `Attack`: `(raw, clipped, success)`, raw already inside the Linf ball.
+
+    References:
+        Kurakin, Goodfellow, Bengio 2017, "Adversarial Examples in the Physical World".
+    """
+
+    distance = linf
+
+    def __init__(
+        self,
+        *,
+        steps: int = 5,
+        rel_stepsize: float | None = None,
+        abs_stepsize: float | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__(steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize,
+                         batch_size=batch_size)  # fmt: skip
+
+    def _step(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad.sign()
+
+
+@ATTACKS.register("pgd", help="Projected gradient descent, Linf, random start (Madry et al. 2018)")
+class LinfPGD(_Iterative):
+    """Projected gradient descent in the Linf ball (Madry et al.), with a random start.
+
+    Starts from a uniform draw in the epsilon ball (with `random_start`), then takes `steps`
+    sign-gradient steps of `rel_stepsize * epsilon`, projecting onto the ball and the bounds
+    after each. Defaults are foolbox 3's (40 steps of 0.01/0.3 * epsilon).
+
+    Args:
+        steps: Number of steps.
+        rel_stepsize: Step size as a fraction of epsilon.
+        abs_stepsize: Step size in pixel units; overrides `rel_stepsize`.
+        random_start: Start from a uniform point of the ball instead of the input.
+        batch_size: Samples per forward/backward pass; None for all at once.
+        seed: Seed of the random start's private generator; None draws from torch's global
+            generator (which `advlab run` seeds).
+
+    Returns:
+        As `Attack`: `(raw, clipped, success)`, raw already inside the Linf ball.
+
+    References:
+        Madry, Makelov, Schmidt, Tsipras, Vladu 2018, "Towards Deep Learning Models
+        Resistant to Adversarial Attacks".
+    """
+
+    distance = linf
+
+    def __init__(
+        self,
+        *,
+        steps: int = 40,
+        rel_stepsize: float | None = 0.01 / 0.3,
+        abs_stepsize: float | None = None,
+        random_start: bool = True,
+        batch_size: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize,
+                         batch_size=batch_size)  # fmt: skip
+        self._set_random_start(random_start, seed)
+
+    def _step(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad.sign()
+
+    def _random_start(
+        self, x: torch.Tensor, epsilon: float, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        return (2 * u - 1) * epsilon
+
+
+@ATTACKS.register("pgd-l2", help="Projected gradient descent, L2, random start (Madry et al. 2018)")
+class L2PGD(_Iterative):
+    """Projected gradient descent in the L2 ball, with a random start.
+
+    Steps along the L2-normalised gradient, `rel_stepsize * epsilon` long, projecting onto the
+    L2 ball and the bounds after each; the random start is uniform in the ball. Defaults are
+    foolbox 3's (50 steps of 0.025 * epsilon).
+
+    Args:
+        steps: Number of steps.
+        rel_stepsize: Step size as a fraction of epsilon.
+        abs_stepsize: Step size in pixel units; overrides `rel_stepsize`.
+        random_start: Start from a uniform point of the ball instead of the input.
+        batch_size: Samples per forward/backward pass; None for all at once.
+        seed: Seed of the random start's private generator; None draws from torch's global
+            generator.
+
+    Returns:
+        As `Attack`: `(raw, clipped, success)`, raw already inside the L2 ball.
+
+    References:
+        Madry, Makelov, Schmidt, Tsipras, Vladu 2018, "Towards Deep Learning Models
+        Resistant to Adversarial Attacks".
+    """
+
+    distance = l2
+
+    def __init__(
+        self,
+        *,
+        steps: int = 50,
+        rel_stepsize: float | None = 0.025,
+        abs_stepsize: float | None = None,
+        random_start: bool = True,
+        batch_size: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize,
+                         batch_size=batch_size)  # fmt: skip
+        self._set_random_start(random_start, seed)
+
+    def _step(self, grad: torch.Tensor) -> torch.Tensor:
+        norms = torch.linalg.vector_norm(grad.flatten(1), dim=1).clamp_min(1e-12)
+        return grad / norms.view(-1, *([1] * (grad.ndim - 1)))
+
+    def _random_start(
+        self, x: torch.Tensor, epsilon: float, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        # Uniform in the ball: a Gaussian direction, radius epsilon * U^(1/d).
+        n, d = x.shape[0], x[0].numel()
+        direction = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        direction = direction / torch.linalg.vector_norm(direction.flatten(1), dim=1).clamp_min(
+            1e-12
+        ).view(-1, *([1] * (x.ndim - 1)))
+        u = torch.rand(n, generator=gen, device=x.device, dtype=x.dtype)
+        radius = epsilon * u.pow(1.0 / d)
+        return direction * radius.view(-1, *([1] * (x.ndim - 1)))

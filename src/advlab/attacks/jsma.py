@@ -1,0 +1,187 @@
+"""The Jacobian-based saliency map attack (JSMA) over pixel pairs, batched and exact.
+
+Papernot et al. pick, at every iteration, the pair of input features (p, q) that maximises
+
+    (a_p + a_q) * -(b_p + b_q)   subject to   a_p + a_q > 0,  b_p + b_q < 0,
+
+where `a` is the gradient of the target logit and `b` the summed gradient of the other logits.
+Searching all n^2 pairs costs n^2 per image and iteration (614,656 pairs on MNIST, about a
+quarter of a gigabyte for a batch of 100 in float32). The search here is exact and small:
+write u = a, v = -b; the objective grows in both u and v, so a feature q that another feature
+beats in both (the other's u and v at least as large) can always be swapped for that one. The
+best partner of any p therefore lies on the Pareto front of {(u_q, v_q)}, or on the second
+front when p itself is on the first, and by symmetry so does p. Both fronts are found for the
+whole batch with two sorts and a cumulative maximum, and the pairs are searched among them
+only: typically a few dozen features instead of n.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from advlab.attacks.base import (
+    FixedEpsilonAttack,
+    check_float,
+    get_bounds,
+    get_labels,
+    raise_if_kwargs,
+)
+from advlab.attacks.criteria import Criterion
+from advlab.attacks.distances import l0
+from advlab.attacks.registry import ATTACKS
+from advlab.errors import ConfigError
+from advlab.models.wrapper import eval_mode
+
+
+def pareto_front(u: torch.Tensor, v: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Bool (B, n): the alive points no other alive point matches or beats in both u and v.
+
+    A point is dominated when another, not identical, has u and v at least as large; identical
+    points are all kept. Two stable sorts order each row by (u, v) descending; a point is then
+    dominated exactly when some point before its group of identical points has v >= its v.
+    """
+    neg_inf = torch.tensor(float("-inf"), dtype=u.dtype, device=u.device)
+    uu, vv = torch.where(alive, u, neg_inf), torch.where(alive, v, neg_inf)
+    by_v = torch.argsort(vv, dim=1, descending=True, stable=True)
+    order = by_v.gather(1, torch.argsort(uu.gather(1, by_v), dim=1, descending=True, stable=True))
+    us, vs = uu.gather(1, order), vv.gather(1, order)
+    before = torch.cat([torch.full_like(vs[:, :1], float("-inf")),
+                        torch.cummax(vs, dim=1).values[:, :-1]], dim=1)  # fmt: skip
+    new_group = torch.ones_like(alive)
+    new_group[:, 1:] = (us[:, 1:] != us[:, :-1]) | (vs[:, 1:] != vs[:, :-1])
+    positions = torch.arange(u.shape[1], device=u.device).expand_as(order)
+    group_start = torch.cummax(torch.where(new_group, positions, 0), dim=1).values
+    kept = (before.gather(1, group_start) < vs) & alive.gather(1, order)
+    return torch.zeros_like(alive).scatter(1, order, kept)
+
+
+def best_pairs(
+    a: torch.Tensor, b: torch.Tensor, domain: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The saliency-maximising feature pair of each row, searched exactly among the fronts.
+
+    Args:
+        a: Gradient of the logit to raise, (B, n).
+        b: Summed gradient of the other logits, (B, n).
+        domain: Features that may still change, bool (B, n).
+
+    Returns:
+        `(p, q, valid)`: int64 (B,) feature indices, p != q, both in the domain where a row has
+        two such features, and bool (B,) saying whether the pair meets Papernot's conditions
+        (a_p + a_q > 0 and b_p + b_q < 0). Where it does, the pair maximises
+        `(a_p + a_q) * -(b_p + b_q)` over all pairs of the domain.
+    """
+    first = pareto_front(a, -b, domain)
+    candidates = first | pareto_front(a, -b, domain & ~first)
+    k = max(2, int(candidates.sum(dim=1).max()))
+    idx = torch.topk(candidates.to(a.dtype), k, dim=1).indices  # (B, K), candidates first
+    ok = candidates.gather(1, idx)
+    ua, vb = a.gather(1, idx), -b.gather(1, idx)
+    s_u = ua[:, :, None] + ua[:, None, :]  # (B, K, K)
+    s_v = vb[:, :, None] + vb[:, None, :]
+    eye = torch.eye(k, dtype=torch.bool, device=a.device)
+    pair_ok = ok[:, :, None] & ok[:, None, :] & ~eye
+    valid = pair_ok & (s_u > 0) & (s_v > 0)
+    score = torch.where(valid, s_u * s_v, torch.tensor(-1.0, dtype=a.dtype, device=a.device))
+    flat = score.flatten(1).argmax(dim=1)
+    i, j = flat // k, flat % k
+    p, q = idx.gather(1, i[:, None]).squeeze(1), idx.gather(1, j[:, None]).squeeze(1)
+    return p, q, valid.flatten(1).any(dim=1)
+
+
+@ATTACKS.register(
+    "jsma", help="Jacobian saliency map attack over pixel pairs (Papernot et al. 2016)"
+)
+class JSMA(FixedEpsilonAttack):
+    """Jacobian-based saliency map attack: change the two most salient features at a time.
+
+    At each iteration, for every image not yet adversarial, the gradients of the logits give
+    `a` (the logit to raise: the target's; for an untargeted attack, minus the true label's)
+    and `b` (the other logits' sum), with signs flipped for the decrease variant. The feature
+    pair of `best_pairs` is moved by `theta * (high - low)` and clipped to the bounds; a
+    feature that reaches the bound it moves towards leaves the search domain. When no pair
+    meets the saliency conditions, the two features of largest `a` are changed instead (the
+    simplified rule of ART's `SaliencyMapMethod`). An image stops when it is adversarial, when
+    two more changed features would exceed the budget, or when fewer than two features are
+    left. Every image of the batch is searched at once.
+
+    The budget epsilon is the L0 distance: the number of changed input values (pixels times
+    channels). Papernot's gamma, the largest fraction of features changed, is
+    `epsilon / (C * H * W)`: gamma = 14.5% on MNIST is epsilon = 113.
+
+    Args:
+        theta: Change per selection as a fraction of the bounds' range; > 0 increases
+            features (the paper's JSMA+F, theta = +1), < 0 decreases them (JSMA-F).
+
+    Returns:
+        As `Attack`: `(raw, clipped, success)`; raw changes at most epsilon features.
+
+    References:
+        Papernot, McDaniel, Jha, Fredrikson, Celik, Swami 2016, "The Limitations of Deep
+        Learning in Adversarial Settings".
+    """
+
+    distance = l0
+
+    def __init__(self, *, theta: float = 1.0) -> None:
+        check_float("theta", theta, minimum=-1.0)
+        if theta == 0 or theta > 1:
+            raise ConfigError(f"theta: expected a number in [-1, 0) or (0, 1], found {theta!r}")
+        self.theta = theta
+
+    def run(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion: Criterion,
+        *,
+        epsilon: float | None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        raise_if_kwargs(kwargs)
+        classes, targeted = get_labels(criterion)
+        low, high = get_bounds(model)
+        x0 = inputs.detach()  # (N, C, H, W) in bounds
+        budget = int(epsilon) if epsilon is not None else 0
+        n, nf = x0.shape[0], x0[0].numel()
+        if budget < 2:
+            return x0.clone()
+        increase = self.theta > 0
+        sign = (1.0 if increase else -1.0) * (1.0 if targeted else -1.0)
+        change = self.theta * (high - low)
+        x = x0.clone().flatten(1)  # (N, n_features)
+        domain = x < high if increase else x > low
+        rows = torch.arange(n, device=x.device)
+        max_iter = math.ceil(nf / 2) * math.ceil(1 / abs(self.theta)) + 1
+        with eval_mode(model):
+            for _ in range(max_iter):
+                with torch.no_grad():
+                    adv = criterion(x.view_as(x0), model(x.view_as(x0)))
+                changed = (x != x0.flatten(1)).sum(dim=1)
+                active = ~adv & (domain.sum(dim=1) >= 2) & (changed + 2 <= budget)
+                if not bool(active.any()):
+                    break
+                act = rows[active]
+                xa = x[act].view(-1, *x0.shape[1:]).requires_grad_(True)
+                with torch.enable_grad():
+                    logits = model(xa)
+                    (g_own,) = torch.autograd.grad(
+                        logits.gather(1, classes[act][:, None]).sum(), xa, retain_graph=True
+                    )
+                    (g_all,) = torch.autograd.grad(logits.sum(), xa)
+                a = sign * g_own.flatten(1)
+                b = sign * (g_all - g_own).flatten(1)
+                dom = domain[act]
+                p, q, valid = best_pairs(a, b, dom)
+                fallback = torch.topk(torch.where(dom, a, float("-inf")), 2, dim=1).indices
+                p = torch.where(valid, p, fallback[:, 0])
+                q = torch.where(valid, q, fallback[:, 1])
+                for f in (p, q):
+                    x[act, f] = (x[act, f] + change).clamp(low, high)
+                xs = x[act]
+                domain[act] = dom & ((xs < high) if increase else (xs > low))
+        return x.view_as(x0)
