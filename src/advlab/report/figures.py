@@ -217,3 +217,52 @@ def equations_figure(path: Path, lines: Sequence[str], *, title: str) -> Path:
         fig.text(0.03, 1 - (0.9 + 0.6 * i) / (0.6 * len(lines) + 0.8), line, fontsize=12,
                  va="top")
     return save(fig, path)
+
+
+def adversarial_example(
+    path: Path,
+    rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    classes: Sequence[str],
+    *,
+    title: str,
+    magnify: float = 1.0,
+) -> Path:
+    """Original, perturbation, adversarial and both prediction vectors, one row per attack.
+
+    Each row is `(label, original, adversarial, probs_original, probs_adversarial)`, images
+    (H, W[, C]) in [0, 1]. The perturbation is shown on a diverging scale, multiplied by
+    `magnify` and centred on grey, so that its sign is visible.
+    """
+    n = len(rows)
+    fig, axes = plt.subplots(n, 5, figsize=(15, 2.9 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1.6, 1.6]},
+                             layout="constrained")  # fmt: skip
+    ticks = np.arange(len(classes))
+    for r, (label, orig, adv, p_orig, p_adv) in enumerate(rows):
+        delta = adv - orig
+        panels = [(orig, "original"), (0.5 + magnify * delta / 2, "perturbation"),
+                  (adv, "adversarial")]  # fmt: skip
+        for c, (img, name) in enumerate(panels):
+            ax = axes[r][c]
+            gray = img.ndim == 2 or img.shape[-1] == 1
+            show = np.clip(img[..., 0] if img.ndim == 3 and gray else img, 0, 1)
+            ax.imshow(show, cmap=("seismic" if c == 1 else "gray") if gray else None,
+                      vmin=0, vmax=1)  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+            extra = f" (x{magnify:.3g})" if c == 1 and magnify != 1 else ""
+            ax.set_title(f"{name}{extra}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+        for c, (probs, name) in ((3, (p_orig, "original")), (4, (p_adv, "adversarial"))):
+            ax = axes[r][c]
+            colours = ["tab:red" if i == int(np.argmax(probs)) else "tab:blue" for i in ticks]
+            ax.bar(ticks, probs, color=colours)
+            ax.set_xticks(ticks, [str(k) for k in classes], fontsize=7,
+                          rotation=45 if max(len(str(k)) for k in classes) > 2 else 0)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("softmax probability", fontsize=8)
+            ax.set_title(f"prediction on the {name}: {classes[int(np.argmax(probs))]} "
+                         f"({float(np.max(probs)):.2f})", fontsize=9)  # fmt: skip
+    fig.suptitle(title)
+    return save(fig, path)

@@ -1,0 +1,63 @@
+"""How an attack did on a fixed set of images: robust accuracy and success rate, with intervals.
+
+Models of different clean accuracy are compared fairly by reporting both numbers: robust
+accuracy (correct and not fooled, over all N images) and the success rate among the images
+the model classified correctly to begin with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from advlab.errors import ConfigError
+
+
+def proportion_ci(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (scipy's `binomtest`); NaN for 0 trials."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(trials)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def attack_summary(correct: Any, fooled: Any, level: float = 0.95) -> dict[str, Any]:
+    """Robust accuracy and attack success rate of one attack setting.
+
+    Args:
+        correct: Bool (N,): the model classifies the clean image correctly.
+        fooled: Bool (N,): the attacked image meets the attack's criterion (misclassified, or
+            classified as the target).
+        level: Coverage of the Wilson intervals.
+
+    Returns:
+        A dict with `n`, `n_correct`, `clean_accuracy`, `robust_accuracy` (correct and not
+        fooled, over all N) with `robust_accuracy_ci`, and `success_rate` (fooled among the
+        correct ones) with `success_rate_ci`.
+    """
+    c = np.asarray(_numpy(correct), dtype=bool)
+    f = np.asarray(_numpy(fooled), dtype=bool)
+    if c.shape != f.shape or c.ndim != 1:
+        raise ConfigError(f"correct, fooled: expected two bool arrays of one shape (N,), found "
+                          f"{c.shape} and {f.shape}")  # fmt: skip
+    n, n_correct = len(c), int(c.sum())
+    robust = int((c & ~f).sum())
+    succeeded = int((c & f).sum())
+    return {
+        "n": n,
+        "n_correct": n_correct,
+        "clean_accuracy": n_correct / n if n else float("nan"),
+        "robust_accuracy": robust / n if n else float("nan"),
+        "robust_accuracy_ci": proportion_ci(robust, n, level),
+        "success_rate": succeeded / n_correct if n_correct else float("nan"),
+        "success_rate_ci": proportion_ci(succeeded, n_correct, level),
+    }
+
+
+def _numpy(value: Any) -> Any:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return value
