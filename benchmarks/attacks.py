@@ -259,9 +259,7 @@ def gradient_attacks(
 # ----------------------------------------------------------------------------- C&W L2
 
 
-def carlini_wagner(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int
-) -> Result:
+def carlini_wagner(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> Result:
     import torchattacks
 
     from advlab.attacks import CarliniWagnerL2
@@ -513,8 +511,11 @@ def markdown(r: Result) -> str:
         f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, torch "
         f"{m['torch']} with {m['torch_threads']} threads, torchattacks {m['torchattacks']}, ART "
         f"{m['adversarial-robustness-toolbox']}, Python {m['python']})"
-        + (f"; load average {load[0]:.1f} at the start, other jobs shared the CPUs"
-           if load and load[0] > 0.5 * (m["cpu_affinity"] or 1) else "")
+        + (
+            f"; load average {load[0]:.1f} at the start, other jobs shared the CPUs"
+            if load and load[0] > 0.5 * (m["cpu_affinity"] or 1)
+            else ""
+        )
         + f". Rerun with `{COMMAND}` (also part of `make bench`; {r['total_seconds'] / 60:.1f} "
         "min). Full numbers: `benchmarks/results/attacks.json`.",
         "",
@@ -549,8 +550,12 @@ def markdown(r: Result) -> str:
         f"(largest difference {worst_acc:.1f} points; images where the "
         f"two sides disagree: at most {max(row['images_where_sides_disagree'] for row in g)} of "
         f"{r['images']['n']}). Throughput ratio >= 1: {verdict(not below)}"
-        + (f"; below 1 for {', '.join(below)}" if below else
-           f" (lowest {slowest['speed_ratio']:.2f}x)") + ".",
+        + (
+            f"; below 1 for {', '.join(below)}"
+            if below
+            else f" (lowest {slowest['speed_ratio']:.2f}x)"
+        )
+        + ".",
         "",
     ]
     j = r["jsma"]

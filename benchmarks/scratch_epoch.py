@@ -43,11 +43,11 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
     from torch.nn import functional as F
 
-    from advlab.experiments.cifar_scratch import cs231n_cifar10
+    from advlab.data.cs231n import cs231n_cifar10
     from advlab.scratch.net import mlp, sgd
 
     torch.set_num_threads(THREADS)
-    x, y = cs231n_cifar10()["train"]
+    x, y = cs231n_cifar10().splits["train"]
     net = mlp([3072, 100, 10], "relu", weight_scale=1e-3, seed=0)
     W1 = torch.tensor(net.layers[0].params["W"], requires_grad=True)
     b1 = torch.tensor(net.layers[0].params["b"], requires_grad=True)

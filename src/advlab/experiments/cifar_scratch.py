@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from advlab.data import load_dataset
-from advlab.errors import ConfigError
+from advlab.data.cs231n import cs231n_cifar10
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.report import Report
 from advlab.report.figures import line_plot
@@ -29,27 +28,6 @@ from advlab.scratch.layers import Affine
 from advlab.scratch.net import Sequential, accuracy, mlp, sgd
 
 REPORTED = {"softmax": 0.4107, "twolayer": 0.514}
-
-
-def cs231n_cifar10(n_train: int = 49000, n_val: int = 1000, n_test: int | None = None,
-                   standardize: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """CIFAR-10 split and centred as CS231n does: float32 (N, 3072), mean training image off;
-    with `standardize`, each pixel is also divided by its training standard deviation."""
-    train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
-    if n_train + n_val > len(train):
-        raise ConfigError(f"n_train + n_val: expected at most {len(train)}, found "
-                          f"{n_train + n_val}")
-    images = np.asarray(train.images)
-    x = images[:n_train + n_val].reshape(n_train + n_val, -1).astype(np.float32) / 255.0
-    y = np.asarray(train.labels)[:n_train + n_val]
-    mean = x[:n_train].mean(0)
-    x -= mean
-    scale = x[:n_train].std(0) if standardize else np.float32(1.0)
-    x /= scale
-    nt = len(test) if n_test is None else min(n_test, len(test))
-    xt = (np.asarray(test.images)[:nt].reshape(nt, -1).astype(np.float32) / 255.0 - mean) / scale
-    return {"train": (x[:n_train], y[:n_train]), "val": (x[n_train:], y[n_train:]),
-            "test": (xt, np.asarray(test.labels)[:nt])}
 
 
 @dataclass(frozen=True)
@@ -81,7 +59,7 @@ class TwoLayerConfig(SoftmaxConfig):
 
 
 def _execute(cfg: SoftmaxConfig | TwoLayerConfig, ctx: Context) -> dict[str, Any]:
-    data = cs231n_cifar10(cfg.n_train, cfg.n_val, cfg.n_test, cfg.standardize)
+    data = cs231n_cifar10(cfg.n_train, cfg.n_val, cfg.n_test, cfg.standardize).splits
     x, y = data["train"]
     sizes = [x.shape[1], cfg.hidden, 10] if isinstance(cfg, TwoLayerConfig) else [x.shape[1], 10]
     net = mlp(sizes, "relu", weight_scale=cfg.weight_scale, reg=cfg.reg, seed=cfg.seed)

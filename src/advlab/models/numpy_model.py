@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from advlab.errors import ConfigError
+from advlab.models.wrapper import predict_labels
 
 
 class NumpyNet(Protocol):
@@ -110,6 +111,10 @@ class NumpyClassifier(nn.Module):
             flat = flat / self.std.to(flat)
         out: torch.Tensor = _NumpyFunction.apply(flat, self.net)
         return out
+
+    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Predicted labels (N,) int64, without gradients, chunk by chunk."""
+        return predict_labels(self, x, batch_size)
 
 
 def _flat(values: np.ndarray | Sequence[float] | float) -> torch.Tensor:

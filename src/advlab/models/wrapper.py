@@ -86,7 +86,12 @@ class ModelWrapper(nn.Module):
 
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Predicted labels (N,) int64, computed in eval mode without gradients, chunk by chunk."""
-        if batch_size < 1:
-            raise ConfigError(f"batch_size: expected an int >= 1, found {batch_size}")
-        with eval_mode(self), torch.no_grad():
-            return torch.cat([self(chunk).argmax(dim=1) for chunk in x.split(batch_size)])
+        return predict_labels(self, x, batch_size)
+
+
+def predict_labels(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """`model`'s predicted labels (N,) int64, in eval mode without gradients, chunk by chunk."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size: expected an int >= 1, found {batch_size}")
+    with eval_mode(model), torch.no_grad():
+        return torch.cat([model(chunk).argmax(dim=1) for chunk in x.split(batch_size)])
