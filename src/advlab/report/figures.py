@@ -266,3 +266,35 @@ def adversarial_example(
                          f"({float(np.max(probs)):.2f})", fontsize=9)  # fmt: skip
     fig.suptitle(title)
     return save(fig, path)
+
+
+def heatmap(
+    path: Path,
+    matrix: np.ndarray,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    xticks: Sequence[str] | None = None,
+    yticks: Sequence[str] | None = None,
+    fmt: str = ".2f",
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+) -> Path:
+    """A labelled matrix of values (rates, accuracies) with the value written in each cell;
+    NaN cells stay blank."""
+    rows, cols = matrix.shape
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.6 * cols + 2), max(3.8, 0.5 * rows + 1.8)),
+                           layout="constrained")  # fmt: skip
+    im = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax)
+    for (r, c), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            ax.text(c, r, format(value, fmt), ha="center", va="center", fontsize=7,
+                    color="white" if value < 0.5 * ((vmax or 1) + (vmin or 0)) else "black")
+    ax.set_xticks(range(cols), [str(t) for t in (xticks if xticks is not None else range(cols))])
+    ax.set_yticks(range(rows), [str(t) for t in (yticks if yticks is not None else range(rows))])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, shrink=0.85)
+    return save(fig, path)
