@@ -327,7 +327,10 @@ BAD_CALLS: dict[str, tuple[Callable[[Call], Call], str]] = {
 
 
 # Cheaper settings for the tests of input validation, which do not judge the attack's result.
-FAST: dict[str, dict[str, Any]] = {"cw": {"binary_search_steps": 1, "steps": 10}}
+FAST: dict[str, dict[str, Any]] = {
+    "cw": {"binary_search_steps": 1, "steps": 10},
+    "generator": {"max_rounds": 2},
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_CALLS))

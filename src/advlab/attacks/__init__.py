@@ -14,6 +14,7 @@ from advlab.attacks.carlini_wagner import CarliniWagnerL2
 from advlab.attacks.criteria import Criterion, Misclassification, TargetedMisclassification
 from advlab.attacks.distances import L0, L2, Distance, LInf, l0, l2, linf
 from advlab.attacks.fooling import FoolingImage
+from advlab.attacks.generator import SimpleGenerator
 from advlab.attacks.gradient import BIM, FGSM, L2PGD, LinfPGD, loss_gradient
 from advlab.attacks.jsma import JSMA
 from advlab.attacks.registry import ATTACKS, create_attack
@@ -36,6 +37,7 @@ __all__ = [
     "LinfPGD",
     "MinimizationAttack",
     "Misclassification",
+    "SimpleGenerator",
     "TargetedMisclassification",
     "create_attack",
     "get_criterion",

@@ -240,6 +240,8 @@ computes the attack with `jax.grad`. Both curves are computed by both backends.
         title=f"{cfg.model} on {metrics['n_images']} MNIST test images",
         xlabel="epsilon (L-inf, pixel scale [0, 1])", ylabel="accuracy on adversarial images",
         ylim=(0, 1),
+        styles={name: {"linestyle": "--", "marker": "x", "markersize": 9}
+                for name in series if "JAX" in name},
     )
     rep.figure("Results", fig, "Parts 2 and 4: accuracy against epsilon, both attacks, both "
                "backends (the JAX and PyTorch lines lie on top of each other).")

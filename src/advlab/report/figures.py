@@ -41,12 +41,16 @@ def line_plot(
     logy: bool = False,
     logx: bool = False,
     errors: dict[str, Sequence[float]] | None = None,
+    styles: dict[str, dict[str, object]] | None = None,
 ) -> Path:
-    """One line per series over a shared x axis, with optional error bars."""
+    """One line per series over a shared x axis, with optional error bars; `styles` gives
+    matplotlib keywords per series (e.g. a dashed line for a series drawn over another)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, ys in series.items():
         err = (errors or {}).get(name)
-        ax.errorbar(x, ys, yerr=err, marker="o", capsize=3 if err is not None else 0, label=name)
+        kw: dict[str, object] = {"marker": "o", **(styles or {}).get(name, {})}
+        ax.errorbar(x, ys, yerr=err, capsize=3 if err is not None else 0, label=name,
+                    **kw)  # type: ignore[arg-type]
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
