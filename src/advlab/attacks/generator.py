@@ -38,7 +38,8 @@ class SimpleGenerator(FixedEpsilonAttack):
 
     Each generator is `f = low + (high - low) * sigmoid(w * 1 + b)` with per-pixel `w` and `b`
     (a dense layer from one constant input), initialised like Keras' glorot-uniform dense
-    kernel and zero bias. One round is `fit_steps` Adam steps on `MSE(f, x)` followed by
+    kernel and zero bias, and first fitted to its input for `warmup_steps`. One round is
+    `fit_steps` Adam steps on `MSE(f, x)` followed by
     `push_steps` Adam steps on the cross-entropy of `model(f)` towards the target class (or
     away from the true class, untargeted); the model's parameters are never updated. A
     generator whose image the criterion calls adversarial after a round stops; after
@@ -47,6 +48,9 @@ class SimpleGenerator(FixedEpsilonAttack):
     `rounds_taken` (int64 (N,)) holds the rounds each needed in the last call.
 
     Args:
+        warmup_steps: Adam steps on the MSE alone before the first round, so that the
+            generator starts from a faithful copy of its image (a sigmoid needs many steps to
+            reach the black background of MNIST).
         fit_steps: Adam steps of the MSE step per round.
         push_steps: Adam steps of the composite step per round.
         max_rounds: Rounds before giving up.
@@ -69,17 +73,20 @@ class SimpleGenerator(FixedEpsilonAttack):
     def __init__(
         self,
         *,
+        warmup_steps: int = 200,
         fit_steps: int = 20,
         push_steps: int = 5,
         max_rounds: int = 50,
         lr: float = 0.05,
         seed: int | None = None,
     ) -> None:
+        check_int("warmup_steps", warmup_steps, minimum=0)
         check_int("fit_steps", fit_steps, minimum=0)
         check_int("push_steps", push_steps)
         check_int("max_rounds", max_rounds)
         check_float("lr", lr, strict=True)
         check_int("seed", seed, minimum=0, optional=True)
+        self.warmup_steps = warmup_steps
         self.fit_steps = fit_steps
         self.push_steps = push_steps
         self.max_rounds = max_rounds
@@ -131,6 +138,8 @@ class SimpleGenerator(FixedEpsilonAttack):
             return ce if targeted else -ce
 
         with eval_mode(model):
+            for _ in range(self.warmup_steps):
+                step(fit)
             for _ in range(self.max_rounds):
                 for _ in range(self.fit_steps):
                     step(fit)
