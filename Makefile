@@ -32,11 +32,14 @@ test: lint
 	$(BIN)/pytest -n 2 -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks  # it pins requests~=2.25.1
+	$(BIN)/python -m pip install --quiet adversarial-robustness-toolbox
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/trainer_throughput.py
 	$(BIN)/python benchmarks/knn.py
 	$(BIN)/python benchmarks/scratch_epoch.py
 	$(BIN)/python benchmarks/resnet_cpu_bf16.py
+	$(BIN)/python benchmarks/attacks.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

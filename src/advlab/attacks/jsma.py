@@ -157,24 +157,34 @@ class JSMA(FixedEpsilonAttack):
         domain = x < high if increase else x > low
         rows = torch.arange(n, device=x.device)
         max_iter = math.ceil(nf / 2) * math.ceil(1 / abs(self.theta)) + 1
+        adv = torch.zeros(n, dtype=torch.bool, device=x.device)
+        logits_all: torch.Tensor | None = None  # (N, K), rows refreshed when their x changes
         with eval_mode(model):
             for _ in range(max_iter):
-                with torch.no_grad():
-                    adv = criterion(x.view_as(x0), model(x.view_as(x0)))
                 changed = (x != x0.flatten(1)).sum(dim=1)
-                active = ~adv & (domain.sum(dim=1) >= 2) & (changed + 2 <= budget)
-                if not bool(active.any()):
+                cand = ~adv & (domain.sum(dim=1) >= 2) & (changed + 2 <= budget)
+                if not bool(cand.any()):
                     break
-                act = rows[active]
-                xa = x[act].view(-1, *x0.shape[1:]).requires_grad_(True)
+                idx = rows[cand]
+                xa = x[idx].view(-1, *x0.shape[1:]).requires_grad_(True)
                 with torch.enable_grad():
-                    logits = model(xa)
+                    logits = model(xa)  # one forward decides success and gives the gradients
+                if logits_all is None:
+                    logits_all = logits.detach().clone()
+                else:
+                    logits_all[idx] = logits.detach()
+                adv[idx] = criterion(x.view_as(x0), logits_all)[idx]
+                keep = ~adv[idx]  # candidates still to attack, as a mask over idx
+                if not bool(keep.any()):
+                    break
+                with torch.enable_grad():
                     (g_own,) = torch.autograd.grad(
-                        logits.gather(1, classes[act][:, None]).sum(), xa, retain_graph=True
+                        logits.gather(1, classes[idx][:, None])[keep].sum(), xa, retain_graph=True
                     )
-                    (g_all,) = torch.autograd.grad(logits.sum(), xa)
-                a = sign * g_own.flatten(1)
-                b = sign * (g_all - g_own).flatten(1)
+                    (g_all,) = torch.autograd.grad(logits[keep].sum(), xa)
+                act = idx[keep]
+                a = sign * g_own[keep].flatten(1)
+                b = sign * (g_all[keep] - g_own[keep]).flatten(1)
                 dom = domain[act]
                 p, q, valid = best_pairs(a, b, dom)
                 fallback = torch.topk(torch.where(dom, a, float("-inf")), 2, dim=1).indices
