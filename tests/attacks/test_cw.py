@@ -14,7 +14,7 @@ from advlab.attacks import CarliniWagnerL2, TargetedMisclassification, l2
 from advlab.attacks.carlini_wagner import margin
 from advlab.models import ModelWrapper
 
-Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of conftest.py
+Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of tests/conftest.py
 
 
 def test_margin_by_hand() -> None:

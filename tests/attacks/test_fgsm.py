@@ -30,7 +30,7 @@ from advlab.attacks import (
 from advlab.errors import AttackError, ConfigError, RegistryError
 from advlab.models import ModelWrapper
 
-Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of conftest.py
+Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of tests/conftest.py
 
 EPSILONS = [0.0, 0.05, 0.1, 0.2, 0.3]
 

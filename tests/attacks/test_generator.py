@@ -12,7 +12,7 @@ import torch
 from advlab.attacks import SimpleGenerator, TargetedMisclassification, l2
 from advlab.models import ModelWrapper
 
-Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of conftest.py
+Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of tests/conftest.py
 
 
 def test_generators_reach_every_target_and_stop_there(digits: Data) -> None:

@@ -17,7 +17,7 @@ from advlab.attacks import BIM, FGSM, L2PGD, LinfPGD, TargetedMisclassification,
 from advlab.errors import ConfigError
 from advlab.models import ModelWrapper
 
-Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of conftest.py
+Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of tests/conftest.py
 
 
 def _grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

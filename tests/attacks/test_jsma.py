@@ -18,7 +18,7 @@ from advlab.attacks.jsma import best_pairs, pareto_front
 from advlab.errors import ConfigError
 from advlab.models import ModelWrapper
 
-Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of conftest.py
+Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of tests/conftest.py
 
 
 def _random_rows(seed: int, rows: int = 40, n: int = 30) -> tuple[torch.Tensor, ...]:
