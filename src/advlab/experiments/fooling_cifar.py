@@ -129,6 +129,7 @@ def execute(cfg: FoolingConfig, ctx: Context) -> dict[str, Any]:
             raise ConfigError(f"no {cfg.source} in the test images that every model gets right")
         index = int(hits[0])
     out: dict[str, Any] = {"index": index, "source": cfg.source, "target": cfg.target,
+                           "classes": classes,
                            "test_accuracy": test_acc, "models": {},
                            "numpy_history": hist.as_dict()}  # fmt: skip
     arrays: dict[str, np.ndarray] = {"original": x[index].numpy()}
@@ -197,7 +198,7 @@ of the report: L2 over all 3 x 32 x 32 values.
                 fooled = npz[f"{key}_fooled"].transpose(1, 2, 0)
                 biggest = max(biggest, float(np.abs(fooled - orig).max()))
                 rows.append((name, orig, fooled, npz[f"{key}_p_before"], npz[f"{key}_p_after"]))
-        classes = list(load_dataset("cifar10", "test").classes)
+        classes = metrics.get("classes") or list(load_dataset("cifar10", "test").classes)
         fig = adversarial_example(run.figure("fooling.png"), rows, classes,
                                   title=f"{cfg.source} fooled into {cfg.target}",
                                   magnify=round(0.5 / biggest, 1))  # fmt: skip
@@ -223,7 +224,7 @@ def _analysis(cfg: FoolingConfig, metrics: dict[str, Any]) -> str:
     first = next(iter(metrics["models"]))
     r = metrics["models"][first]
     lines = [
-        f"- **Is the numpy net robust?** No. The {cfg.source} becomes a {cfg.target} after "
+        f"- **Is the numpy net robust?** No. The {cfg.source} is classified as {cfg.target} after "
         f"{r['steps']} step(s), with an L2 change of {r['l2_255']:.1f} on the 0-255 scale (the "
         f"report measured {REPORTED_L2:g}) and no pixel changed by more than "
         f"{r['linf_255']:.1f} of 255: invisible at display scale, which is why the report's "
