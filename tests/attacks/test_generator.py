@@ -1,7 +1,7 @@
 """The simple-generator attack of seed 001 Ex. 2 on the trained digits MLP.
 
 Measured on CPU with the digits fixture (first 50 held-out images, target = label + 1 mod 10,
-seed 0): all fooled, 1.82 rounds on average, median L2 2.12 on [0, 1] pixels.
+seed 0): all fooled, 1.68 rounds on average, median L2 2.63 on [0, 1] pixels.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def test_generators_reach_every_target_and_stop_there(digits: Data) -> None:
     with torch.no_grad():
         assert torch.equal(model(raw).argmax(1), target)
     rounds = attack.rounds_taken
-    assert 1 <= float(rounds.float().mean()) <= 5  # measured 1.82
-    assert float(l2(x, raw).median()) == pytest.approx(2.12, rel=0.3)
+    assert 1 <= float(rounds.float().mean()) <= 5  # measured 1.68
+    assert float(l2(x, raw).median()) == pytest.approx(2.63, rel=0.3)
     # Fewer rounds leave the slow ones unfinished: the rounds are really needed.
     slow = rounds == rounds.max()
     if int(rounds.max()) > 1:

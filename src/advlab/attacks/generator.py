@@ -42,7 +42,8 @@ class SimpleGenerator(FixedEpsilonAttack):
     `fit_steps` Adam steps on `MSE(f, x)` followed by
     `push_steps` Adam steps on the cross-entropy of `model(f)` towards the target class (or
     away from the true class, untargeted); the model's parameters are never updated. A
-    generator whose image the criterion calls adversarial after a round stops; after
+    generator stops at the first push step after which the criterion calls its image
+    adversarial (so it is not pushed further than needed); after
     `max_rounds` the last image is returned either way. There is no norm budget (the attack
     is `unbounded`): the images are reported with their L2 distance to the inputs, and
     `rounds_taken` (int64 (N,)) holds the rounds each needed in the last call.
@@ -143,12 +144,12 @@ class SimpleGenerator(FixedEpsilonAttack):
             for _ in range(self.max_rounds):
                 for _ in range(self.fit_steps):
                     step(fit)
+                rounds += (~done).to(torch.int64)
                 for _ in range(self.push_steps):
                     step(push)
-                rounds += (~done).to(torch.int64)
-                with torch.no_grad():
-                    img = image()
-                    done |= criterion(img, model(img))
+                    with torch.no_grad():  # stop each generator at its first success
+                        img = image()
+                        done |= criterion(img, model(img))
                 if bool(done.all()):
                     break
         self.rounds_taken = rounds

@@ -140,8 +140,9 @@ f_ij(1) = sigmoid(w + b), a dense layer from one constant input to every pixel (
 like Keras: glorot-uniform kernel, zero bias) and fitted to image i for {cfg.warmup_steps}
 Adam steps first. One round: {cfg.fit_steps} Adam steps (lr
 {cfg.lr}) on the mean squared error to image i, then {cfg.push_steps} Adam steps on the
-cross-entropy of C(f_ij) towards the one-hot of j. Rounds repeat until C says j (at most
-{cfg.max_rounds}). All {len(cfg.digits) * len(classes)} generators of a grid are one batch.
+cross-entropy of C(f_ij) towards the one-hot of j, each generator stopping at the first step
+after which C says j. Rounds repeat until then (at most {cfg.max_rounds}). All
+{len(cfg.digits) * len(classes)} generators of a grid are one batch.
 Chosen images: the first correctly classified test image of class(es)
 {', '.join(classes[d] for d in cfg.digits)}. Norms are on [0, 1] pixels.
 """,
@@ -185,9 +186,10 @@ def _analysis(metrics: dict[str, Any]) -> str:
         lines.append(
             f"- **{m}.** {100 * r['success_rate']:.0f}% of the generators reach their class, "
             f"after {r['mean_rounds']:.1f} rounds on average, with a median L2 change of "
-            f"{r['median_l2']:.2f} (median largest pixel change {r['median_linf']:.2f}); the "
-            f"generator towards the true class stays at L2 {r['own_class_l2']:.2f}, the "
-            "sigmoid's distance from the exact image."
+            f"{r['median_l2']:.2f} (median largest pixel change {r['median_linf']:.2f}). The "
+            f"generator towards the true class ends at L2 {r['own_class_l2']:.2f}: its warm-up "
+            "fit and a single push step (Adam's first step moves every pixel by about the "
+            "learning rate, in logit space), a floor under the other norms."
             + (f" The class needing the largest change is {metrics['classes'][hardest]}."
                if hardest is not None else "")
         )
