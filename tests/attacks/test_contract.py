@@ -33,6 +33,7 @@ from advlab.attacks import (
     create_attack,
     get_criterion,
     l0,
+    l0_pixels,
     l2,
     linf,
 )
@@ -46,6 +47,7 @@ EPSILONS: dict[str, list[float | None]] = {
     "linf": [0.0, 0.01, 0.1, 0.5],
     "l2": [0.0, 0.1, 1.0, 5.0],
     "l0": [0.0, 1.0, 5.0, 40.0],
+    "l0-pixels": [0.0, 1.0, 2.0, 3.0],
 }
 DEVICES = [
     "cpu",
@@ -79,6 +81,9 @@ def _true_distance(name: str, reference: torch.Tensor, perturbed: torch.Tensor) 
     delta = (perturbed - reference).reshape(len(reference), -1).double()
     if name == "l0":
         return (delta != 0).sum(dim=1).double()
+    if name == "l0-pixels":  # positions (h, w) where some channel changed
+        changed = (perturbed != reference).any(dim=1)
+        return changed.reshape(len(reference), -1).sum(dim=1).double()
     if name == "l2":
         return delta.pow(2).sum(dim=1).sqrt()
     if name == "linf":
@@ -330,6 +335,7 @@ BAD_CALLS: dict[str, tuple[Callable[[Call], Call], str]] = {
 FAST: dict[str, dict[str, Any]] = {
     "cw": {"binary_search_steps": 1, "steps": 10},
     "generator": {"max_rounds": 2},
+    "one-pixel": {"population": 8, "max_generations": 2},
 }
 
 
@@ -511,7 +517,7 @@ def _pair() -> tuple[torch.Tensor, torch.Tensor]:
     return reference, perturbed
 
 
-@pytest.mark.parametrize("distance", [l0, l2, linf], ids=lambda d: d.name)
+@pytest.mark.parametrize("distance", [l0, l0_pixels, l2, linf], ids=lambda d: d.name)
 def test_distance_values(distance: Distance) -> None:
     reference, perturbed = _pair()
     values = distance(reference, perturbed)
@@ -521,7 +527,9 @@ def test_distance_values(distance: Distance) -> None:
 
 
 @pytest.mark.parametrize(
-    ("distance", "epsilon"), [(l0, 4.0), (l0, 4.7), (l2, 0.5), (linf, 0.1)], ids=str
+    ("distance", "epsilon"),
+    [(l0, 4.0), (l0, 4.7), (l0_pixels, 2.0), (l2, 0.5), (linf, 0.1)],
+    ids=str,
 )
 def test_clip_perturbation_projects_onto_ball(distance: Distance, epsilon: float) -> None:
     reference, perturbed = _pair()

@@ -46,6 +46,25 @@ def test_bim_is_seed_002s_loop_and_one_step_is_fgsm(digits: Data) -> None:
     assert torch.equal(one, fgsm)
 
 
+def test_fgsm_one_gradient_serves_every_epsilon_and_chunks_agree(digits: Data) -> None:
+    model, x, y = digits
+    epsilons = [0.0, 0.05, 0.2]
+    raw, clipped, success = FGSM()(model, x, y, epsilons=epsilons)
+    sign = _grad(model, x, y).sign()
+    for eps, r, c, s in zip(epsilons, raw, clipped, success, strict=True):
+        single, _, single_success = FGSM()(model, x, y, epsilons=eps)
+        assert torch.equal(r, single) and torch.equal(c, r) and torch.equal(s, single_success)
+        torch.testing.assert_close(r, (x + eps * sign).clamp(0, 1), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        assert torch.equal(success[0], model(x).argmax(1) != y)  # eps 0: the clean mistakes
+    # Chunks of 50 (the CPU default is 128 per chunk) and one pass give the same attack.
+    chunked, _, chunked_success = FGSM(batch_size=50)(model, x, y, epsilons=0.2)
+    whole, _, whole_success = FGSM(batch_size=len(x))(model, x, y, epsilons=0.2)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    assert torch.equal(chunked_success, whole_success)
+    assert 0.9 < float(whole_success.float().mean()) <= 1.0
+
+
 def test_pgd_without_random_start_is_the_projected_loop(digits: Data) -> None:
     model, x, y = digits
     eps, steps, step = 0.1, 7, 0.03

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from advlab.attacks import JSMA, TargetedMisclassification, l0
-from advlab.attacks.jsma import best_pairs, pareto_front
+from advlab.attacks.jsma import best_pairs, pareto_front, pareto_fronts
 from advlab.errors import ConfigError
 from advlab.models import ModelWrapper
 
@@ -39,11 +39,22 @@ def test_pareto_front_matches_the_definition(seed: int) -> None:
     for r in range(len(u)):
         for i in range(u.shape[1]):
             dominated = any(
-                alive[r, j] and u[r, j] >= u[r, i] and v[r, j] >= v[r, i]
+                alive[r, j]
+                and u[r, j] >= u[r, i]
+                and v[r, j] >= v[r, i]
                 and (u[r, j], v[r, j]) != (u[r, i], v[r, i])
                 for j in range(u.shape[1])
             )
             assert bool(front[r, i]) == (bool(alive[r, i]) and not dominated), (r, i)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_second_front_is_the_front_of_the_rest(seed: int) -> None:
+    u, v, alive = _random_rows(seed)
+    first, second = pareto_fronts(u, v, alive)
+    assert torch.equal(first, pareto_front(u, v, alive))
+    assert torch.equal(second, pareto_front(u, v, alive & ~first))
+    assert not bool((first & second).any()) and bool(second.any())
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -64,8 +75,9 @@ def test_best_pairs_equals_brute_force_over_all_pairs(seed: int) -> None:
 
 
 def _reference_jsma(model: ModelWrapper, x: torch.Tensor, target: torch.Tensor, budget: int,
-                    theta: float) -> torch.Tensor:  # fmt: skip
-    """Papernot's algorithm image by image, with a dense search over every pair."""
+                    theta: float, pairs: bool = True) -> torch.Tensor:  # fmt: skip
+    """Papernot's algorithm image by image, with a dense search over every pair (or, without
+    `pairs`, the two features of largest target gradient: ART's rule)."""
     out = []
     for xi, t in zip(x, target, strict=True):
         adv = xi.clone().flatten()
@@ -83,7 +95,7 @@ def _reference_jsma(model: ModelWrapper, x: torch.Tensor, target: torch.Tensor, 
             su = g_t[:, None] + g_t[None, :]
             sv = g_o[:, None] + g_o[None, :]
             ok = domain[:, None] & domain[None, :] & ~torch.eye(len(adv), dtype=torch.bool)
-            ok &= (su > 0) & (sv < 0)
+            ok &= (su > 0) & (sv < 0) & pairs
             if bool(ok.any()):
                 flat = int(torch.where(ok, su * -sv, -1.0).flatten().argmax())
                 pair = (flat // len(adv), flat % len(adv))
@@ -105,6 +117,18 @@ def test_jsma_equals_the_per_image_reference(digits: Data, theta: float) -> None
     raw, _, _ = JSMA(theta=theta)(model, x, TargetedMisclassification(target), epsilons=20)
     expected = _reference_jsma(model, x, target, 20, theta)
     torch.testing.assert_close(raw, expected, rtol=0, atol=1e-6)
+
+
+def test_target_saliency_is_arts_rule(digits: Data) -> None:
+    model, x, y = digits
+    x, y = x[:12], y[:12]
+    target = (y + 1) % 10
+    raw, _, _ = JSMA(saliency="target")(model, x, TargetedMisclassification(target), epsilons=20)
+    expected = _reference_jsma(model, x, target, 20, 1.0, pairs=False)
+    torch.testing.assert_close(raw, expected, rtol=0, atol=1e-6)
+    assert not torch.equal(raw, JSMA()(model, x, TargetedMisclassification(target), epsilons=20)[0])
+    with pytest.raises(ConfigError, match=r"^saliency: expected one of \('pairs', 'target'\)"):
+        JSMA(saliency="softmax")
 
 
 def test_jsma_success_budget_and_direction(digits: Data) -> None:

@@ -12,11 +12,12 @@ from advlab.attacks.base import (
 )
 from advlab.attacks.carlini_wagner import CarliniWagnerL2
 from advlab.attacks.criteria import Criterion, Misclassification, TargetedMisclassification
-from advlab.attacks.distances import L0, L2, Distance, LInf, l0, l2, linf
+from advlab.attacks.distances import L0, L2, Distance, L0Pixels, LInf, l0, l0_pixels, l2, linf
 from advlab.attacks.fooling import FoolingImage
 from advlab.attacks.generator import SimpleGenerator
 from advlab.attacks.gradient import BIM, FGSM, L2PGD, LinfPGD, loss_gradient
 from advlab.attacks.jsma import JSMA
+from advlab.attacks.one_pixel import OnePixel, OnePixelResult
 from advlab.attacks.registry import ATTACKS, create_attack
 
 __all__ = [
@@ -33,16 +34,20 @@ __all__ = [
     "Distance",
     "FixedEpsilonAttack",
     "FoolingImage",
+    "L0Pixels",
     "LInf",
     "LinfPGD",
     "MinimizationAttack",
     "Misclassification",
+    "OnePixel",
+    "OnePixelResult",
     "SimpleGenerator",
     "TargetedMisclassification",
     "create_attack",
     "get_criterion",
     "get_labels",
     "l0",
+    "l0_pixels",
     "l2",
     "linf",
     "loss_gradient",

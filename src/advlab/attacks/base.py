@@ -155,6 +155,31 @@ def check_float(
         raise ConfigError(f"{name}: expected {expected}, found {value!r}")
 
 
+CPU_CHUNK = 128
+"""Samples per forward/backward pass on CPU when an attack is not given a batch size.
+
+Measured with the MNIST CNN of benchmarks/attacks.py on 2 cores: a loss gradient over 1,000
+images takes 0.25 s at once and 0.12 s in chunks of 64 to 200, since the activations of a
+chunk stay in cache (`CPU_CHUNK` in benchmarks/README.md)."""
+
+
+def chunk_size(x: torch.Tensor, batch_size: int | None) -> int:
+    """Samples per pass: `batch_size` if given, else `CPU_CHUNK` on CPU and the whole batch
+    on an accelerator."""
+    if batch_size is not None:
+        return batch_size
+    return CPU_CHUNK if x.device.type == "cpu" else max(x.shape[0], 1)
+
+
+def chunked_logits(
+    model: nn.Module, x: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
+    """`model(x)` without gradients, in chunks of `chunk_size(x, batch_size)`."""
+    chunk = chunk_size(x, batch_size)
+    with torch.no_grad():
+        return torch.cat([model(xs) for xs in x.split(chunk)])
+
+
 def generator_for(seed: int | None, device: torch.device) -> torch.Generator | None:
     """A private generator seeded with `seed` on `device`; None (torch's global RNG) for None."""
     if seed is None:
@@ -262,17 +287,21 @@ class Attack(ABC):
                 )
             criterion.validate(num_samples=n, num_classes=probe.shape[1], device=x.device)
             raw, clipped = self._perturb(model, x, criterion, eps_list, **kwargs)
-            success = [self._is_adversarial(model, criterion, xc, n) for xc in clipped]
+            chunk = getattr(self, "batch_size", None)
+            success = [self._is_adversarial(model, criterion, xc, n, chunk) for xc in clipped]
         if was_sequence:
             return raw, clipped, success
         return raw[0], clipped[0], success[0]
 
     @staticmethod
     def _is_adversarial(
-        model: nn.Module, criterion: Criterion, perturbed: torch.Tensor, n: int
+        model: nn.Module,
+        criterion: Criterion,
+        perturbed: torch.Tensor,
+        n: int,
+        batch_size: int | None,
     ) -> torch.Tensor:
-        with torch.no_grad():
-            is_adv = criterion(perturbed, model(perturbed))
+        is_adv = criterion(perturbed, chunked_logits(model, perturbed, batch_size))
         if (
             not isinstance(is_adv, torch.Tensor)
             or is_adv.dtype != torch.bool
@@ -309,6 +338,13 @@ class FixedEpsilonAttack(Attack):
         benchmark the robustness of machine learning models in PyTorch, TensorFlow, and JAX".
     """
 
+    def _check_budgets(self, epsilons: list[float | None]) -> None:
+        if not self.unbounded and None in epsilons:
+            raise AttackError(
+                f"epsilons: {type(self).__name__} has a fixed budget and needs a number for "
+                f"every epsilon, found {epsilons}"
+            )
+
     def _perturb(
         self,
         model: nn.Module,
@@ -317,11 +353,7 @@ class FixedEpsilonAttack(Attack):
         epsilons: list[float | None],
         **kwargs: Any,
     ) -> tuple[Tensors, Tensors]:
-        if not self.unbounded and None in epsilons:
-            raise AttackError(
-                f"epsilons: {type(self).__name__} has a fixed budget and needs a number for "
-                f"every epsilon, found {epsilons}"
-            )
+        self._check_budgets(epsilons)
         raw = [self.run(model, inputs, criterion, epsilon=eps, **kwargs) for eps in epsilons]
         clipped = [self._clip(inputs, r, eps) for r, eps in zip(raw, epsilons, strict=True)]
         return raw, clipped

@@ -1,7 +1,8 @@
 """Distances between reference and perturbed batches, and projection onto their balls.
 
-Every distance treats a sample as one flat vector of all its C * H * W values, so L0 counts
-changed values (a colour pixel changed in three channels counts three), not pixels.
+Every distance but `l0_pixels` treats a sample as one flat vector of all its C * H * W values,
+so L0 counts changed values (a colour pixel changed in three channels counts three); `l0_pixels`
+counts changed pixels, the budget of the one-pixel attack.
 """
 
 from __future__ import annotations
@@ -80,6 +81,41 @@ class L0(Distance):
         return torch.where(keep.view_as(reference), perturbed, reference)
 
 
+class L0Pixels(Distance):
+    """Number of changed pixels per sample: positions (h, w) where any channel changed.
+
+    Args:
+        None.
+
+    Returns:
+        Calling it with (N, C, H, W) inputs returns the count of positions where
+        `perturbed - reference` is nonzero in some channel, (N,). `clip_perturbation` keeps,
+        per sample, the `floor(epsilon)` pixels whose change has the largest Euclidean norm
+        over channels, and resets the others to `reference` (all channels of a pixel together).
+
+    References:
+        Su, Vargas, Sakurai 2019, "One Pixel Attack for Fooling Deep Neural Networks".
+    """
+
+    name = "l0-pixels"
+
+    def __call__(self, reference: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
+        changed = (perturbed - reference != 0).any(dim=1)  # (N, H, W)
+        return changed.flatten(1).sum(dim=1).to(reference.dtype)
+
+    def clip_perturbation(
+        self, reference: torch.Tensor, perturbed: torch.Tensor, epsilon: float
+    ) -> torch.Tensor:
+        size = torch.linalg.vector_norm(perturbed - reference, dim=1).flatten(1)  # (N, H * W)
+        k = min(int(epsilon), size.shape[1])
+        if k == 0:
+            return reference.clone()
+        keep = torch.zeros_like(size, dtype=torch.bool)
+        keep.scatter_(1, size.topk(k, dim=1).indices, True)
+        keep = keep.view(reference.shape[0], 1, *reference.shape[2:])
+        return torch.where(keep & (size.view_as(keep) > 0), perturbed, reference)
+
+
 class L2(Distance):
     """Euclidean norm of the change per sample.
 
@@ -143,5 +179,6 @@ class LInf(Distance):
 
 
 l0 = L0()
+l0_pixels = L0Pixels()
 l2 = L2()
 linf = LInf()

@@ -11,8 +11,10 @@ from torch import nn
 
 from advlab.attacks.base import (
     FixedEpsilonAttack,
+    Tensors,
     check_float,
     check_int,
+    chunk_size,
     generator_for,
     get_bounds,
     get_labels,
@@ -45,12 +47,13 @@ def loss_gradient(
         x: Inputs (N, C, H, W).
         labels: True classes, or target classes when `targeted`, int64 (N,).
         targeted: Descend the target classes' loss instead of ascending the true labels'.
-        batch_size: Samples per forward/backward pass; None for the whole batch at once.
+        batch_size: Samples per forward/backward pass; None for automatic (`chunk_size`:
+            128 on CPU, where small chunks stay in cache, the whole batch on accelerators).
 
     Returns:
         The gradient, same shape and dtype as `x`.
     """
-    chunk = batch_size or max(x.shape[0], 1)
+    chunk = chunk_size(x, batch_size)
     grads = []
     with torch.enable_grad():
         for xs, ys in zip(x.split(chunk), labels.split(chunk), strict=True):
@@ -71,7 +74,7 @@ class FGSM(FixedEpsilonAttack):
     its train/eval flags are restored afterwards and parameter gradients are left untouched.
 
     Args:
-        batch_size: Samples per forward/backward pass, to bound memory; None for all at once.
+        batch_size: Samples per forward/backward pass; None for automatic (`chunk_size`).
 
     Returns:
         As `Attack`: `(raw, clipped, success)`; raw is already within the Linf ball, so clipped
@@ -99,12 +102,31 @@ class FGSM(FixedEpsilonAttack):
         raise_if_kwargs(kwargs)
         if epsilon is None:
             raise AttackError("epsilon: FGSM needs a number >= 0, found None")
+        return self._steps(model, inputs, criterion, [epsilon])[0]
+
+    def _perturb(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion: Criterion,
+        epsilons: list[float | None],
+        **kwargs: Any,
+    ) -> tuple[Tensors, Tensors]:
+        # The direction does not depend on epsilon: one gradient serves every epsilon.
+        raise_if_kwargs(kwargs)
+        self._check_budgets(epsilons)
+        raw = self._steps(model, inputs, criterion, [float(e) for e in epsilons if e is not None])
+        return raw, raw  # each step stays in its Linf ball and the bounds
+
+    def _steps(
+        self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion, epsilons: list[float]
+    ) -> Tensors:
         labels, targeted = get_labels(criterion)
         low, high = get_bounds(model)
         x = inputs.detach()  # (N, C, H, W) in bounds
         with eval_mode(model):
-            grad = loss_gradient(model, x, labels, targeted, batch_size=self.batch_size)
-        return (x + epsilon * grad.sign()).clamp(low, high)
+            sign = loss_gradient(model, x, labels, targeted, batch_size=self.batch_size).sign()
+        return [(x + eps * sign).clamp(low, high) for eps in epsilons]
 
 
 class _Iterative(FixedEpsilonAttack):
@@ -178,12 +200,17 @@ class _Iterative(FixedEpsilonAttack):
         if self.random_start and epsilon > 0:
             gen = generator_for(self.seed, x0.device)
             x = (x0 + self._random_start(x0, epsilon, gen)).clamp(low, high)
-        with eval_mode(model):
-            for _ in range(self.steps):
-                grad = loss_gradient(model, x, labels, targeted, batch_size=self.batch_size)
-                x = x + step * self._step(grad)
-                x = self.distance.clip_perturbation(x0, x, epsilon).clamp(low, high)
-        return x
+        chunk = chunk_size(x0, self.batch_size)
+        out = []
+        with eval_mode(model):  # all steps on one chunk, then the next: the chunk stays in cache
+            chunks = zip(x0.split(chunk), x.split(chunk), labels.split(chunk), strict=True)
+            for xs0, xs, ys in chunks:
+                for _ in range(self.steps):
+                    grad = loss_gradient(model, xs, ys, targeted, batch_size=chunk)
+                    xs = xs + step * self._step(grad)
+                    xs = self.distance.clip_perturbation(xs0, xs, epsilon).clamp(low, high)
+                out.append(xs)
+        return torch.cat(out)
 
 
 @ATTACKS.register(
@@ -202,7 +229,7 @@ class BIM(_Iterative):
         steps: Number of steps (seed 002: k = 5).
         rel_stepsize: Step size as a fraction of epsilon; None for `1 / steps`.
         abs_stepsize: Step size in pixel units; overrides `rel_stepsize`.
-        batch_size: Samples per forward/backward pass; None for all at once.
+        batch_size: Samples per forward/backward pass; None for automatic (`chunk_size`).
 
     Returns:
         As `Attack`: `(raw, clipped, success)`, raw already inside the Linf ball.
@@ -241,7 +268,7 @@ class LinfPGD(_Iterative):
         rel_stepsize: Step size as a fraction of epsilon.
         abs_stepsize: Step size in pixel units; overrides `rel_stepsize`.
         random_start: Start from a uniform point of the ball instead of the input.
-        batch_size: Samples per forward/backward pass; None for all at once.
+        batch_size: Samples per forward/backward pass; None for automatic (`chunk_size`).
         seed: Seed of the random start's private generator; None draws from torch's global
             generator (which `advlab run` seeds).
 
@@ -292,7 +319,7 @@ class L2PGD(_Iterative):
         rel_stepsize: Step size as a fraction of epsilon.
         abs_stepsize: Step size in pixel units; overrides `rel_stepsize`.
         random_start: Start from a uniform point of the ball instead of the input.
-        batch_size: Samples per forward/backward pass; None for all at once.
+        batch_size: Samples per forward/backward pass; None for automatic (`chunk_size`).
         seed: Seed of the random start's private generator; None draws from torch's global
             generator.
 

@@ -11,8 +11,8 @@ write u = a, v = -b; the objective grows in both u and v, so a feature q that an
 beats in both (the other's u and v at least as large) can always be swapped for that one. The
 best partner of any p therefore lies on the Pareto front of {(u_q, v_q)}, or on the second
 front when p itself is on the first, and by symmetry so does p. Both fronts are found for the
-whole batch with two sorts and a cumulative maximum, and the pairs are searched among them
-only: typically a few dozen features instead of n.
+whole batch with one sort, a cumulative maximum and a segment maximum, and the pairs are
+searched among them only: typically a few dozen features instead of n.
 """
 
 from __future__ import annotations
@@ -37,26 +37,52 @@ from advlab.errors import ConfigError
 from advlab.models.wrapper import eval_mode
 
 
-def pareto_front(u: torch.Tensor, v: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    """Bool (B, n): the alive points no other alive point matches or beats in both u and v.
+def pareto_fronts(
+    u: torch.Tensor, v: torch.Tensor, alive: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first two Pareto fronts of each row's alive points, from one sort.
 
-    A point is dominated when another, not identical, has u and v at least as large; identical
-    points are all kept. Two stable sorts order each row by (u, v) descending; a point is then
-    dominated exactly when some point before its group of identical points has v >= its v.
+    A point is dominated when another alive point, not identical, has u and v at least as
+    large; identical points are all kept. The first front is the alive points nobody
+    dominates, the second the same among the alive points off the first front. Rows are
+    sorted once by u, descending; a point is dominated exactly when some point of larger u
+    has v >= its v (a prefix maximum up to its group of equal u) or a point of its own group
+    has a larger v (a segment maximum). The second front reuses the order with the first
+    front's points taken out.
+
+    Returns:
+        Two bool tensors (B, n): the first front and the second.
     """
     neg_inf = torch.tensor(float("-inf"), dtype=u.dtype, device=u.device)
-    uu, vv = torch.where(alive, u, neg_inf), torch.where(alive, v, neg_inf)
-    by_v = torch.argsort(vv, dim=1, descending=True, stable=True)
-    order = by_v.gather(1, torch.argsort(uu.gather(1, by_v), dim=1, descending=True, stable=True))
-    us, vs = uu.gather(1, order), vv.gather(1, order)
-    before = torch.cat([torch.full_like(vs[:, :1], float("-inf")),
-                        torch.cummax(vs, dim=1).values[:, :-1]], dim=1)  # fmt: skip
-    new_group = torch.ones_like(alive)
-    new_group[:, 1:] = (us[:, 1:] != us[:, :-1]) | (vs[:, 1:] != vs[:, :-1])
+    order = torch.argsort(torch.where(alive, u, neg_inf), dim=1, descending=True)
+    us = torch.where(alive, u, neg_inf).gather(1, order)
+    alive_s = alive.gather(1, order)
+    new_group = torch.ones_like(alive_s)
+    new_group[:, 1:] = us[:, 1:] != us[:, :-1]
     positions = torch.arange(u.shape[1], device=u.device).expand_as(order)
     group_start = torch.cummax(torch.where(new_group, positions, 0), dim=1).values
-    kept = (before.gather(1, group_start) < vs) & alive.gather(1, order)
-    return torch.zeros_like(alive).scatter(1, order, kept)
+    group_id = torch.cumsum(new_group, dim=1) - 1
+
+    def front(w: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        before = torch.cat([torch.full_like(w[:, :1], float("-inf")),
+                            torch.cummax(w, dim=1).values[:, :-1]], dim=1)  # fmt: skip
+        group_max = torch.full_like(w, float("-inf")).scatter_reduce(
+            1, group_id, w, reduce="amax", include_self=True
+        )
+        dominated = (before.gather(1, group_start) >= w) | (group_max.gather(1, group_id) > w)
+        return members & ~dominated
+
+    vs = torch.where(alive_s, v.gather(1, order), neg_inf)
+    first = front(vs, alive_s)
+    second = front(torch.where(first, neg_inf, vs), alive_s & ~first)
+    empty = torch.zeros_like(alive)
+    return empty.scatter(1, order, first), empty.scatter(1, order, second)
+
+
+def pareto_front(u: torch.Tensor, v: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Bool (B, n): the alive points no other alive point matches or beats in both u and v
+    (the first front of `pareto_fronts`)."""
+    return pareto_fronts(u, v, alive)[0]
 
 
 def best_pairs(
@@ -75,8 +101,8 @@ def best_pairs(
         (a_p + a_q > 0 and b_p + b_q < 0). Where it does, the pair maximises
         `(a_p + a_q) * -(b_p + b_q)` over all pairs of the domain.
     """
-    first = pareto_front(a, -b, domain)
-    candidates = first | pareto_front(a, -b, domain & ~first)
+    first, second = pareto_fronts(a, -b, domain)
+    candidates = first | second
     k = max(2, int(candidates.sum(dim=1).max()))
     idx = torch.topk(candidates.to(a.dtype), k, dim=1).indices  # (B, K), candidates first
     ok = candidates.gather(1, idx)
@@ -91,6 +117,9 @@ def best_pairs(
     i, j = flat // k, flat % k
     p, q = idx.gather(1, i[:, None]).squeeze(1), idx.gather(1, j[:, None]).squeeze(1)
     return p, q, valid.flatten(1).any(dim=1)
+
+
+SALIENCY_RULES = ("pairs", "target")
 
 
 @ATTACKS.register(
@@ -113,9 +142,16 @@ class JSMA(FixedEpsilonAttack):
     channels). Papernot's gamma, the largest fraction of features changed, is
     `epsilon / (C * H * W)`: gamma = 14.5% on MNIST is epsilon = 113.
 
+    With `saliency="target"` the pair is instead the two domain features of largest `a`
+    alone: the simplified rule of ART's `SaliencyMapMethod`, one backward pass per iteration
+    instead of two. On the MNIST CNN of benchmarks/attacks.py it succeeds more often than the
+    paper's rule (94.3% against 92.0% of 300 images at theta = 1, gamma = 14.5%).
+
     Args:
         theta: Change per selection as a fraction of the bounds' range; > 0 increases
             features (the paper's JSMA+F, theta = +1), < 0 decreases them (JSMA-F).
+        saliency: "pairs" for Papernot's pair saliency map (the default), "target" for the
+            target gradient alone.
 
     Returns:
         As `Attack`: `(raw, clipped, success)`; raw changes at most epsilon features.
@@ -127,11 +163,14 @@ class JSMA(FixedEpsilonAttack):
 
     distance = l0
 
-    def __init__(self, *, theta: float = 1.0) -> None:
+    def __init__(self, *, theta: float = 1.0, saliency: str = "pairs") -> None:
         check_float("theta", theta, minimum=-1.0)
         if theta == 0 or theta > 1:
             raise ConfigError(f"theta: expected a number in [-1, 0) or (0, 1], found {theta!r}")
+        if saliency not in SALIENCY_RULES:
+            raise ConfigError(f"saliency: expected one of {SALIENCY_RULES}, found {saliency!r}")
         self.theta = theta
+        self.saliency = saliency
 
     def run(
         self,
@@ -177,19 +216,21 @@ class JSMA(FixedEpsilonAttack):
                 keep = ~adv[idx]  # candidates still to attack, as a mask over idx
                 if not bool(keep.any()):
                     break
+                pairs = self.saliency == "pairs"
                 with torch.enable_grad():
                     (g_own,) = torch.autograd.grad(
-                        logits.gather(1, classes[idx][:, None])[keep].sum(), xa, retain_graph=True
+                        logits.gather(1, classes[idx][:, None])[keep].sum(), xa, retain_graph=pairs
                     )
-                    (g_all,) = torch.autograd.grad(logits[keep].sum(), xa)
+                    g_all = torch.autograd.grad(logits[keep].sum(), xa)[0] if pairs else None
                 act = idx[keep]
                 a = sign * g_own[keep].flatten(1)
-                b = sign * (g_all[keep] - g_own[keep]).flatten(1)
                 dom = domain[act]
-                p, q, valid = best_pairs(a, b, dom)
-                fallback = torch.topk(torch.where(dom, a, float("-inf")), 2, dim=1).indices
-                p = torch.where(valid, p, fallback[:, 0])
-                q = torch.where(valid, q, fallback[:, 1])
+                top2 = torch.topk(torch.where(dom, a, float("-inf")), 2, dim=1).indices
+                p, q = top2[:, 0], top2[:, 1]
+                if g_all is not None:
+                    b = sign * (g_all[keep] - g_own[keep]).flatten(1)
+                    best_p, best_q, valid = best_pairs(a, b, dom)
+                    p, q = torch.where(valid, best_p, p), torch.where(valid, best_q, q)
                 for f in (p, q):
                     x[act, f] = (x[act, f] + change).clamp(low, high)
                 xs = x[act]
