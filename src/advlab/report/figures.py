@@ -302,3 +302,120 @@ def heatmap(
     ax.set_title(title)
     fig.colorbar(im, ax=ax, shrink=0.85)
     return save(fig, path)
+
+
+def bar_plot(
+    path: Path,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    errors: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    """Grouped bars: one group per label, one bar per series; `errors` gives (low, high)
+    interval ends per series (e.g. Wilson intervals), drawn as error bars."""
+    n = max(1, len(series))
+    width = 0.8 / n
+    pos = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(labels) * n + 2), 4), layout="constrained")
+    for i, (name, values) in enumerate(series.items()):
+        v = np.asarray(values, dtype=float)
+        yerr = None
+        if errors is not None and name in errors:
+            low, high = (np.asarray(e, dtype=float) for e in errors[name])
+            yerr = np.nan_to_num(np.stack([v - low, high - v]).clip(min=0))
+        ax.bar(pos + (i - (n - 1) / 2) * width, v, width, yerr=yerr, capsize=2, label=name)
+    long_labels = max((len(str(s)) for s in labels), default=0) > 6
+    ax.set_xticks(pos, [str(label) for label in labels], rotation=30 if long_labels else 0)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def distribution_plot(
+    path: Path,
+    samples: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    xlabel: str,
+    bins: int = 20,
+    logx: bool = False,
+) -> Path:
+    """Histogram (left) and empirical CDF (right) of one or more samples, with medians marked."""
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 3.9), layout="constrained")
+    values = [np.asarray(v, dtype=float) for v in samples.values()]
+    nonempty = [v for v in values if v.size]
+    everything = np.concatenate(nonempty) if nonempty else np.zeros(1)
+    low, high = float(everything.min()), float(everything.max())
+    if logx:
+        low = max(low, 1e-12)
+        edges = np.geomspace(low, max(high, low * 1.01), bins + 1)
+    else:
+        edges = np.linspace(low, max(high, low + 1), bins + 1)
+    for (name, v), colour in zip(samples.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"],
+                                 strict=False):  # fmt: skip
+        v = np.asarray(v, dtype=float)
+        if not v.size:
+            continue
+        med = float(np.median(v))
+        hist.hist(v, bins=edges, alpha=0.5, color=colour, label=f"{name} (median {med:,.0f})")
+        hist.axvline(med, color=colour, linestyle="--", linewidth=1)
+        s = np.sort(v)
+        cdf.step(s, np.arange(1, len(s) + 1) / len(s), where="post", color=colour, label=name)
+    for ax in (hist, cdf):
+        ax.set_xlabel(xlabel)
+        if logx:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    hist.set_ylabel("images")
+    cdf.set_ylabel("fraction of the sample")
+    cdf.set_ylim(0, 1.02)
+    hist.legend(fontsize=8)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def pixel_examples(
+    path: Path,
+    originals: np.ndarray,
+    adversarials: np.ndarray,
+    pixels: np.ndarray,
+    captions: Sequence[tuple[str, str]],
+    *,
+    title: str,
+    columns: int = 4,
+) -> Path:
+    """Pairs of original and adversarial image with the changed pixels circled.
+
+    Args:
+        originals, adversarials: (N, H, W, 3) in [0, 1].
+        pixels: (N, d, 2) column and row of each changed pixel.
+        captions: Per example, (caption of the original, caption of the adversarial).
+    """
+    n = len(originals)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.3 * 2 * columns, 2.5 * rows),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i in range(n):
+        r, c = divmod(i, columns)
+        for k, (img, caption) in enumerate(((originals[i], captions[i][0]),
+                                            (adversarials[i], captions[i][1]))):  # fmt: skip
+            ax = axes[r][2 * c + k]
+            ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+            ax.set_title(caption, fontsize=7)
+            if k == 1:
+                for col, row in pixels[i]:
+                    ax.add_patch(plt.Circle((col, row), 1.6, fill=False, color="yellow", lw=1.2))
+    fig.suptitle(title)
+    return save(fig, path)

@@ -115,30 +115,13 @@ def train_and_store(recipe: ModelRecipe, *, device: str = "cpu") -> Path:
     )
     seconds = time.perf_counter() - start
     loss, acc = evaluate(model, xt, yt)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     metrics = {
         f"{held_out}_accuracy": acc,
         f"{held_out}_loss": loss,
         "train_seconds": seconds,
         "history": history.as_dict(),
     }
-    path = save_checkpoint(
-        folder / "model.pt",
-        {
-            "format": STORE_FORMAT,
-            "state_dict": state,
-            "weights_sha256": weights_sha256(state),
-            "model": {"name": recipe.model, "config": recipe.model_config},
-            "input": {"shape": list(train.shape), "num_classes": train.num_classes},
-            "wrapper": {"mean": mean, "std": std, "bounds": [0.0, 1.0]},
-            # Where the starting weights came from; never mistaken for ImageNet ones later.
-            "initial_weights": weights_source(model.inner),
-            "train": asdict(recipe.train),
-            "dataset": recipe.dataset,
-            "metrics": metrics,
-            "created": dt.datetime.now().isoformat(timespec="seconds"),
-        },
-    )
+    path = save_model(folder / "model.pt", model, recipe, train.shape, train.num_classes, metrics)
     summary = {
         "model": recipe.model,
         "dataset": recipe.dataset,
@@ -151,6 +134,48 @@ def train_and_store(recipe: ModelRecipe, *, device: str = "cpu") -> Path:
     write_atomic(folder / "meta.json", json.dumps(summary, indent=2, default=str) + "\n")
     (folder / "training.pt").unlink(missing_ok=True)
     return path
+
+
+def save_model(
+    path: Path,
+    model: ModelWrapper,
+    recipe: ModelRecipe,
+    shape: tuple[int, int, int],
+    num_classes: int,
+    metrics: dict[str, Any],
+) -> Path:
+    """Write `model` (a ModelWrapper around `recipe.model`) as a store checkpoint at `path`.
+
+    The file holds the weights and their sha256, the architecture, the input shape, the
+    wrapper's normalisation and bounds, where the starting weights came from, the recipe's
+    training config and dataset, and `metrics`; `load_model` rebuilds it.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return save_checkpoint(
+        path,
+        {
+            "format": STORE_FORMAT,
+            "state_dict": state,
+            "weights_sha256": weights_sha256(state),
+            "model": {"name": recipe.model, "config": recipe.model_config},
+            "input": {"shape": list(shape), "num_classes": num_classes},
+            "wrapper": {
+                "mean": _as_list(model.mean),
+                "std": _as_list(model.std),
+                "bounds": list(model.bounds),
+            },
+            # Where the starting weights came from; never mistaken for ImageNet ones later.
+            "initial_weights": weights_source(model.inner),
+            "train": asdict(recipe.train),
+            "dataset": recipe.dataset,
+            "metrics": metrics,
+            "created": dt.datetime.now().isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _as_list(buffer: torch.Tensor | None) -> list[float] | None:
+    return None if buffer is None else [float(v) for v in buffer.flatten().tolist()]
 
 
 def load_model(path: Path, *, device: str = "cpu") -> ModelWrapper:
@@ -211,6 +236,7 @@ __all__ = [
     "get_trained",
     "input_config",
     "load_model",
+    "save_model",
     "stored_models",
     "train_and_store",
     "weights_sha256",
