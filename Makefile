@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scratch_epoch.py
 	$(BIN)/python benchmarks/resnet_cpu_bf16.py
 	$(BIN)/python benchmarks/attacks.py
+	$(BIN)/python benchmarks/one_pixel.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

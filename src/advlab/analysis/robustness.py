@@ -61,3 +61,33 @@ def _numpy(value: Any) -> Any:
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()
     return value
+
+
+def mcnemar(first: Any, second: Any) -> dict[str, Any]:
+    """Exact McNemar test of two attacks' success on the same images (paired outcomes).
+
+    Args:
+        first, second: Bool (N,): which images each attack broke.
+
+    Returns:
+        A dict with `only_first` and `only_second` (the discordant counts), `p_two_sided`, and
+        `p_first_lower`, the one-sided p-value of "the first succeeds less often than the
+        second" (an exact binomial test on the discordant pairs, scipy's `binomtest`).
+    """
+    from scipy.stats import binomtest
+
+    a = np.asarray(_numpy(first), dtype=bool)
+    b = np.asarray(_numpy(second), dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ConfigError(f"first, second: expected two bool arrays of one shape (N,), found "
+                          f"{a.shape} and {b.shape}")  # fmt: skip
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    if n == 0:
+        return {"only_first": 0, "only_second": 0, "p_two_sided": 1.0, "p_first_lower": 1.0}
+    return {
+        "only_first": only_a,
+        "only_second": only_b,
+        "p_two_sided": float(binomtest(only_b, n, 0.5).pvalue),
+        "p_first_lower": float(binomtest(only_b, n, 0.5, alternative="greater").pvalue),
+    }

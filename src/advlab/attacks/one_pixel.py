@@ -39,6 +39,7 @@ from advlab.attacks.random_streams import normal, uniform
 from advlab.attacks.registry import ATTACKS
 from advlab.errors import AttackError, ConfigError
 from advlab.models.wrapper import eval_mode
+from advlab.progress import progress
 
 STRATEGIES = ("rand1", "best1", "currenttobest1")
 STOP_RULES = ("threshold", "misclassified")
@@ -341,7 +342,8 @@ class _Evolution:
         adv_fit = torch.full((n,), float("inf"), device=dev)
         adv_cand = torch.zeros(n, d, 5, device=dev)
         self._record(everyone, pop, fit, hit, 0, first, adv_fit, adv_cand)
-        for g in range(1, self.a.max_generations + 1):
+        gens = self.a.max_generations
+        for g in progress(range(1, gens + 1), total=gens, desc=f"one-pixel d={d}, {n} images"):
             done = self._stopped(fit, first)
             if bool(done.all()):
                 break

@@ -11,6 +11,7 @@ vulnerable (by class, clean confidence and image statistics; where the pixels la
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.recipes import resnet18_cifar10
 from advlab.train.store import ModelRecipe, get_trained, load_model
+
+log = logging.getLogger(__name__)
 
 PAPER_UNTARGETED_1PX = {"all-conv": 0.6871, "NiN": 0.7166, "VGG16": 0.6353}
 PUBLIC_RESNET = "about 28-34% for 1 pixel and 78-79% for 3 pixels"
@@ -126,6 +129,8 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
     arrays: dict[str, np.ndarray] = {}
     for d in cfg.pixels:
         attack = _attack(cfg, cfg.max_generations)
+        log.info("untargeted, d = %d: %d images, population %d, at most %d generations", d,
+                 len(idx), cfg.population, cfg.max_generations)  # fmt: skip
         with ctx.timed(f"untargeted d={d}"):
             res = attack.search(model, x[idx], y[idx], pixels=d, image_ids=idx)
         with torch.no_grad():
@@ -190,6 +195,8 @@ def _targeted(cfg: OnePixelConfig, ctx: Context, model: ModelWrapper, test: Any,
     src = torch.nonzero(correct).flatten().repeat_interleave(k - 1)
     tgt = (y[src] + torch.arange(1, k, device=device).repeat(int(correct.sum()))) % k
     attack = _attack(cfg, cfg.targeted_generations)
+    log.info("targeted, d = %d: %d attacks, %d generations", cfg.targeted_pixels, len(src),
+             cfg.targeted_generations)  # fmt: skip
     with ctx.timed("targeted"):
         res = attack.search(model, x[src], TargetedMisclassification(tgt),
                             pixels=cfg.targeted_pixels,

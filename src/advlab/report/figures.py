@@ -361,9 +361,9 @@ def distribution_plot(
         edges = np.geomspace(low, max(high, low * 1.01), bins + 1)
     else:
         edges = np.linspace(low, max(high, low + 1), bins + 1)
-    for (name, v), colour in zip(samples.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"],
-                                 strict=False):  # fmt: skip
-        v = np.asarray(v, dtype=float)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (name, raw), colour in zip(samples.items(), colours, strict=False):
+        v = np.asarray(raw, dtype=float)
         if not v.size:
             continue
         med = float(np.median(v))
@@ -379,7 +379,8 @@ def distribution_plot(
     hist.set_ylabel("images")
     cdf.set_ylabel("fraction of the sample")
     cdf.set_ylim(0, 1.02)
-    hist.legend(fontsize=8)
+    if any(v.size for v in values):
+        hist.legend(fontsize=8)
     fig.suptitle(title)
     return save(fig, path)
 

@@ -1,0 +1,65 @@
+"""`onepixel-cifar` on a real CIFAR-10 slice, against a small CNN trained here (not the store)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advlab.data import load_dataset
+from advlab.experiments import run_experiment
+from advlab.train import TrainConfig, fit
+from advlab.train.store import ModelRecipe, build, save_model
+from conftest import require_data
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    train = load_dataset("cifar10", "train").take(4000, seed=0)
+    x, y = train.tensors()
+    recipe = ModelRecipe("small_cnn", "cifar10", train=TrainConfig(epochs=6, lr=0.05, seed=0))
+    torch.manual_seed(0)
+    model = build(recipe, (3, 32, 32), 10, x.mean(dim=(0, 2, 3)).tolist(),
+                  x.std(dim=(0, 2, 3)).tolist())  # fmt: skip
+    fit(model, (x, y), recipe.train, progress=False)
+    return save_model(path, model.eval(), recipe, (3, 32, 32), 10, {})
+
+
+def test_onepixel_cifar_small(tmp_path: Path) -> None:
+    require_data("cifar10")
+    ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
+    run = run_experiment(
+        "onepixel-cifar",
+        [f"checkpoint={ckpt}", "n_images=20", "pixels=[1,3]", "population=40",
+         "max_generations=15", "targeted_per_class=1", "targeted_generations=2"],
+        out=tmp_path,
+    )  # fmt: skip
+    m = json.loads((run.path / "metrics.json").read_text())
+    assert m["n_images"] == 20 and 4 <= m["n_correct"] <= 16  # a weak model: about 40%
+    for d in ("1", "3"):
+        r = m["untargeted"][d]
+        assert r["search_found_mismatches"] == 0  # the search's own record is honest
+        successes = round(r["success_rate"] * r["n_correct"])
+        assert r["robust_accuracy"] * 20 == r["n_correct"] - successes
+        curve = r["success_vs_generations"]
+        assert len(curve) == 16 and all(a <= b for a, b in zip(curve, curve[1:], strict=False))
+        assert abs(curve[-1] - r["success_rate"]) < 1e-9
+        assert r["mean_queries"] <= 40 * 16
+        landed = sum(map(sum, r["locations"]))
+        assert (landed > 0) == (successes > 0) and landed <= int(d) * successes
+    assert m["untargeted"]["3"]["success_rate"] >= 0.1  # measured 0.2 (2 of 10), d = 1: 0.1
+    with np.load(run.path / "onepixel.npz") as npz:
+        orig, adv = npz["d3_example_original"], npz["d3_example_adversarial"]
+        pixels = npz["d3_example_pixels"]
+    changed = (orig != adv).any(axis=1)  # (n, H, W)
+    for c, px in zip(changed, pixels, strict=True):
+        rows, cols = np.nonzero(c)
+        assert 1 <= len(rows) <= 3
+        assert set(zip(cols.tolist(), rows.tolist())) <= {(int(a), int(b)) for a, b, *_ in px}
+    t = m["targeted"]
+    assert t["n_attacks"] == 9 * t["n_correct"]
+    matrix = np.asarray(t["matrix"], dtype=float)
+    assert matrix.shape == (10, 10) and np.isnan(np.diag(matrix)).all()
+    report = (run.path / "report.md").read_text()
+    assert "68.71%" in report and (run.path / "figures" / "examples.png").is_file()
