@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -41,9 +42,9 @@ def test_onepixel_cifar_small(tmp_path: Path) -> None:
         r = m["untargeted"][d]
         assert r["search_found_mismatches"] == 0  # the search's own record is honest
         successes = round(r["success_rate"] * r["n_correct"])
-        assert r["robust_accuracy"] * 20 == r["n_correct"] - successes
+        assert round(r["robust_accuracy"] * 20) == r["n_correct"] - successes
         curve = r["success_vs_generations"]
-        assert len(curve) == 16 and all(a <= b for a, b in zip(curve, curve[1:], strict=False))
+        assert len(curve) == 16 and all(a <= b for a, b in itertools.pairwise(curve))
         assert abs(curve[-1] - r["success_rate"]) < 1e-9
         assert r["mean_queries"] <= 40 * 16
         landed = sum(map(sum, r["locations"]))
