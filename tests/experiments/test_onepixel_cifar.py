@@ -57,7 +57,8 @@ def test_onepixel_cifar_small(tmp_path: Path) -> None:
     for c, px in zip(changed, pixels, strict=True):
         rows, cols = np.nonzero(c)
         assert 1 <= len(rows) <= 3
-        assert set(zip(cols.tolist(), rows.tolist(), strict=True)) <= {(int(a), int(b)) for a, b, *_ in px}
+        where = set(zip(cols.tolist(), rows.tolist(), strict=True))
+        assert where <= {(int(a), int(b)) for a, b, *_ in px}
     t = m["targeted"]
     assert t["n_attacks"] == 9 * t["n_correct"]
     matrix = np.asarray(t["matrix"], dtype=float)
