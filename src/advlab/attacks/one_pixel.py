@@ -6,12 +6,15 @@ when it is fitter. Here the populations of all images still running are stacked 
 (images x population) batch, rendered with one indexed write and evaluated with chunked forward
 passes, so a generation costs one pass over `images * population` candidates whatever the number
 of images. Randomness comes from per-image counter-based streams (`random_streams`), so an
-image's attack is the same in any batch, chunk or shard.
+image draws the same random numbers in any batch, chunk or shard (its trajectory is then the
+same up to the floating-point differences a model's logits may have between batch sizes; on
+CPU, in the tests, it is bit for bit the same).
 
 Constraint handling: coordinates are clipped to the image ([0, W - 1], [0, H - 1]) after every
 mutation and rounded to the nearest pixel when a candidate is rendered; colours are clipped to
 [0, 255] and rounded to whole 8-bit levels, so every adversarial is an 8-bit image again. Where
-two of a candidate's pixels land on the same position, the later one is written.
+two of a candidate's pixels land on the same position, the later one is written (the pixels are
+written one after another, so this holds on every device).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ PAPER_THRESHOLD_UNTARGETED = 0.05
 PAPER_THRESHOLD_TARGETED = 0.5
 """Stop when the target class's probability exceeds this (Su et al., targeted on CIFAR-10)."""
 
+GPU_CANDIDATES = 4096
+"""Candidates per forward pass on an accelerator when no batch size is given."""
+
 # Random streams (see random_streams): one number per drawn quantity.
 _INIT_POSITION, _INIT_COLOUR, _PICK = 0, 1, 3  # _INIT_COLOUR uses streams 1 and 2
 COLOUR_MEAN, COLOUR_STD = 128.0, 127.0
@@ -61,8 +67,8 @@ class OnePixelResult:
     Attributes:
         adversarials: The returned images (N, C, H, W): the fittest adversarial candidate
             found, or the fittest candidate when none was adversarial.
-        pixels: That candidate as (N, d, 5) rows of (x, y, r, g, b): integer column and row,
-            colour on the 0-255 scale.
+        pixels: That candidate as (N, d, 5) rows of (x, y, r, g, b), whole numbers in a float
+            tensor: column and row, colour on the 0-255 scale.
         probability: The model's probability for the true class (untargeted) or the target
             class (targeted) on the returned image, (N,).
         found: Whether some evaluated candidate was adversarial, bool (N,).
@@ -134,7 +140,8 @@ class OnePixel(FixedEpsilonAttack):
         threshold: The probability for `stop="threshold"`; None for the paper's 0.05
             (untargeted) or 0.5 (targeted).
         seed: Seed of the per-image random streams; None draws one from torch's global RNG.
-        batch_size: Candidates per forward pass; None for automatic (`chunk_size`).
+        batch_size: Candidates per forward pass; None for automatic (128 on CPU,
+            `GPU_CANDIDATES` on an accelerator).
 
     Returns:
         As `Attack`: `(raw, clipped, success)`; raw changes at most epsilon pixels. `search`
@@ -263,7 +270,10 @@ class _Evolution:
         self.low, self.high = get_bounds(model)
         _, _, h, w = x.shape
         self.upper = torch.tensor([w - 1, h - 1, 255.0, 255.0, 255.0], device=x.device)
-        self.chunk = chunk_size(x, attack.batch_size)
+        # Candidates per forward pass: on CPU small chunks stay in cache (`chunk_size`); on an
+        # accelerator the whole generation of every image at once, up to GPU_CANDIDATES.
+        on_cpu = x.device.type == "cpu"
+        self.chunk = attack.batch_size or (chunk_size(x, None) if on_cpu else GPU_CANDIDATES)
         if attack.threshold is not None:
             self.threshold = attack.threshold
         else:
@@ -299,11 +309,12 @@ class _Evolution:
 
     def render(self, cand: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Images (K, C, H, W) for candidates (K, d, 5) of the images `image` (K,)."""
-        out = self.x[image].clone()
-        k = torch.arange(len(cand), device=cand.device)[:, None].expand(-1, self.d)
+        out = self.x[image]  # advanced indexing: a copy
+        k = torch.arange(len(cand), device=cand.device)
         col, row = cand[..., 0].round().long(), cand[..., 1].round().long()
         colour = cand[..., 2:].round() / 255.0 * (self.high - self.low) + self.low  # (K, d, 3)
-        out[k, :, row, col] = colour.to(out.dtype)
+        for j in range(self.d):  # each write hits K distinct images: no duplicate indices
+            out[k, :, row[:, j], col[:, j]] = colour[:, j].to(out.dtype)
         return out
 
     def evaluate(

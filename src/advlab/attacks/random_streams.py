@@ -1,8 +1,9 @@
 """Counter-based random numbers: every value is a hash of (seed, stream, image, step, slot).
 
 An attack that draws its randomness here gives each image its own stream, whatever batch,
-chunk or shard the image is processed in: the numbers for image 17 at generation 3 are the same
-whether it is attacked alone, in a batch of 500, or on another machine. All draws are batched
+chunk or shard the image is processed in: the numbers drawn for image 17 at generation 3 are the
+same whether it is attacked alone, in a batch of 500, or on another machine. (Streams are keyed
+by `stream * 1_000_003 + step`, so they stay apart for steps below 1,000,003.) All draws are batched
 tensor ops (SplitMix64's finaliser on int64 tensors) on the device of the ids.
 """
 

@@ -28,7 +28,14 @@ from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report
-from advlab.report.figures import bar_plot, distribution_plot, heatmap, line_plot, pixel_examples
+from advlab.report.figures import (
+    bar_panels,
+    bar_plot,
+    distribution_plot,
+    heatmap,
+    line_plot,
+    pixel_examples,
+)
 from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.recipes import resnet18_cifar10
@@ -127,6 +134,9 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         "clean_accuracy": float(correct.float().mean()), "untargeted": {},
     }  # fmt: skip
     arrays: dict[str, np.ndarray] = {}
+    if len(idx) == 0:
+        raise ConfigError(f"the model classifies none of the {len(y)} test images correctly: "
+                          "nothing to attack")  # fmt: skip
     for d in cfg.pixels:
         attack = _attack(cfg, cfg.max_generations)
         log.info("untargeted, d = %d: %d images, population %d, at most %d generations", d,
@@ -140,6 +150,7 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         fooled[idx.cpu().numpy()] = fooled_c
         first = res.first_success_generation.cpu().numpy()
         q_success = res.queries_to_success.cpu().numpy()
+        timed_ok = fooled_c & (first >= 0)  # the search's record of those it fooled
         budget_curve = [float(((first >= 0) & (first <= g)).mean()) if len(first) else 0.0
                         for g in range(cfg.max_generations + 1)]  # fmt: skip
         yc = y[idx].cpu().numpy()
@@ -150,10 +161,10 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         out["untargeted"][str(d)] = {
             **attack_summary(correct.cpu().numpy(), fooled),
             "search_found_mismatches": int((res.found.cpu().numpy() != fooled_c).sum()),
-            "median_generations_to_success": float(np.median(first[fooled_c]))
-            if fooled_c.any() else None,
-            "median_queries_to_success": float(np.median(q_success[fooled_c]))
-            if fooled_c.any() else None,
+            "median_generations_to_success": float(np.median(first[timed_ok]))
+            if timed_ok.any() else None,
+            "median_queries_to_success": float(np.median(q_success[timed_ok]))
+            if timed_ok.any() else None,
             "mean_queries": float(res.queries.float().mean()) if len(idx) else 0.0,
             "total_queries": int(res.queries.sum()),
             "success_vs_generations": budget_curve,
@@ -167,7 +178,7 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         }
         arrays[f"d{d}_generations"] = first
         arrays[f"d{d}_queries"] = q_success
-        arrays[f"d{d}_fooled"] = fooled_c
+        arrays[f"d{d}_fooled"] = timed_ok
         show = np.nonzero(fooled_c)[0][:N_EXAMPLES]
         with torch.no_grad():
             p_adv = torch.softmax(model(res.adversarials[show]), 1).cpu().numpy()
@@ -192,6 +203,9 @@ def _targeted(cfg: OnePixelConfig, ctx: Context, model: ModelWrapper, test: Any,
     x, y = tsub.tensors(device)
     with torch.no_grad():
         correct = torch.cat([model(c).argmax(1) for c in x.split(256)]) == y
+    if not bool(correct.any()):
+        raise ConfigError("targeted_per_class: the model classifies none of the targeted "
+                          "images correctly")  # fmt: skip
     src = torch.nonzero(correct).flatten().repeat_interleave(k - 1)
     tgt = (y[src] + torch.arange(1, k, device=device).repeat(int(correct.sum()))) % k
     attack = _attack(cfg, cfg.targeted_generations)
@@ -355,19 +369,20 @@ def _vulnerability(cfg: OnePixelConfig, metrics: dict[str, Any], run: Run, rep: 
               "of the model's clean probability of the true class, the luminance contrast "
               "(std), the edge density (fraction of Sobel magnitudes > 0.25) and the colour "
               "variance (mean channel variance)")  # fmt: skip
-    fig = bar_plot(run.figure("by_feature.png"), ["Q1 (lowest)", "Q2", "Q3", "Q4 (highest)"],
-                   {name: [b["rate"] for b in bins] + [float("nan")] * (4 - len(bins))
-                    for name, bins in panels.items()},
-                   title=f"Success by quartile of image features, d = {d0}",
-                   xlabel="quartile", ylabel="success rate", ylim=(0, 1))  # fmt: skip
-    rep.figure("3. Which images are vulnerable", fig, "Same numbers as the table.")
+    fig = bar_panels(run.figure("by_feature.png"),
+                     {name: ([f"{b['low']:.2g}-{b['high']:.2g}" for b in bins],
+                             [b["rate"] for b in bins]) for name, bins in panels.items()},
+                     title=f"Success by quartile of image features, d = {d0}",
+                     ylabel="success rate", ylim=(0, 1))  # fmt: skip
+    rep.figure("3. Which images are vulnerable", fig, "Same numbers as the table; a panel has "
+               "fewer than 4 bars where quartile edges tie.")
     total = np.sum([np.asarray(v["locations"], dtype=float)
                     for v in metrics["untargeted"].values()], axis=0)  # fmt: skip
     fig = heatmap(run.figure("locations.png"), total, title="Where the successful pixels land "
                   "(all d)", xlabel="column", ylabel="row", fmt=".0f", vmin=0,
                   vmax=float(max(total.max(), 1)))  # fmt: skip
-    rep.figure("3. Which images are vulnerable", fig, "Count of changed pixels of successful "
-               "attacks per position.")
+    rep.figure("3. Which images are vulnerable", fig, "Positions of the d pixels of each "
+               "successful candidate, counted over all d.")
     data = run.file("onepixel.npz")
     if data.is_file():
         with np.load(data) as npz:

@@ -341,6 +341,30 @@ def bar_plot(
     return save(fig, path)
 
 
+def bar_panels(
+    path: Path,
+    panels: Mapping[str, tuple[Sequence[str], Sequence[float]]],
+    *,
+    title: str,
+    ylabel: str,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    """One bar chart per panel, each with its own bar labels: `{title: (labels, values)}`."""
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False, layout="constrained")
+    for ax, (name, (labels, values)) in zip(axes[0], panels.items(), strict=False):
+        ax.bar(range(len(values)), np.asarray(values, dtype=float))
+        ax.set_xticks(range(len(labels)), [str(label) for label in labels], rotation=35,
+                      fontsize=7, ha="right")  # fmt: skip
+        ax.set_title(name, fontsize=9)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
 def distribution_plot(
     path: Path,
     samples: Mapping[str, Sequence[float]],
