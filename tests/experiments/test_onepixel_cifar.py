@@ -32,31 +32,35 @@ def test_onepixel_cifar_small(tmp_path: Path) -> None:
     ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
     run = run_experiment(
         "onepixel-cifar",
-        [f"checkpoint={ckpt}", "n_images=20", "pixels=[1,3]", "population=40",
-         "max_generations=15", "targeted_per_class=1", "targeted_generations=2"],
+        [f"checkpoint={ckpt}", "n_images=40", "pixels=[1,5]", "population=50",
+         "max_generations=20", "targeted_per_class=1", "targeted_generations=2"],
         out=tmp_path,
     )  # fmt: skip
     m = json.loads((run.path / "metrics.json").read_text())
-    assert m["n_images"] == 20 and 4 <= m["n_correct"] <= 16  # a weak model: about 40%
-    for d in ("1", "3"):
+    # The tiny model differs from CPU to CPU (float kernels): measured 15-20 correct of 40.
+    assert m["n_images"] == 40 and 8 <= m["n_correct"] <= 32
+    fooled = 0
+    for d in ("1", "5"):
         r = m["untargeted"][d]
         assert r["search_found_mismatches"] == 0  # the search's own record is honest
         successes = round(r["success_rate"] * r["n_correct"])
-        assert round(r["robust_accuracy"] * 20) == r["n_correct"] - successes
+        fooled += successes
+        assert round(r["robust_accuracy"] * 40) == r["n_correct"] - successes
         curve = r["success_vs_generations"]
-        assert len(curve) == 16 and all(a <= b for a, b in itertools.pairwise(curve))
+        assert len(curve) == 21 and all(a <= b for a, b in itertools.pairwise(curve))
         assert abs(curve[-1] - r["success_rate"]) < 1e-9
-        assert r["mean_queries"] <= 40 * 16
+        assert r["mean_queries"] <= 50 * 21
         landed = sum(map(sum, r["locations"]))
         assert (landed > 0) == (successes > 0) and landed <= int(d) * successes
-    assert m["untargeted"]["3"]["success_rate"] >= 0.1  # measured 0.2 (2 of 10), d = 1: 0.1
+    # Six tiny models (seeds, 1 or 2 threads) gave 4 to 16 successes over d = 1 and 5 together.
+    assert fooled >= 2
     with np.load(run.path / "onepixel.npz") as npz:
-        orig, adv = npz["d3_example_original"], npz["d3_example_adversarial"]
-        pixels = npz["d3_example_pixels"]
+        orig, adv = npz["d5_example_original"], npz["d5_example_adversarial"]
+        pixels = npz["d5_example_pixels"]
     changed = (orig != adv).any(axis=1)  # (n, H, W)
     for c, px in zip(changed, pixels, strict=True):
         rows, cols = np.nonzero(c)
-        assert 1 <= len(rows) <= 3
+        assert 1 <= len(rows) <= 5
         where = set(zip(cols.tolist(), rows.tolist(), strict=True))
         assert where <= {(int(a), int(b)) for a, b, *_ in px}
     t = m["targeted"]
