@@ -194,6 +194,9 @@ class History:
 
 
 EpochCallback = Callable[[int, History], None]
+# A training objective: (model, inputs, labels) -> (the loss to minimise, the logits of the
+# batch it trained on, for the running accuracy). `advlab.defenses` builds adversarial ones.
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -303,8 +306,14 @@ def fit(
     on_epoch: EpochCallback | None = None,
     progress: bool | None = None,
     checkpoint: Path | None = None,
+    objective: Objective | None = None,
 ) -> History:
     """Train `model` in place on `train` = (inputs, int64 labels), both on the model's device.
+
+    Each step minimises the cross-entropy of the batch (with ``cfg.label_smoothing``), or
+    `objective(model, inputs, labels)` when given (its loss; its logits feed the running
+    accuracy). An objective that draws random numbers should draw them from torch's global
+    generator, which checkpoints save and restore, so that a resumed run stays exact.
 
     With `checkpoint`, the model, optimizer, scheduler, random state, best-so-far weights and
     history are saved there (atomically) after every epoch, and a call that finds a checkpoint
@@ -409,8 +418,11 @@ def fit(
                 if amp_dtype is not None
                 else contextlib.nullcontext()
             ):
-                logits = forward(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                if objective is None:
+                    logits = forward(xb)
+                    loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                else:
+                    loss, logits = objective(model, xb, yb)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

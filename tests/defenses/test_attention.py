@@ -1,0 +1,80 @@
+"""The pixel-wise attention layer: shape, gating, insertion into a wrapper, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from advlab.defenses import PixelAttention, attention_layer, with_pixel_attention
+from advlab.errors import ConfigError
+from advlab.models import ModelWrapper
+
+
+def _cnn() -> ModelWrapper:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 8 * 8, 10))  # fmt: skip
+    return ModelWrapper(net, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3]).eval()
+
+
+def test_gate_starts_open_and_multiplies_every_channel_by_one_weight() -> None:
+    layer = PixelAttention(3, init_open=0.9)
+    x = torch.rand(2, 3, 8, 8)
+    out = layer(x)
+    assert out.shape == x.shape and layer.last_map is not None
+    assert layer.last_map.shape == (2, 1, 8, 8)
+    torch.testing.assert_close(layer.last_map, torch.full((2, 1, 8, 8), 0.9))
+    torch.testing.assert_close(out, 0.9 * x)
+    # A trained gate: random weights give a map in (0, 1) that differs per pixel, the same
+    # weight for the three channels of a pixel.
+    nn.init.normal_(layer.branch[2].weight, std=1.0)
+    out = layer(x)
+    a = layer.last_map.detach()
+    assert bool(((a > 0) & (a < 1)).all()) and float(a.std()) > 0.01
+    torch.testing.assert_close(out, x * a)
+    torch.testing.assert_close(out[:, 0] / x[:, 0], out[:, 2] / x[:, 2])
+
+
+def test_with_pixel_attention_wraps_the_same_network() -> None:
+    base = _cnn()
+    x = torch.rand(5, 3, 8, 8)
+    model = with_pixel_attention(base, init_open=0.98).eval()
+    assert attention_layer(model) is not None and attention_layer(base) is None
+    assert model.bounds == base.bounds
+    assert model.net[1] is base.net  # shared, not copied
+    normalised = (x - base.mean) / base.std
+    torch.testing.assert_close(model(x), base.net(0.98 * normalised))
+    # A closed gate replaces every pixel by the dataset mean (0 after normalisation).
+    layer = attention_layer(model)
+    assert layer is not None
+    nn.init.constant_(layer.branch[2].bias, -100.0)
+    torch.testing.assert_close(model(x), base.net(torch.zeros_like(x)))
+    with pytest.raises(ConfigError, match="already has a PixelAttention"):
+        with_pixel_attention(model)
+
+
+def test_gradients_reach_the_gate() -> None:
+    model = with_pixel_attention(_cnn())
+    layer = attention_layer(model)
+    assert layer is not None
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    nn.functional.cross_entropy(model(x), y).backward()
+    grad = layer.branch[2].weight.grad
+    assert grad is not None and float(grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"kernel": 2}, "odd"), ({"init_open": 1.0}, "init_open"), ({"hidden": 0}, "hidden")],
+)
+def test_bad_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PixelAttention(3, **kwargs)  # type: ignore[arg-type]
+
+
+def test_wrong_channels() -> None:
+    with pytest.raises(ConfigError, match=r"expected \(N, 3, H, W\)"):
+        PixelAttention(3)(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ConfigError, match="ModelWrapper"):
+        with_pixel_attention(nn.Linear(3, 3))  # type: ignore[arg-type]
