@@ -192,3 +192,28 @@ def test_resumed_adversarial_training_equals_an_uninterrupted_run(tmp_path: Path
         objective=objective, checkpoint=ckpt)  # fmt: skip
     for a, b in zip(whole.parameters(), part.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_store_keys_and_trains_with_the_objective(fresh_dirs: tuple[Path, Path]) -> None:
+    from advlab.train.store import ModelRecipe, get_trained, load_model
+
+    objective = DefenseObjective(FGSMRandomStart(0.1), adversarial_fraction=0.5)
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05)
+    plain = ModelRecipe("mlp", "digits", {"width": 8}, cfg)
+    robust = ModelRecipe("mlp", "digits", {"width": 8}, cfg, objective=objective.spec())
+    assert plain.key() != robust.key()
+    from advlab.train.recipes import resnet18_cifar10
+
+    assert resnet18_cifar10("imagenet").key() == "383c04a5c9e36af9"  # stored models stay found
+    assert DefenseObjective.from_spec(robust.objective) == objective
+    with pytest.raises(ConfigError, match="describes the training objective"):
+        get_trained(robust)
+    with pytest.raises(ConfigError, match="does not describe it"):
+        get_trained(plain, objective=objective)
+    model = get_trained(robust, objective=objective)
+    state = torch.load(robust.folder() / "model.pt", weights_only=True)
+    assert state["objective"]["attack"] == {"kind": "fgsm-rs", "epsilon": 0.1, "alpha": 1.25}
+    reference = get_trained(plain)  # a different model: trained without the attack
+    assert not torch.equal(model(torch.zeros(1, 1, 8, 8)), reference(torch.zeros(1, 1, 8, 8)))
+    again = load_model(robust.folder() / "model.pt")
+    torch.testing.assert_close(again(torch.ones(2, 1, 8, 8)), model(torch.ones(2, 1, 8, 8)))

@@ -33,7 +33,8 @@ loss, which also carry the (small) coupling between images through the batch sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -169,6 +170,35 @@ class DefenseObjective:
             raise ConfigError(f"gradient_top_k: expected an int >= 1, found "
                               f"{self.gradient_top_k!r}")  # fmt: skip
 
+    def spec(self) -> dict[str, Any]:
+        """A JSON description (for `ModelRecipe.objective` and reports); `from_spec` inverts it."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "attack"}
+        if self.attack is not None:
+            kind = next((k for k, cls in EXAMPLES.items() if type(self.attack) is cls), None)
+            if kind is None:
+                raise ConfigError(f"attack: {type(self.attack).__name__} has no spec; use one "
+                                  f"of {sorted(EXAMPLES)}")  # fmt: skip
+            out["attack"] = {"kind": kind, **asdict(self.attack)}  # type: ignore[call-overload]
+        return out
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> DefenseObjective:
+        """The objective `spec()` described."""
+        values = dict(spec)
+        attack = values.pop("attack", None)
+        if attack is not None:
+            attack = dict(attack)
+            kind = attack.pop("kind", None)
+            if kind not in EXAMPLES:
+                raise ConfigError(f"attack kind: expected one of {sorted(EXAMPLES)}, found "
+                                  f"{kind!r}")  # fmt: skip
+            attack = EXAMPLES[kind](**attack)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"objective spec: unknown keys {unknown}; expected {sorted(known)}")
+        return cls(attack=attack, **values)
+
     def mix(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The batch with its first `adversarial_fraction` replaced by adversarial versions."""
         n_adv = round(self.adversarial_fraction * len(x)) if self.attack is not None else 0
@@ -197,3 +227,11 @@ class DefenseObjective:
                                   "(use advlab.defenses.with_pixel_attention)")  # fmt: skip
             loss = loss + self.attention_weight * (1.0 - layer.last_map).mean()
         return loss, logits
+
+
+# Adversarial-example makers by the name their spec carries.
+EXAMPLES: dict[str, type] = {
+    "fgsm-rs": FGSMRandomStart,
+    "pgd": PGDExamples,
+    "one-pixel": OnePixelExamples,
+}

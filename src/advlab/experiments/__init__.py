@@ -10,6 +10,7 @@ from advlab.experiments import knn_mnist as _knn_mnist  # noqa: F401
 from advlab.experiments import mlp_depth_gradients as _mlp_depth_gradients  # noqa: F401
 from advlab.experiments import mlp_scratch_mnist as _mlp_scratch_mnist  # noqa: F401
 from advlab.experiments import onepixel_cifar as _onepixel_cifar  # noqa: F401
+from advlab.experiments import robust_training as _robust_training  # noqa: F401
 from advlab.experiments import train as _train  # noqa: F401
 from advlab.experiments.base import (
     EXPERIMENTS,

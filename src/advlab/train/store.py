@@ -23,12 +23,12 @@ import torch
 
 from advlab.data import get_spec, load_dataset
 from advlab.data.store import cache_dir
-from advlab.errors import RunError
+from advlab.errors import ConfigError, RunError
 from advlab.fileio import write_atomic
 from advlab.models import MODELS, ModelWrapper, create_model
 from advlab.models.weights import weights_source
 from advlab.train.checkpoint import load_checkpoint, save_checkpoint
-from advlab.train.trainer import History, TrainConfig, evaluate, fit
+from advlab.train.trainer import History, Objective, TrainConfig, evaluate, fit
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ class ModelRecipe:
         model_config: Extra keyword configuration of the model factory.
         train: Training hyperparameters.
         normalize: Put the training set's per-channel mean/std into the model wrapper.
+        objective: A description of the training objective when it is not plain cross-entropy
+            (e.g. adversarial training: ``advlab.defenses.objective_spec``); training then needs
+            the matching callable (``get_trained(recipe, objective=...)``). Empty: plain
+            cross-entropy, and the key is what it was before this field existed.
     """
 
     model: str
@@ -53,9 +57,13 @@ class ModelRecipe:
     model_config: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     normalize: bool = True
+    objective: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:
-        text = json.dumps({"format": STORE_FORMAT, **asdict(self)}, sort_keys=True, default=str)
+        fields = asdict(self)
+        if not fields["objective"]:
+            del fields["objective"]  # keys of plain recipes stay as they were
+        text = json.dumps({"format": STORE_FORMAT, **fields}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def folder(self) -> Path:
@@ -94,8 +102,24 @@ def build(recipe: ModelRecipe, shape: tuple[int, int, int], num_classes: int,
     return ModelWrapper(create_model(recipe.model, **cfg), mean=mean, std=std)
 
 
-def train_and_store(recipe: ModelRecipe, *, device: str = "cpu") -> Path:
-    """Train `recipe` from scratch and store it; returns the checkpoint path."""
+def _check_objective(recipe: ModelRecipe, objective: Objective | None) -> None:
+    if recipe.objective and objective is None:
+        raise ConfigError(f"recipe of {recipe.model} on {recipe.dataset} describes the "
+                          f"training objective {recipe.objective}: pass that objective "
+                          "(objective=...)")  # fmt: skip
+    if objective is not None and not recipe.objective:
+        raise ConfigError("objective given, but the recipe does not describe it (set "
+                          "ModelRecipe.objective, which enters the store key)")  # fmt: skip
+
+
+def train_and_store(recipe: ModelRecipe, *, device: str = "cpu",
+                    objective: Objective | None = None) -> Path:  # fmt: skip
+    """Train `recipe` from scratch and store it; returns the checkpoint path.
+
+    `objective` is the training objective `recipe.objective` describes (required when that is
+    set, refused when it is not), passed on to `fit`.
+    """
+    _check_objective(recipe, objective)
     train = load_dataset(recipe.dataset, "train")
     spec = get_spec(recipe.dataset)
     held_out = "test" if "test" in spec.counts else "val"
@@ -111,7 +135,8 @@ def train_and_store(recipe: ModelRecipe, *, device: str = "cpu") -> Path:
     folder = recipe.folder()
     start = time.perf_counter()
     history: History = fit(
-        model, (x, y), recipe.train, val=(xt, yt), checkpoint=folder / "training.pt"
+        model, (x, y), recipe.train, val=(xt, yt), checkpoint=folder / "training.pt",
+        objective=objective,
     )
     seconds = time.perf_counter() - start
     loss, acc = evaluate(model, xt, yt)
@@ -167,6 +192,7 @@ def save_model(
             # Where the starting weights came from; never mistaken for ImageNet ones later.
             "initial_weights": weights_source(model.inner),
             "train": asdict(recipe.train),
+            "objective": recipe.objective,
             "dataset": recipe.dataset,
             "metrics": metrics,
             "created": dt.datetime.now().isoformat(timespec="seconds"),
@@ -203,8 +229,11 @@ def load_model(path: Path, *, device: str = "cpu") -> ModelWrapper:
     return model.to(device).eval()
 
 
-def get_trained(recipe: ModelRecipe, *, device: str = "cpu") -> ModelWrapper:
-    """The stored model for `recipe`, trained and stored first if it is missing."""
+def get_trained(recipe: ModelRecipe, *, device: str = "cpu",
+                objective: Objective | None = None) -> ModelWrapper:  # fmt: skip
+    """The stored model for `recipe`, trained and stored first if it is missing (with
+    `objective`, which `recipe.objective` describes; see `train_and_store`)."""
+    _check_objective(recipe, objective)
     path = recipe.folder() / "model.pt"
     if not path.is_file():
         log.warning(
@@ -213,7 +242,7 @@ def get_trained(recipe: ModelRecipe, *, device: str = "cpu") -> ModelWrapper:
             recipe.dataset,
             recipe.train.epochs,
         )
-        train_and_store(recipe, device=device)
+        train_and_store(recipe, device=device, objective=objective)
     return load_model(path, device=device)
 
 
