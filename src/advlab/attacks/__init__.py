@@ -19,6 +19,7 @@ from advlab.attacks.gradient import BIM, FGSM, L2PGD, LinfPGD, loss_gradient
 from advlab.attacks.jsma import JSMA
 from advlab.attacks.one_pixel import OnePixel, OnePixelResult
 from advlab.attacks.registry import ATTACKS, create_attack
+from advlab.attacks.sparse_rs import SparseRS, SparseRSResult
 
 __all__ = [
     "ATTACKS",
@@ -42,6 +43,8 @@ __all__ = [
     "OnePixel",
     "OnePixelResult",
     "SimpleGenerator",
+    "SparseRS",
+    "SparseRSResult",
     "TargetedMisclassification",
     "create_attack",
     "get_criterion",
