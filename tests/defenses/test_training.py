@@ -16,6 +16,7 @@ from advlab.defenses import (
     FGSMRandomStart,
     OnePixelExamples,
     PGDExamples,
+    attention_layer,
     pixel_sensitivity,
     with_pixel_attention,
 )
@@ -121,7 +122,11 @@ def test_attention_penalty_needs_the_layer_and_opens_the_gate() -> None:
     model = with_pixel_attention(_rgb_cnn(), init_open=0.5)
     loss_off, _ = DefenseObjective()(model, x, y)
     loss_on, _ = DefenseObjective(attention_weight=2.0)(model, x, y)
-    torch.testing.assert_close(loss_on - loss_off, torch.tensor(2.0 * 0.5))
+    layer = attention_layer(model)
+    assert layer is not None and layer.last_map is not None
+    closed = float((1 - layer.last_map).mean())
+    assert abs(closed - 0.5) < 1e-3
+    torch.testing.assert_close(loss_on - loss_off, torch.tensor(2.0 * closed))
 
 
 def test_one_pixel_examples_change_at_most_d_pixels() -> None:

@@ -20,6 +20,8 @@ DEFAULTS: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "lenet5": ({"num_classes": 5, "image_size": 28}, (1, 28, 28)),
     "cifar_cnn": ({"num_classes": 5, "width": 8}, (3, 32, 32)),
     "resnet18": ({"num_classes": 5, "stem": "cifar"}, (3, 16, 16)),
+    "pixel_attention": ({"base": "small_cnn", "base_config": {"width": 4}, "in_channels": 3,
+                         "num_classes": 5, "image_size": 12}, (3, 12, 12)),
 }
 
 BATCH = 3

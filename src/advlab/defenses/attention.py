@@ -12,66 +12,11 @@ out computing almost what it did.
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import nn
 
 from advlab.errors import ConfigError
 from advlab.models import ModelWrapper
-
-
-class PixelAttention(nn.Module):
-    """Per-pixel gate: ``x * sigmoid(conv(relu(conv(x))))``, one weight per pixel for all channels.
-
-    Args:
-        channels: Input channels.
-        hidden: Channels of the branch's hidden layer.
-        kernel: Odd kernel size of both convolutions (3: each weight sees a 5 x 5 neighbourhood).
-        init_open: The gate's initial value everywhere, in (0, 1): the last layer starts with
-            zero weights and the bias `logit(init_open)`, so at first every pixel passes
-            multiplied by `init_open`.
-
-    Returns:
-        Called on (N, C, H, W), returns the gated (N, C, H, W); the weights of the last call
-        are kept in `last_map`, (N, 1, H, W), for regularisers and figures.
-    """
-
-    last_map: torch.Tensor | None
-
-    def __init__(self, channels: int = 3, *, hidden: int = 16, kernel: int = 3,
-                 init_open: float = 0.98) -> None:  # fmt: skip
-        super().__init__()
-        for name, value in (("channels", channels), ("hidden", hidden), ("kernel", kernel)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name}: expected an int >= 1, found {value!r}")
-        if kernel % 2 == 0:
-            raise ConfigError(f"kernel: expected an odd size (same-size output), found {kernel}")
-        if not 0.0 < float(init_open) < 1.0:
-            raise ConfigError(f"init_open: expected a number in (0, 1), found {init_open!r}")
-        self.branch = nn.Sequential(
-            nn.Conv2d(channels, hidden, kernel, padding=kernel // 2),
-            nn.ReLU(),
-            nn.Conv2d(hidden, 1, kernel, padding=kernel // 2),
-        )
-        last = self.branch[2]
-        assert isinstance(last, nn.Conv2d) and last.bias is not None
-        nn.init.zeros_(last.weight)
-        nn.init.constant_(last.bias, math.log(init_open / (1.0 - init_open)))
-        self.channels = channels
-        self.last_map = None
-
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The gate's weights for `x`: (N, 1, H, W) in (0, 1)."""
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ConfigError(f"PixelAttention: expected (N, {self.channels}, H, W) inputs, "
-                              f"found shape {tuple(x.shape)}")  # fmt: skip
-        return torch.sigmoid(self.branch(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self.attention(x)
-        self.last_map = weights
-        return x * weights
+from advlab.models.attention import PixelAttention
 
 
 def with_pixel_attention(

@@ -1,5 +1,6 @@
 """Models: registry and factory, small architectures, and the wrapper that owns normalisation."""
 
+from advlab.models import attention as _attention  # noqa: F401  (registers pixel_attention)
 from advlab.models import small as _small  # noqa: F401  (registers the small models)
 from advlab.models import vision as _vision  # noqa: F401  (registers the image classifiers)
 from advlab.models.numpy_model import NumpyClassifier
