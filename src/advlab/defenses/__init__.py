@@ -1,6 +1,7 @@
 """Defences: Adaptive Pixel Resilience's parts and adversarial training, on advlab's attacks
 and trainer (`advlab.train.fit(..., objective=DefenseObjective(...))`)."""
 
+from advlab.defenses.apr import APRConfig, apr_model, apr_objective, fine_tune
 from advlab.defenses.attention import PixelAttention, attention_layer, with_pixel_attention
 from advlab.defenses.training import (
     DefenseObjective,
@@ -11,12 +12,16 @@ from advlab.defenses.training import (
 )
 
 __all__ = [
+    "APRConfig",
     "DefenseObjective",
     "FGSMRandomStart",
     "OnePixelExamples",
     "PGDExamples",
     "PixelAttention",
+    "apr_model",
+    "apr_objective",
     "attention_layer",
+    "fine_tune",
     "pixel_sensitivity",
     "with_pixel_attention",
 ]
