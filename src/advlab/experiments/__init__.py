@@ -1,5 +1,6 @@
 """Experiments: one small module per lab, registered in `EXPERIMENTS`."""
 
+from advlab.experiments import apr_cifar as _apr_cifar  # noqa: F401
 from advlab.experiments import cifar_scratch as _cifar_scratch  # noqa: F401
 from advlab.experiments import demo as _demo  # noqa: F401  (registers the experiment)
 from advlab.experiments import fgsm_mnist as _fgsm_mnist  # noqa: F401

@@ -444,3 +444,43 @@ def pixel_examples(
                     ax.add_patch(plt.Circle((col, row), 1.6, fill=False, color="yellow", lw=1.2))
     fig.suptitle(title)
     return save(fig, path)
+
+
+def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
+    """Labels of the points no other point beats on both counts: lower x and higher y (e.g.
+    attack success and clean accuracy), sorted by x."""
+    front = [
+        name for name, (x, y) in points.items()
+        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points.values())
+    ]  # fmt: skip
+    return sorted(front, key=lambda n: points[n][0])
+
+
+def scatter_plot(
+    path: Path,
+    points: Mapping[str, tuple[float, float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    front: bool = True,
+) -> Path:
+    """Labelled points; with `front`, the Pareto front (lower x, higher y) joined by a line."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    same: dict[tuple[float, float], list[str]] = {}
+    for name, xy in points.items():  # points that coincide share one label
+        same.setdefault(xy, []).append(name)
+    for (x, y), names in same.items():
+        ax.scatter([x], [y], s=28)
+        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7)  # fmt: skip
+    if front and points:
+        best = pareto_front(points)
+        ax.plot([points[n][0] for n in best], [points[n][1] for n in best], "k--", lw=1,
+                label="Pareto front")  # fmt: skip
+        ax.legend(fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
