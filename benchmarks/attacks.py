@@ -543,6 +543,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     model, model_info = train_model(args.retrain)
+    counters = cpu_counters()  # other processes' CPU time from here to the end
     x, y = load_images()
     clean = float((predict(model, x) == y).float().mean())
     log(f"model: {model_info['parameters']:,} parameters, test accuracy "
@@ -569,6 +570,8 @@ def main() -> None:
     results["cw"] = carlini_wagner(model, x[: args.cw_n], y[: args.cw_n], args.repeats_slow)
     results["total_seconds"] = time.perf_counter() - t_start
     results["background_load_end"] = background_load()
+    results["others_cpu_share"] = others_share(counters, results["total_seconds"],
+                                               results["machine"]["cpu_affinity"] or 1)  # fmt: skip
     write_atomic(RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     update_readme(table, "attacks")
@@ -578,11 +581,35 @@ def main() -> None:
 
 
 def background_load() -> list[float] | None:
-    """The 1/5/15-minute load averages: other work sharing the CPUs shows up here."""
+    """The 1/5/15-minute load averages (they include this benchmark's own threads)."""
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+def cpu_counters() -> tuple[float, float] | None:
+    """(CPU seconds all processes spent busy, CPU seconds of this process and its children)."""
+    import resource
+
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle, iowait
+    own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF,
+              resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))  # fmt: skip
+    return busy / os.sysconf("SC_CLK_TCK"), own
+
+
+def others_share(start: tuple[float, float] | None, wall: float, cpus: int) -> float | None:
+    """Fraction of the machine's CPU time that other processes used since `start`."""
+    end = cpu_counters()
+    if start is None or end is None or wall <= 0:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, others) / (wall * max(cpus, 1))
 
 
 def verdict(ok: bool) -> str:
@@ -591,16 +618,14 @@ def verdict(ok: bool) -> str:
 
 def markdown(r: Result) -> str:
     m = r["machine"]
-    load = r["background_load"]
+    share = r.get("others_cpu_share")
     lines = [
         f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, torch "
         f"{m['torch']} with {m['torch_threads']} threads, torchattacks {m['torchattacks']}, ART "
         f"{m['adversarial-robustness-toolbox']}, Python {m['python']})"
         + (
-            f"; **other jobs shared the CPUs** (load average {load[0]:.1f} at the start, "
-            f"{r['background_load_end'][0]:.1f} at the end), so times are noisy"
-            if load and max(load[0], r["background_load_end"][0]) > 0.5 * (m["cpu_affinity"] or 1)
-            else ""
+            "" if share is None else f"; other processes used {100 * share:.0f}% of the CPUs "
+            "during the run" + (" (**shared machine: times are noisy**)" if share > 0.1 else "")
         )
         + f". Rerun with `{COMMAND}` (also part of `make bench`; {r['total_seconds'] / 60:.1f} "
         "min). Full numbers: `benchmarks/results/attacks.json`.",
