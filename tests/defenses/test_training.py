@@ -124,7 +124,7 @@ def test_attention_penalty_needs_the_layer_and_opens_the_gate() -> None:
     loss_on, _ = DefenseObjective(attention_weight=2.0)(model, x, y)
     layer = attention_layer(model)
     assert layer is not None and layer.last_map is not None
-    closed = float((1 - layer.last_map).mean())
+    closed = float((1 - layer.last_map.detach()).mean())
     assert abs(closed - 0.5) < 1e-3
     torch.testing.assert_close(loss_on - loss_off, torch.tensor(2.0 * closed))
 
