@@ -28,7 +28,7 @@ from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
-from advlab.report import Report
+from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid, pareto_front, scatter_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
@@ -175,10 +175,11 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
         out["variants"][name] = {"parts": apr.parts(), "apr": asdict(apr), "file": path.name,
                                  "seconds": ctx.timing.get(f"fine-tune {name}")}  # fmt: skip
     adversarials: dict[int, torch.Tensor] = {}
+    correct_of: dict[str, np.ndarray] = {}
     for name, model in models.items():
         r = out["variants"][name]
         r["clean_accuracy"] = float((model.predict(xc) == yc).float().mean())
-        correct = (model.predict(x) == y).cpu().numpy()
+        correct = correct_of[name] = (model.predict(x) == y).cpu().numpy()
         r["one_pixel"] = {}
         for d in cfg.pixels:
             log.info("%s: one-pixel d = %d on %d correct images", name, d, int(correct.sum()))
@@ -187,7 +188,7 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
             if name == UNDEFENDED:
                 adversarials[d] = adv
     full = models["APR (all three)"]
-    correct = (full.predict(x) == y).cpu().numpy()
+    correct = correct_of["APR (all three)"]
     adaptive: dict[str, Any] = {}
     for d in cfg.adaptive_pixels:
         with ctx.timed(f"adaptive d={d}"):
@@ -218,10 +219,6 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%"
-
-
 def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep = Report("Adaptive Pixel Resilience against the one-pixel attack (seed 000, Task 4)",
                  run.path)  # fmt: skip
@@ -247,11 +244,11 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
     for name in names:
         r = metrics["variants"][name]
         row: dict[str, Any] = {"model": name, "parts": r["parts"],
-                               "clean accuracy": _pct(r["clean_accuracy"])}  # fmt: skip
+                               "clean accuracy": percent(r["clean_accuracy"])}  # fmt: skip
         for d, s in r["one_pixel"].items():
             lo, hi = s["success_rate_ci"]
-            row[f"success d={d}"] = f"{_pct(s['success_rate'])} ({100 * lo:.0f}-{100 * hi:.0f})"
-            row[f"robust acc. d={d}"] = _pct(s["robust_accuracy"])
+            row[f"success d={d}"] = f"{percent(s['success_rate'])} ({100 * lo:.0f}-{100 * hi:.0f})"
+            row[f"robust acc. d={d}"] = percent(s["robust_accuracy"])
         rows.append(row)
     rep.table("1. Effectiveness", rows, caption="One-pixel attack success among correctly "
               "classified images (95% Wilson interval) and robust accuracy over all "
@@ -270,8 +267,8 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
                        xlabel=f"one-pixel success, d = {d0}", ylabel="clean accuracy")  # fmt: skip
     rep.figure("2. Security against accuracy", fig, "Each fine-tuned variant; the dashed line "
                f"joins the Pareto front ({', '.join(pareto_front(points))}).")
-    adaptive = [{"attacker": k, "success among correct": _pct(v["success_rate"]),
-                 "robust accuracy": _pct(v["robust_accuracy"])}
+    adaptive = [{"attacker": k, "success among correct": percent(v["success_rate"]),
+                 "robust accuracy": percent(v["robust_accuracy"])}
                 for k, v in metrics["adaptive"].items()]  # fmt: skip
     rep.table("3. Adaptive attackers", adaptive, caption="Against the full APR model.")
     data = run.file("attention.npz")

@@ -31,7 +31,7 @@ from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
-from advlab.report import Report
+from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid, line_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
@@ -135,8 +135,22 @@ def _pgd40(cfg: RobustConfig) -> LinfPGD:
     return LinfPGD(steps=40, rel_stepsize=2.5 / 40, seed=cfg.seed)
 
 
+def _strongest(cfg: RobustConfig) -> str:
+    return f"PGD-{cfg.pgd_steps} x {cfg.restarts} restarts"
+
+
+@dataclass
+class _Evaluation:
+    """One model's white-box results: per attack, which images it broke (bool (N,))."""
+
+    correct: np.ndarray
+    broken: dict[str, np.ndarray]
+    curve: list[float]
+    adversarials: torch.Tensor  # of the strongest attack, for the transfer to the other model
+
+
 def _evaluate(cfg: RobustConfig, ctx: Context, model: ModelWrapper, x: torch.Tensor,
-              y: torch.Tensor, side: str) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
+              y: torch.Tensor, side: str) -> _Evaluation:  # fmt: skip
     eps = cfg.epsilon
     correct = (model.predict(x) == y).cpu().numpy()
     broken: dict[str, np.ndarray] = {}
@@ -151,8 +165,7 @@ def _evaluate(cfg: RobustConfig, ctx: Context, model: ModelWrapper, x: torch.Ten
         fooled, adv = pgd_restarts(model, x, y, epsilon=eps, steps=cfg.pgd_steps,
                                    restarts=cfg.restarts, rel_stepsize=2.5 / cfg.pgd_steps,
                                    seed=cfg.seed)  # fmt: skip
-    strongest = f"PGD-{cfg.pgd_steps} x {cfg.restarts} restarts"
-    broken[strongest] = fooled.cpu().numpy()
+    broken[_strongest(cfg)] = fooled.cpu().numpy()
     curve = []
     with ctx.timed(f"{side} curve"):
         for e in cfg.curve_epsilons:
@@ -164,9 +177,7 @@ def _evaluate(cfg: RobustConfig, ctx: Context, model: ModelWrapper, x: torch.Ten
                 _, _, ok = _pgd40(cfg)(model, x, y, epsilons=[e])
                 fooled_e = ok[0].cpu().numpy()
             curve.append(attack_summary(correct, fooled_e)["robust_accuracy"])
-    rows = {name: attack_summary(correct, f) for name, f in broken.items()}
-    return {"clean_accuracy": float(correct.mean()), "attacks": rows, "curve": curve,
-            "_broken": broken, "_correct": correct}, adv  # fmt: skip
+    return _Evaluation(correct, broken, curve, adv)
 
 
 def _generator(cfg: RobustConfig, model: ModelWrapper, x: torch.Tensor,
@@ -194,22 +205,21 @@ def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
     device = torch.device(ctx.device)
     test = load_dataset(cfg.dataset, "test")
     x, y = test.take(cfg.n_images, seed=cfg.seed).tensors(device)
+    evals = {side: _evaluate(cfg, ctx, models[side], x, y, side) for side in SIDES}
     results: dict[str, Any] = {}
-    advs = {}
-    for side in SIDES:
-        results[side], advs[side] = _evaluate(cfg, ctx, models[side], x, y, side)
     arrays: dict[str, np.ndarray] = {}
     for side, other in (("standard", "robust"), ("robust", "standard")):
-        r = results[side]
-        with torch.no_grad():
-            pred = models[side].predict(advs[other])
-        name = f"transfer of the {other} model's PGD"
-        r["_broken"][name] = (pred != y).cpu().numpy()
-        r["attacks"][name] = attack_summary(r["_correct"], r["_broken"][name])
-        worst = np.logical_or.reduce(list(r["_broken"].values()))
-        r["attacks"]["worst of all above"] = attack_summary(r["_correct"], worst)
+        ev = evals[side]
+        pred = models[side].predict(evals[other].adversarials)
+        ev.broken[f"transfer of the {other} model's PGD"] = (pred != y).cpu().numpy()
+        worst = np.logical_or.reduce(list(ev.broken.values()))
+        attacks = {name: attack_summary(ev.correct, f) for name, f in ev.broken.items()}
+        attacks["worst of all above"] = attack_summary(ev.correct, worst)
+        r: dict[str, Any] = {"clean_accuracy": float(ev.correct.mean()), "attacks": attacks,
+                             "curve": ev.curve}  # fmt: skip
+        results[side] = r
         if cfg.generator_images > 0:
-            keep = torch.nonzero(torch.as_tensor(r["_correct"], device=device)).flatten()
+            keep = torch.nonzero(torch.as_tensor(ev.correct, device=device)).flatten()
             keep = keep[: cfg.generator_images]
             with ctx.timed(f"{side} generator"):
                 gen = _generator(cfg, models[side], x[keep], y[keep])
@@ -221,11 +231,9 @@ def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
             with ctx.timed(f"{side} one-pixel"):
                 _, _, ok = OnePixel(stop="misclassified", seed=cfg.seed)(
                     models[side], x[sub], y[sub], epsilons=[1])
-            r["one_pixel"] = attack_summary(r["_correct"][sub], ok[0].cpu().numpy())
-    for side in SIDES:
-        del results[side]["_broken"], results[side]["_correct"]
+            r["one_pixel"] = attack_summary(ev.correct[sub], ok[0].cpu().numpy())
     results["epsilon"] = cfg.epsilon
-    results["strongest"] = f"PGD-{cfg.pgd_steps} x {cfg.restarts} restarts"
+    results["strongest"] = _strongest(cfg)
     results["objective"] = objective(cfg).spec()
     results["n_images"] = len(y)
     if cfg.standard_checkpoint or cfg.robust_checkpoint:
@@ -236,10 +244,6 @@ def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
     with atomic_path(ctx.run.file("robust.npz")) as tmp:
         np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     return results
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%"
 
 
 def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
@@ -268,10 +272,11 @@ def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
         r = metrics[side]
         for name, a in r["attacks"].items():
             lo, hi = a["robust_accuracy_ci"]
-            rows.append({"model": side, "attack": name, "clean accuracy": _pct(r["clean_accuracy"]),
-                         "robust accuracy": _pct(a["robust_accuracy"]),
+            rows.append({"model": side, "attack": name,
+                         "clean accuracy": percent(r["clean_accuracy"]),
+                         "robust accuracy": percent(a["robust_accuracy"]),
                          "95% CI": f"{100 * lo:.1f}-{100 * hi:.1f}",
-                         "success among correct": _pct(a["success_rate"])})  # fmt: skip
+                         "success among correct": percent(a["success_rate"])})  # fmt: skip
     rep.table("Robust accuracy", rows, caption=f"L-inf eps {eps_text}; robust accuracy = correct "
               "and not fooled over all images; the last row per model counts an image as robust "
               "only if it survives every attack above.")  # fmt: skip
@@ -294,17 +299,17 @@ def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
         transfer = next(v for k, v in a.items() if k.startswith("transfer"))["robust_accuracy"]
         fgsm_stronger = a["FGSM"]["robust_accuracy"] < a["PGD-40"]["robust_accuracy"]
         checks.append({
-            "model": side, f"white-box ({metrics['strongest']})": _pct(white),
-            "black-box (transfer)": _pct(transfer),
+            "model": side, f"white-box ({metrics['strongest']})": percent(white),
+            "black-box (transfer)": percent(transfer),
             "black-box stronger?": "yes: suspect masking" if transfer < white else "no",
-            f"PGD-40 at eps {max(cfg.curve_epsilons):g}": _pct(metrics[side]["curve"][-1]),
+            f"PGD-40 at eps {max(cfg.curve_epsilons):g}": percent(metrics[side]["curve"][-1]),
             "FGSM stronger than PGD-40?": "yes: suspect masking" if fgsm_stronger else "no",
         })  # fmt: skip
     rep.table("Gradient-masking checks", checks)
     if "generator" in metrics["standard"]:
-        gen_rows = [{"model": side, "images": g["n"], "fooled": _pct(g["success_rate"]),
+        gen_rows = [{"model": side, "images": g["n"], "fooled": percent(g["success_rate"]),
                      "median L2": g["median_l2"], "median Linf": g["median_linf"],
-                     f"fooled within Linf {eps_text}": _pct(g["within_epsilon"])}
+                     f"fooled within Linf {eps_text}": percent(g["within_epsilon"])}
                     for side in SIDES for g in [metrics[side]["generator"]]]  # fmt: skip
         rep.table("Generator attack", gen_rows, caption="Seed 001's simple generators, "
                   "targeted at (label + 1) mod 10, unbounded: how far each must move the "
@@ -323,8 +328,8 @@ def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
     if "one_pixel" in metrics["standard"]:
         rep.table("One-pixel attack", [
             {"model": side, "images": metrics[side]["one_pixel"]["n"],
-             "robust accuracy": _pct(metrics[side]["one_pixel"]["robust_accuracy"]),
-             "success among correct": _pct(metrics[side]["one_pixel"]["success_rate"])}
+             "robust accuracy": percent(metrics[side]["one_pixel"]["robust_accuracy"]),
+             "success among correct": percent(metrics[side]["one_pixel"]["success_rate"])}
             for side in SIDES], caption="d = 1, population 400, 100 generations")  # fmt: skip
     else:
         rep.text("One-pixel attack", "Not run: advlab's one-pixel attack perturbs RGB pixels, "

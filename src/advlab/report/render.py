@@ -35,6 +35,11 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def percent(value: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage cell ('38.5%'); None as a dash."""
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
 def md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A markdown table from a list of dicts (columns default to the first row's keys)."""
     if not rows:
