@@ -124,6 +124,28 @@ def test_each_image_has_its_own_stream_whatever_the_batch() -> None:
     assert not torch.equal(other.search(model, x, y, pixels=3).pixels, whole.pixels)
 
 
+def test_allowed_positions_restrict_the_search() -> None:
+    model, x, y = _setup(4)
+    attack = OnePixel(population=24, max_generations=30, seed=2)
+    allowed = torch.zeros(4, 16, 16, dtype=torch.bool)
+    allowed[:, ROW - 1 : ROW + 2, COL - 1 : COL + 2] = True  # the decisive pixel's 3 x 3
+    allowed[:2, ROW, COL] = False  # images 0, 1: every neighbour but the decisive pixel
+    allowed[3] = False
+    allowed[3, 0, 15] = True  # image 3: one far corner only
+    found = attack.search(model, x, y, pixels=2, allowed=allowed)
+    changed = (found.adversarials != x).any(dim=1)
+    assert not bool((changed & ~allowed).any())
+    col, row = found.pixels[..., 0].long(), found.pixels[..., 1].long()
+    assert bool(allowed[torch.arange(4)[:, None], row, col].all())
+    assert found.found[2:3].tolist() == [True]  # the decisive pixel is allowed there
+    assert found.pixels[3, :, :2].tolist() == [[15, 0], [15, 0]]
+    assert not bool(changed[:2, ROW, COL].any())
+    with pytest.raises(AttackError, match=r"^allowed: expected a bool tensor of shape \(4, 16,"):
+        attack.search(model, x, y, pixels=1, allowed=allowed[:, :8])
+    with pytest.raises(AttackError, match=r"^allowed: every image needs at least one"):
+        attack.search(model, x, y, pixels=1, allowed=torch.zeros_like(allowed))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [

@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from advlab.defenses import PixelAttention, attention_layer, with_pixel_attention
+from advlab.defenses import (
+    PixelAttention,
+    attention_layer,
+    gate_map,
+    open_pixels,
+    with_pixel_attention,
+)
 from advlab.errors import ConfigError
 from advlab.models import ModelWrapper
 
@@ -104,3 +110,28 @@ def test_the_registered_model_loads_a_wrapped_models_weights(tmp_path: Path) -> 
     assert attention_layer(again) is not None
     with pytest.raises(ConfigError, match="another model"):
         create_model("pixel_attention", base="pixel_attention")
+
+
+def test_gate_map_and_open_pixels_follow_the_gate() -> None:
+    plain = _cnn()
+    assert gate_map(plain, torch.rand(1, 3, 8, 8)) is None
+    assert open_pixels(plain, torch.rand(1, 3, 8, 8)) is None
+    model = with_pixel_attention(plain)
+    layer = attention_layer(model)
+    assert layer is not None
+    torch.manual_seed(1)
+    nn.init.normal_(layer.branch[2].weight, std=1.0)
+    x = torch.rand(3, 3, 8, 8)
+    gate = gate_map(model, x)
+    assert gate is not None and gate.shape == (3, 8, 8)
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
+    expected = layer.attention((x - mean[:, None, None]) / std[:, None, None])[:, 0]
+    torch.testing.assert_close(gate, expected)
+    mask = open_pixels(model, x, fraction=0.25)
+    assert mask is not None and mask.dtype == torch.bool
+    assert mask.flatten(1).sum(1).tolist() == [16, 16, 16]
+    closed_max = torch.where(mask, -1.0, gate).flatten(1).max(1).values
+    open_min = torch.where(mask, gate, 2.0).flatten(1).min(1).values
+    assert bool((open_min > closed_max).all())
+    with pytest.raises(ConfigError, match=r"^fraction: expected a number in \(0, 1\]"):
+        open_pixels(model, x, fraction=0.0)

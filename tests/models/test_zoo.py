@@ -17,6 +17,7 @@ DEFAULTS: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "mlp": ({"in_shape": (1, 8, 8), "num_classes": 5, "depth": 2, "width": 16}, (1, 8, 8)),
     "small_cnn": ({"in_channels": 3, "num_classes": 5, "width": 4, "image_size": 12}, (3, 12, 12)),
     "mnist_cnn": ({"num_classes": 5}, (1, 28, 28)),
+    "fast_mnist": ({"num_classes": 5}, (1, 28, 28)),
     "lenet5": ({"num_classes": 5, "image_size": 28}, (1, 28, 28)),
     "cifar_cnn": ({"num_classes": 5, "width": 8}, (3, 32, 32)),
     "resnet18": ({"num_classes": 5, "stem": "cifar"}, (3, 16, 16)),
@@ -68,6 +69,7 @@ def test_contract_eval_deterministic(name: str) -> None:
     ("name", "kwargs", "expected"),
     [
         ("mnist_cnn", {}, 34_826),
+        ("fast_mnist", {}, 166_406),
         ("mnist_cnn", {"image_size": 28, "num_classes": 10}, 34_826),
         ("lenet5", {"image_size": 32, "num_classes": 10}, 61_706),
         ("lenet5", {"image_size": 28, "num_classes": 10}, 61_706),
@@ -120,6 +122,7 @@ def test_resnet18_stems() -> None:
         ("mnist_cnn", {"bogus": 1}),
         ("mnist_cnn", {"dropout": 1.0}),
         ("mnist_cnn", {"image_size": 6}),
+        ("fast_mnist", {"image_size": 30}),
         ("mnist_cnn", {"image_size": "28"}),
         ("mnist_cnn", {"dropout": "0.5"}),
         ("lenet5", {"pooling": ["avg"]}),

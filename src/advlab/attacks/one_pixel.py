@@ -197,12 +197,13 @@ class OnePixel(FixedEpsilonAttack):
         **kwargs: Any,
     ) -> torch.Tensor:
         image_ids = kwargs.pop("image_ids", None)
+        allowed = kwargs.pop("allowed", None)
         raise_if_kwargs(kwargs)
         pixels = int(epsilon) if epsilon is not None else 0
         if pixels < 1:
             return inputs.detach().clone()
         return self.search(
-            model, inputs, criterion, pixels=pixels, image_ids=image_ids
+            model, inputs, criterion, pixels=pixels, image_ids=image_ids, allowed=allowed
         ).adversarials
 
     def search(
@@ -213,6 +214,7 @@ class OnePixel(FixedEpsilonAttack):
         *,
         pixels: int,
         image_ids: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> OnePixelResult:
         """Runs the evolution on a batch and returns everything it found.
 
@@ -224,6 +226,11 @@ class OnePixel(FixedEpsilonAttack):
             image_ids: Int64 (N,) ids that select each image's random stream; None for
                 0..N-1. Give the images' indices in the whole evaluation to make a shard's
                 results equal those of one unsharded run.
+            allowed: Bool (N, H, W): the positions the attack may change (an attacker who
+                knows where a defence lets pixels through), None for anywhere. Initial
+                positions are then drawn uniformly among each image's allowed ones, and a
+                mutated position moves to the nearest allowed one (squared distance, the
+                first in row-major order on ties).
 
         Returns:
             A `OnePixelResult`.
@@ -242,13 +249,27 @@ class OnePixel(FixedEpsilonAttack):
         if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.shape != (n,):
             raise AttackError(f"image_ids: expected an int64 tensor of shape ({n},), found {ids!r}")
         ids = ids.to(x.device)
+        if allowed is not None:
+            shape = (n, *x.shape[2:])
+            if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool or tuple(
+                allowed.shape
+            ) != shape:
+                raise AttackError(f"allowed: expected a bool tensor of shape {shape}, found "
+                                  f"{getattr(allowed, 'dtype', type(allowed))} "
+                                  f"{tuple(getattr(allowed, 'shape', ()))}")  # fmt: skip
+            if not bool(allowed.flatten(1).any(dim=1).all()):
+                raise AttackError("allowed: every image needs at least one allowed position")
+            allowed = allowed.to(x.device)
         seed = self.seed
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()).item())
         with eval_mode(model), torch.no_grad():
             num_classes = model(x[:1]).shape[1]
             criterion.validate(num_samples=n, num_classes=num_classes, device=x.device)
-            return _Evolution(self, model, x, classes, targeted, pixels, ids, seed).run()
+            evolution = _Evolution(self, model, x, classes, targeted, pixels, ids, seed)
+            if allowed is not None:
+                evolution.restrict(allowed)
+            return evolution.run()
 
 
 class _Evolution:
@@ -278,6 +299,36 @@ class _Evolution:
             self.threshold = attack.threshold
         else:
             self.threshold = PAPER_THRESHOLD_TARGETED if targeted else PAPER_THRESHOLD_UNTARGETED
+        self.order: torch.Tensor | None = None  # these three are set by `restrict`
+        self.count: torch.Tensor | None = None
+        self.snap: torch.Tensor | None = None
+
+    def restrict(self, allowed: torch.Tensor) -> None:
+        """Positions limited to `allowed` (N, H, W): the allowed flat indices of each image in
+        row-major order (`order`, `count` of them) and the nearest allowed index of every
+        position (`snap`, (N, H * W)), from one distance table shared by all images."""
+        _, _, h, w = self.x.shape
+        flat = allowed.flatten(1)
+        self.order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)
+        self.count = flat.sum(dim=1)
+        rows, cols = torch.meshgrid(torch.arange(h, device=flat.device),
+                                    torch.arange(w, device=flat.device), indexing="ij")  # fmt: skip
+        coords = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
+        dist = torch.cdist(coords, coords).square()  # (HW, HW), exact integers in float32
+        step = max(1, 2**24 // dist.numel())  # about 64 MiB of distances at a time
+        self.snap = torch.cat([torch.where(f[:, None, :], dist, float("inf")).argmin(dim=2)
+                               for f in flat.split(step)])  # fmt: skip
+
+    def _snap(self, cand: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """`cand` (A, P, d, 5) with every position moved to its image's nearest allowed one."""
+        if self.snap is None:
+            return cand
+        w = self.x.shape[3]
+        a = cand.shape[0]
+        flat = (cand[..., 1].round().long() * w + cand[..., 0].round().long()).view(a, -1)
+        near = self.snap[idx].gather(1, flat).view(cand.shape[:-1])
+        position = torch.stack([near % w, near // w], dim=-1).to(cand.dtype)
+        return torch.cat([position, cand[..., 2:]], dim=-1)
 
     def initial(self, idx: torch.Tensor) -> torch.Tensor:
         p, d = self.a.population, self.d
@@ -285,6 +336,11 @@ class _Evolution:
         u = uniform(self.seed, _INIT_POSITION, self.ids[idx], 0, (p, d, 2))
         size = torch.tensor([w, h], dtype=u.dtype, device=u.device)
         position = torch.minimum(torch.floor(u * size), size - 1)
+        if self.order is not None and self.count is not None:
+            count = self.count[idx].to(u.dtype)[:, None, None]
+            k = torch.minimum(torch.floor(u[..., 0] * count), count - 1).long()
+            flat = self.order[idx].gather(1, k.view(len(idx), -1)).view(k.shape)
+            position = torch.stack([flat % w, flat // w], dim=-1).to(u.dtype)
         colour = COLOUR_MEAN + COLOUR_STD * normal(self.seed, _INIT_COLOUR, self.ids[idx], 0,
                                                    (p, d, 3))  # fmt: skip
         return torch.cat([position, colour.clamp(0, 255)], dim=-1).to(torch.float32)
@@ -305,7 +361,7 @@ class _Evolution:
             child = best + f * (pick[0] - pick[1])
         else:
             child = pop + f * (best - pop) + f * (pick[0] - pick[1])
-        return torch.minimum(child.clamp_min(0), self.upper)
+        return self._snap(torch.minimum(child.clamp_min(0), self.upper), idx)
 
     def render(self, cand: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Images (K, C, H, W) for candidates (K, d, 5) of the images `image` (K,)."""

@@ -2,7 +2,13 @@
 and trainer (`advlab.train.fit(..., objective=DefenseObjective(...))`)."""
 
 from advlab.defenses.apr import APRConfig, apr_model, apr_objective, fine_tune
-from advlab.defenses.attention import PixelAttention, attention_layer, with_pixel_attention
+from advlab.defenses.attention import (
+    PixelAttention,
+    attention_layer,
+    gate_map,
+    open_pixels,
+    with_pixel_attention,
+)
 from advlab.defenses.training import (
     DefenseObjective,
     FGSMRandomStart,
@@ -22,6 +28,8 @@ __all__ = [
     "apr_objective",
     "attention_layer",
     "fine_tune",
+    "gate_map",
+    "open_pixels",
     "pixel_sensitivity",
     "with_pixel_attention",
 ]

@@ -12,6 +12,7 @@ out computing almost what it did.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from advlab.errors import ConfigError
@@ -51,6 +52,33 @@ def with_pixel_attention(
 def attention_layer(model: nn.Module) -> PixelAttention | None:
     """The first `PixelAttention` inside `model`, or None."""
     return next((m for m in model.modules() if isinstance(m, PixelAttention)), None)
+
+
+def gate_map(model: ModelWrapper, x: torch.Tensor) -> torch.Tensor | None:
+    """The attention gate of `model` on images `x` (N, C, H, W) in its bounds: (N, H, W) in
+    (0, 1), white = open; None when the model has no `PixelAttention` layer."""
+    layer = attention_layer(model)
+    if layer is None:
+        return None
+    with torch.no_grad():
+        z = x if model.mean is None or model.std is None else (x - model.mean) / model.std
+        return layer.attention(z)[:, 0]
+
+
+def open_pixels(
+    model: ModelWrapper, x: torch.Tensor, fraction: float = 0.25
+) -> torch.Tensor | None:
+    """Bool (N, H, W): each image's `fraction` most open pixels under `model`'s gate (ties
+    included), for an attacker who places pixels where the gate lets them through; None when
+    the model has no gate."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"fraction: expected a number in (0, 1], found {fraction!r}")
+    gate = gate_map(model, x)
+    if gate is None:
+        return None
+    k = max(1, round(fraction * gate[0].numel()))
+    kth = gate.flatten(1).topk(k, dim=1).values[:, -1]
+    return gate >= kth[:, None, None]
 
 
 def _input_channels(model: ModelWrapper) -> int:

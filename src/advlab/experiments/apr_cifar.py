@@ -4,8 +4,11 @@ Fine-tunes the training core's ResNet-18 (recipe A, from the model store) with A
 and with each part alone (and with none, the control for the extra training), then sweeps the
 adversarial mix ratio and the regularisation weight. Every model is attacked with advlab's
 one-pixel attack on the same fixed, seeded test images with the same budget (d = 1, 3, 5), and
-the full APR model also by the adaptive attackers of Task 4.2 (3): more pixels, Sparse-RS, the
-transfer of the undefended model's adversarials. Every fine-tuned model is saved in the run
+the full APR model also by the adaptive attackers of Task 4.2 (3): more pixels, a one-pixel
+attack restricted to the pixels the attention gate leaves most open, Sparse-RS, white-box JSMA
+through the whole model, the transfer of the undefended model's adversarials; then the
+gradient-masking checks (black-box against white-box at one budget, Sparse-RS success as the
+pixel budget grows). Every fine-tuned model is saved in the run
 folder (`models/<name>.pt`), so `advlab run onepixel-cifar --set checkpoint=...` gives any of
 them the full one-pixel analysis.
 """
@@ -21,15 +24,15 @@ import numpy as np
 import torch
 
 from advlab.analysis.robustness import attack_summary
-from advlab.attacks import OnePixel, SparseRS
+from advlab.attacks import JSMA, OnePixel, SparseRS, l0_pixels
 from advlab.data import load_dataset
-from advlab.defenses import APRConfig, attention_layer, fine_tune
+from advlab.defenses import APRConfig, fine_tune, gate_map, open_pixels
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
-from advlab.report.figures import bar_plot, image_grid, pareto_front, scatter_plot
+from advlab.report.figures import bar_plot, image_grid, line_plot, pareto_front, scatter_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.checkpoint import load_checkpoint
@@ -48,8 +51,10 @@ class APRCifarConfig:
     """CPU budget: fine-tuning on 10,000 training images for 1 epoch; training examples from
     the one-pixel attack with population 40 and 5 generations on 25% of every batch; the
     evaluation attack with population 100 and 20 generations on the correct ones of 100 test
-    images. The full budget for a GPU: ``--set finetune_images=50000 --set epochs=10 --set
-    eval_population=400 --set eval_generations=100 --set n_images=1000``.
+    images, at d = 1, 3, 5 for the undefended and the full APR model and at d = 1
+    (`sweep_pixels`) for the ablation and sweep variants. The full budget for a GPU: ``--set
+    finetune_images=50000 --set epochs=10 --set eval_population=400 --set eval_generations=100
+    --set n_images=1000 --set sweep_pixels=[1,3,5]``.
     """
 
     stem: str = "imagenet"
@@ -66,11 +71,14 @@ class APRCifarConfig:
     n_images: int = 100
     clean_images: int = 2000
     pixels: tuple[int, ...] = (1, 3, 5)
+    sweep_pixels: tuple[int, ...] = (1,)  # the ablation and sweep variants
     eval_population: int = 100
     eval_generations: int = 20
     adaptive_pixels: tuple[int, ...] = (10,)
-    sparse_rs_pixels: tuple[int, ...] = (1, 3, 5)
+    open_fraction: float = 0.25  # the attention-guided attacker's share of positions
+    sparse_rs_pixels: tuple[int, ...] = (1, 3, 5, 10, 20)
     sparse_rs_queries: int = 1000
+    jsma_features: int = 30  # white-box L0 budget in changed values (3 per pixel)
     seed: int = 0
 
 
@@ -119,6 +127,7 @@ def _one_pixel(
     y: torch.Tensor,
     correct: np.ndarray,
     pixels: int,
+    allowed: torch.Tensor | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     attack = OnePixel(population=cfg.eval_population, max_generations=cfg.eval_generations,
                       stop="misclassified", seed=cfg.seed)  # fmt: skip
@@ -126,11 +135,37 @@ def _one_pixel(
     fooled = np.zeros(len(y), dtype=bool)
     adv = x.clone()
     if len(idx):
-        res = attack.search(model, x[idx], y[idx], pixels=pixels, image_ids=idx)
+        res = attack.search(model, x[idx], y[idx], pixels=pixels, image_ids=idx,
+                            allowed=None if allowed is None else allowed[idx])  # fmt: skip
         pred = model.predict(res.adversarials)
         fooled[idx.cpu().numpy()] = (pred != y[idx]).cpu().numpy()
         adv[idx] = res.adversarials
     return attack_summary(correct, fooled), adv
+
+
+def _sparse_rs(cfg: APRCifarConfig, model: ModelWrapper, x: torch.Tensor, y: torch.Tensor,
+               correct: np.ndarray, k: int) -> dict[str, Any]:  # fmt: skip
+    _, _, ok = SparseRS(max_queries=cfg.sparse_rs_queries, seed=cfg.seed)(model, x, y,
+                                                                          epsilons=[k])  # fmt: skip
+    return attack_summary(correct, ok[0].cpu().numpy())
+
+
+def _jsma(cfg: APRCifarConfig, model: ModelWrapper, x: torch.Tensor, y: torch.Tensor,
+          correct: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """White-box JSMA through the whole model, both directions (theta +1 and -1), the worst
+    case per image; with the median number of pixels the successful ones changed."""
+    fooled = np.zeros(len(y), dtype=bool)
+    changed = np.zeros(len(y), dtype=np.int64)
+    for theta in (1.0, -1.0):
+        _, clipped, ok = JSMA(theta=theta)(model, x, y, epsilons=[cfg.jsma_features])
+        hit = ok[0].cpu().numpy() & ~fooled
+        pixels = l0_pixels(x, clipped[0]).cpu().numpy()
+        changed[hit] = pixels[hit]
+        fooled |= hit
+    out = attack_summary(correct, fooled)
+    won = fooled & correct
+    out["median_pixels"] = float(np.median(changed[won])) if won.any() else None
+    return out
 
 
 def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
@@ -176,46 +211,59 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
                                  "seconds": ctx.timing.get(f"fine-tune {name}")}  # fmt: skip
     adversarials: dict[int, torch.Tensor] = {}
     correct_of: dict[str, np.ndarray] = {}
+    full_name = "APR (all three)"
     for name, model in models.items():
         r = out["variants"][name]
         r["clean_accuracy"] = float((model.predict(xc) == yc).float().mean())
         correct = correct_of[name] = (model.predict(x) == y).cpu().numpy()
         r["one_pixel"] = {}
-        for d in cfg.pixels:
+        main = name in (UNDEFENDED, full_name)
+        for d in cfg.pixels if main else cfg.sweep_pixels:
             log.info("%s: one-pixel d = %d on %d correct images", name, d, int(correct.sum()))
             with ctx.timed(f"attack {name} d={d}"):
                 r["one_pixel"][str(d)], adv = _one_pixel(cfg, model, x, y, correct, d)
             if name == UNDEFENDED:
                 adversarials[d] = adv
-    full = models["APR (all three)"]
-    correct = correct_of["APR (all three)"]
+    full = models[full_name]
+    correct = correct_of[full_name]
     adaptive: dict[str, Any] = {}
     for d in cfg.adaptive_pixels:
         with ctx.timed(f"adaptive d={d}"):
             adaptive[f"one-pixel attack, d = {d}"] = _one_pixel(cfg, full, x, y, correct, d)[0]
-    for k in cfg.sparse_rs_pixels:
-        with ctx.timed(f"sparse-rs k={k}"):
-            _, _, ok = SparseRS(max_queries=cfg.sparse_rs_queries, seed=cfg.seed)(
-                full, x, y, epsilons=[k])
-        adaptive[f"Sparse-RS, k = {k}, {cfg.sparse_rs_queries} queries"] = attack_summary(
-            correct, ok[0].cpu().numpy())
+    allowed = open_pixels(full, x, cfg.open_fraction)
+    if allowed is not None:
+        for d in cfg.pixels:
+            with ctx.timed(f"guided d={d}"):
+                adaptive[f"one-pixel attack, d = {d}, on the {100 * cfg.open_fraction:g}% most "
+                         f"open pixels"] = _one_pixel(cfg, full, x, y, correct, d, allowed)[0]
     for d, adv in adversarials.items():
         fooled = (full.predict(adv) != y).cpu().numpy()
         adaptive[f"transfer of the undefended model's d = {d} adversarials"] = attack_summary(
             correct, fooled)
+    # Gradient-masking checks, on both models: Sparse-RS (black box) as the budget grows, and
+    # white-box JSMA through the whole model at the budget of Sparse-RS at jsma_features / 3.
+    masking: dict[str, Any] = {"sparse_rs": {}, "jsma": {}}
+    for name in (UNDEFENDED, full_name):
+        model, ok_clean = models[name], correct_of[name]
+        curve = masking["sparse_rs"][name] = {}
+        for k in cfg.sparse_rs_pixels:
+            with ctx.timed(f"sparse-rs {name} k={k}"):
+                curve[str(k)] = _sparse_rs(cfg, model, x, y, ok_clean, k)
+        with ctx.timed(f"jsma {name}"):
+            masking["jsma"][name] = _jsma(cfg, model, x, y, ok_clean)
+    for k, v in masking["sparse_rs"][full_name].items():
+        adaptive[f"Sparse-RS, k = {k}, {cfg.sparse_rs_queries} queries"] = v
+    adaptive[f"JSMA (white box, +/- theta), <= {cfg.jsma_features} changed values"] = (
+        masking["jsma"][full_name])
     out["adaptive"] = adaptive
+    out["masking"] = masking
     out["n_images"] = len(y)
     out["clean_images"] = len(yc)
     out["order"] = list(models)  # metrics.json sorts keys; the report keeps this order
-    layer = attention_layer(full)
-    if layer is not None:
-        with torch.no_grad():
-            normalised = x[:6]
-            if full.mean is not None and full.std is not None:
-                normalised = (normalised - full.mean) / full.std
-            maps = layer.attention(normalised).cpu().numpy()
+    maps = gate_map(full, x[:6])
+    if maps is not None:
         with atomic_path(ctx.run.file("attention.npz")) as tmp:
-            np.savez_compressed(tmp, images=x[:6].cpu().numpy(), maps=maps)
+            np.savez_compressed(tmp, images=x[:6].cpu().numpy(), maps=maps.cpu().numpy())
     return out
 
 
@@ -237,26 +285,35 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
         f"accuracy on {metrics['clean_images']} test images; the one-pixel attack (population "
         f"{cfg.eval_population}, {cfg.eval_generations} generations, stop at misclassification) "
         f"on the correctly classified of {metrics['n_images']} test images, the same for every "
-        f"model. Rerun with `advlab run apr-cifar --seed {cfg.seed}`; {PUBLIC}."
+        f"model. Rerun with `advlab run apr-cifar --seed {cfg.seed}`; the full budget for a GPU "
+        "is `advlab run apr-cifar --device cuda --set finetune_images=50000 --set epochs=10 "
+        "--set eval_population=400 --set eval_generations=100 --set n_images=1000 --set "
+        f"sweep_pixels=[1,3,5]`; {PUBLIC}."
     )  # fmt: skip
     names = metrics.get("order") or list(metrics["variants"])
+    ds = list(metrics["variants"][UNDEFENDED]["one_pixel"])
     rows = []
     for name in names:
         r = metrics["variants"][name]
         row: dict[str, Any] = {"model": name, "parts": r["parts"],
                                "clean accuracy": percent(r["clean_accuracy"])}  # fmt: skip
-        for d, s in r["one_pixel"].items():
+        for d in ds:
+            s = r["one_pixel"].get(d)
+            if s is None:
+                row[f"success d={d}"] = row[f"robust acc. d={d}"] = "not run"
+                continue
             lo, hi = s["success_rate_ci"]
             row[f"success d={d}"] = f"{percent(s['success_rate'])} ({100 * lo:.0f}-{100 * hi:.0f})"
             row[f"robust acc. d={d}"] = percent(s["robust_accuracy"])
         rows.append(row)
     rep.table("1. Effectiveness", rows, caption="One-pixel attack success among correctly "
-              "classified images (95% Wilson interval) and robust accuracy over all "
-              "images.")  # fmt: skip
-    ds = list(metrics["variants"][UNDEFENDED]["one_pixel"])
-    fig = bar_plot(run.figure("success.png"), names,
+              "classified images (95% Wilson interval) and robust accuracy over all images; "
+              f"the ablation and sweep variants at d = {', '.join(map(str, cfg.sweep_pixels))} "
+              "only (`sweep_pixels`).")  # fmt: skip
+    main = [n for n in names if all(d in metrics["variants"][n]["one_pixel"] for d in ds)]
+    fig = bar_plot(run.figure("success.png"), main,
                    {f"d = {d}": [metrics["variants"][n]["one_pixel"][d]["success_rate"]
-                                 for n in names] for d in ds},
+                                 for n in main] for d in ds},
                    title="One-pixel attack success", xlabel="model",
                    ylabel="success among correct images", ylim=(0, 1))  # fmt: skip
     rep.figure("1. Effectiveness", fig, "Lower is more robust.")
@@ -270,16 +327,102 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
     adaptive = [{"attacker": k, "success among correct": percent(v["success_rate"]),
                  "robust accuracy": percent(v["robust_accuracy"])}
                 for k, v in metrics["adaptive"].items()]  # fmt: skip
-    rep.table("3. Adaptive attackers", adaptive, caption="Against the full APR model.")
+    rep.table("3. Adaptive attackers", adaptive, caption="Against the full APR model, on the "
+              f"correctly classified of the same {metrics['n_images']} images. Sparse-RS: "
+              f"{cfg.sparse_rs_queries} queries, k pixels set to corners of the colour cube. "
+              "JSMA: Papernot's pair saliency map through the gate and the network, increasing "
+              "and decreasing, an image counts if either succeeds.")  # fmt: skip
+    rep.text("3. Adaptive attackers", _verdict(metrics))
+    _masking(cfg, metrics, run, rep)
     data = run.file("attention.npz")
     if data.is_file():
         with np.load(data) as npz:
-            images, maps = npz["images"].transpose(0, 2, 3, 1), npz["maps"][:, 0]
-        grid = np.stack([images, np.repeat(maps[..., None], 3, axis=-1)])
+            images, maps = npz["images"].transpose(0, 2, 3, 1), npz["maps"]
+        lo, hi = float(maps.min()), float(maps.max())
+        shown = (maps - lo) / (hi - lo) if hi > lo else np.ones_like(maps)
+        grid = np.stack([images, np.repeat(shown[..., None], 3, axis=-1)])
         fig = image_grid(run.figure("attention.png"), grid, title="APR attention maps",
-                         row_labels=["image", "gate (white = open)"])  # fmt: skip
-        rep.figure("3. Adaptive attackers", fig, "Where the gate lets pixels through.")
+                         row_labels=["image", "gate"])  # fmt: skip
+        rep.figure("3. Adaptive attackers", fig, f"Where the gate lets pixels through: black is "
+                   f"a weight of {lo:.3f}, white {hi:.3f} (the range over these images).")
     return rep
+
+
+def _verdict(metrics: dict[str, Any]) -> str:
+    """Where the defence holds and where it fails, in words, from the numbers."""
+    v = metrics["variants"]
+    full = v["APR (all three)"]
+    lines = []
+    for d, s in v[UNDEFENDED]["one_pixel"].items():
+        a = full["one_pixel"].get(d)
+        if a is None:
+            continue
+        if a["success_rate_ci"][1] < s["success_rate_ci"][0]:
+            said = "lower, the 95% intervals apart."
+        elif a["success_rate_ci"][0] > s["success_rate_ci"][1]:
+            said = "higher, the 95% intervals apart: APR makes it worse."
+        else:
+            said = "the 95% intervals overlap: no difference these images can show."
+        lines.append(f"- one-pixel, d = {d}: {percent(s['success_rate'])} undefended, "
+                     f"{percent(a['success_rate'])} with APR: {said}")  # fmt: skip
+    worst, w = max(metrics["adaptive"].items(), key=lambda kv: kv[1]["success_rate"])
+    d0, base = next(iter(v[UNDEFENDED]["one_pixel"].items()))
+    fails = w["success_rate"] >= base["success_rate"]
+    lines.append(f"- the strongest adaptive attacker, {worst}, succeeds on "
+                 f"{percent(w['success_rate'])} of the images APR classifies correctly, "
+                 f"leaving {percent(w['robust_accuracy'])} robust accuracy: the defence "
+                 + ("fails against it, which does at least as well as" if fails else
+                    "holds partly against it, which does worse than")
+                 + f" the plain d = {d0} attack on the undefended model "
+                 f"({percent(base['success_rate'])}).")  # fmt: skip
+    return "Where APR holds and where it fails:\n\n" + "\n".join(lines)
+
+
+def _masking(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run, rep: Report) -> None:
+    """Section 4: do the black-box and white-box attackers agree, and does success approach
+    100% as the budget grows?"""
+    sec = "4. Gradient-masking checks"
+    m = metrics.get("masking")
+    if not m:
+        return
+    names = list(m["sparse_rs"])
+    ks = list(m["sparse_rs"][names[0]])
+    rows = []
+    for name in names:
+        row: dict[str, Any] = {"model": name}
+        for k in ks:
+            row[f"Sparse-RS k={k}"] = percent(m["sparse_rs"][name][k]["success_rate"])
+        j = m["jsma"][name]
+        row[f"JSMA <= {cfg.jsma_features} values"] = percent(j["success_rate"])
+        row["JSMA median pixels"] = "-" if j["median_pixels"] is None else f"{j['median_pixels']:g}"
+        rows.append(row)
+    rep.table(sec, rows, caption="Success among correctly classified images: black-box "
+              "Sparse-RS at k pixels, white-box JSMA at a budget of changed values (3 per "
+              "pixel, so its budget equals Sparse-RS's at k = "
+              f"{cfg.jsma_features // 3}).")  # fmt: skip
+    fig = line_plot(run.figure("budget.png"), [int(k) for k in ks],
+                    {n: [m["sparse_rs"][n][k]["success_rate"] for k in ks] for n in names},
+                    title="Sparse-RS success as the pixel budget grows", xlabel="pixels k",
+                    ylabel="success among correct images", ylim=(0, 1.02), logx=True)  # fmt: skip
+    rep.figure(sec, fig, "A defence that only masks gradients still falls to a black-box "
+               "attack with enough pixels; one that holds keeps the curve low.")
+    lines = []
+    same = str(cfg.jsma_features // 3)
+    for name in names:
+        top = m["sparse_rs"][name][ks[-1]]["success_rate"]
+        black = m["sparse_rs"][name].get(same, {}).get("success_rate")
+        white = m["jsma"][name]["success_rate"]
+        verdict = ("reaches 100%" if top >= 0.995 else f"stops at {percent(top)} (below 100%: the "
+                   "budget or the query limit is too small to tell masking from robustness)")
+        line = f"- **{name}**: Sparse-RS at k = {ks[-1]} {verdict}."
+        if black is not None:
+            gap = black - white
+            line += (f" At k = {same}, black-box {percent(black)} against white-box "
+                     f"{percent(white)}: " + ("the black-box attack does better, a sign of "
+                                               "masked gradients (or of JSMA's one-value steps)."
+                                               if gap > 0.05 else "no sign of masked gradients."))
+        lines.append(line)
+    rep.text(sec, "\n".join(lines))
 
 
 EXPERIMENTS.add(

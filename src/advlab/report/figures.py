@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from advlab.fileio import atomic_path
 
@@ -62,6 +62,9 @@ def line_plot(
         ax.set_yscale("log")
     if logx:
         ax.set_xscale("log")
+        if len(x) <= 12:  # label the measured values themselves, not powers of ten
+            ax.set_xticks(list(x), [f"{v:g}" for v in x])
+            ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend()
