@@ -21,6 +21,9 @@ DEFAULTS: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "lenet5": ({"num_classes": 5, "image_size": 28}, (1, 28, 28)),
     "cifar_cnn": ({"num_classes": 5, "width": 8}, (3, 32, 32)),
     "resnet18": ({"num_classes": 5, "stem": "cifar"}, (3, 16, 16)),
+    **{f"flowers_{a}": ({"num_classes": 5, "image_size": s}, (3, s, s))
+       for a, s in (("baseline", 16), ("mk1", 16), ("mk2", 16), ("mk3", 16), ("mk4", 36),
+                    ("mk5", 66), ("mk6", 16))},
     "pixel_attention": ({"base": "small_cnn", "base_config": {"width": 4}, "in_channels": 3,
                          "num_classes": 5, "image_size": 12}, (3, 12, 12)),
 }
