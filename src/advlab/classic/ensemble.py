@@ -1,0 +1,136 @@
+"""Ensembles of trained classifiers from their predicted probabilities (seed 004, Part B).
+
+`soft_vote` averages the base learners' class probabilities (what the report calls bagging: the
+learners are not trained on bootstrap samples, so it is soft voting). `StackingEnsemble` feeds
+the base learners' probabilities, side by side, to a meta-learner (a scikit-learn random forest
+by default, as in the report) and reads its feature importances back per base learner and per
+output neuron. Which data the meta-learner is fitted on is the caller's choice, and it matters:
+fitted on the base learners' own training-set predictions (the report's variant) it learns how
+confident they are on data they have memorised, which overstates the most overfitted learner;
+fitted on a held-out split the base learners never saw (the unbiased variant the report
+recommends), it learns how they behave on new images. `held_out_split` makes that split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import RandomForestClassifier
+
+from advlab.errors import ConfigError
+
+
+def _stack(probabilities: Sequence[npt.ArrayLike], name: str = "probabilities") -> np.ndarray:
+    """(M, N, K) float64 from M arrays (N, K) of one shape, checked."""
+    arrays = [np.asarray(p, dtype=np.float64) for p in probabilities]
+    if not arrays:
+        raise ConfigError(f"{name}: expected at least one base learner's (N, K) array, found none")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1 or arrays[0].ndim != 2:
+        raise ConfigError(f"{name}: expected arrays (N, K) of one shape, found shapes "
+                          f"{[a.shape for a in arrays]}")  # fmt: skip
+    return np.stack(arrays)
+
+
+def soft_vote(probabilities: Sequence[npt.ArrayLike]) -> np.ndarray:
+    """The mean of the base learners' class probabilities, (N, K).
+
+    Args:
+        probabilities: One (N, K) array per base learner (softmax outputs).
+
+    Returns:
+        (N, K) float64; `argmax(axis=1)` is the ensemble's prediction.
+    """
+    return _stack(probabilities).mean(axis=0)
+
+
+class StackingEnsemble:
+    """A meta-learner on the base learners' probabilities, concatenated (N, M * K).
+
+    Args:
+        meta: A scikit-learn classifier with `feature_importances_` after fitting (None: a
+            random forest of `n_estimators` trees, seeded with `seed`).
+        n_estimators: Trees of the default forest.
+        seed: Its random_state.
+
+    Attributes (after `fit`):
+        n_learners, n_classes: M and K.
+        meta_: The fitted meta-learner.
+    """
+
+    def __init__(self, meta: ClassifierMixin | None = None, *, n_estimators: int = 500,
+                 seed: int = 0) -> None:  # fmt: skip
+        self.meta = meta
+        self.n_estimators = n_estimators
+        self.seed = seed
+
+    def fit(self, probabilities: Sequence[npt.ArrayLike], labels: npt.ArrayLike) -> Self:
+        """Fit the meta-learner on the base learners' probabilities for labelled images."""
+        stacked = _stack(probabilities)
+        y = np.asarray(labels)
+        if y.shape != (stacked.shape[1],):
+            raise ConfigError(f"labels: expected shape ({stacked.shape[1]},) to match the "
+                              f"probabilities, found {y.shape}")  # fmt: skip
+        self.n_learners, _, self.n_classes = stacked.shape
+        meta: Any = self.meta if self.meta is not None else RandomForestClassifier(
+            n_estimators=self.n_estimators, random_state=self.seed, n_jobs=1)
+        self.meta_ = meta.fit(self._features(stacked), y)
+        return self
+
+    def _features(self, stacked: np.ndarray) -> np.ndarray:
+        return stacked.transpose(1, 0, 2).reshape(stacked.shape[1], -1)  # learner-major
+
+    def _check(self, probabilities: Sequence[npt.ArrayLike]) -> np.ndarray:
+        if not hasattr(self, "meta_"):
+            raise ConfigError("StackingEnsemble: call fit() before predicting")
+        stacked = _stack(probabilities)
+        if (stacked.shape[0], stacked.shape[2]) != (self.n_learners, self.n_classes):
+            raise ConfigError(f"probabilities: fitted on {self.n_learners} learners x "
+                              f"{self.n_classes} classes, found {stacked.shape[0]} x "
+                              f"{stacked.shape[2]}")  # fmt: skip
+        return stacked
+
+    def predict_proba(self, probabilities: Sequence[npt.ArrayLike]) -> np.ndarray:
+        """The meta-learner's class probabilities, (N, K) over its classes (`meta_.classes_`)."""
+        features = self._features(self._check(probabilities))
+        return np.asarray(self.meta_.predict_proba(features))
+
+    def predict(self, probabilities: Sequence[npt.ArrayLike]) -> np.ndarray:
+        """The meta-learner's predicted labels, (N,)."""
+        features = self._features(self._check(probabilities))
+        return np.asarray(self.meta_.predict(features))
+
+    def importances(self) -> np.ndarray:
+        """The meta-learner's feature importances as (M, K): row m, column k is base learner
+        m's output neuron k; rows summed give each learner's share (the report's figure 6)."""
+        if not hasattr(self, "meta_"):
+            raise ConfigError("StackingEnsemble: call fit() before asking for importances")
+        values = np.asarray(getattr(self.meta_, "feature_importances_", None))
+        if values.shape != (self.n_learners * self.n_classes,):
+            raise ConfigError(f"meta-learner {type(self.meta_).__name__} has no "
+                              "feature_importances_ of one value per feature")  # fmt: skip
+        return values.reshape(self.n_learners, self.n_classes)
+
+
+def held_out_split(labels: npt.ArrayLike, fraction: float = 0.5,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A stratified split of indices 0..N-1 into (fit, held) with `fraction` of every class
+    held: fit the meta-learner on one part, measure it on the other."""
+    y = np.asarray(labels)
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"fraction: expected a number in (0, 1), found {fraction!r}")
+    rng = np.random.default_rng(seed)
+    fit, held = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = round(fraction * len(idx))
+        held.append(idx[:k])
+        fit.append(idx[k:])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(held))
+
+
+__all__ = ["StackingEnsemble", "held_out_split", "soft_vote"]
