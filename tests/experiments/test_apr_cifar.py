@@ -31,8 +31,8 @@ def test_apr_cifar_small(tmp_path: Path) -> None:
         "apr-cifar",
         [f"checkpoint={base}", "finetune_images=256", "apr.population=8", "apr.generations=1",
          "n_images=30", "clean_images=200", "pixels=[1]", "eval_population=20",
-         "eval_generations=3", "adaptive_pixels=[3]", "sparse_rs_pixels=[1,3,50]",
-         "sparse_rs_queries=20", "jsma_features=9", "mix_ratios=[0.5]", "reg_weights=[]"],
+         "eval_generations=3", "adaptive_pixels=[3]", "sparse_rs_pixels=[1,50]",
+         "sparse_rs_queries=20", "jsma_features=150", "mix_ratios=[0.5]", "reg_weights=[]"],
         out=tmp_path,
     )  # fmt: skip
     m = json.loads((run.path / "metrics.json").read_text())
@@ -55,15 +55,16 @@ def test_apr_cifar_small(tmp_path: Path) -> None:
         accuracy = float((model.predict(x) == y).float().mean())
         assert abs(accuracy - r["clean_accuracy"]) < 1e-9
     assert v["undefended"]["clean_accuracy"] >= 0.25  # the small CNN
-    # d = 3 more pixels, d = 1 on open pixels, d = 1 transfer, Sparse-RS k = 1, 3, 50, JSMA
-    assert len(m["adaptive"]) == 7
+    # d = 3 more pixels, d = 1 on open pixels, d = 1 transfer, Sparse-RS k = 1, 50, JSMA
+    assert len(m["adaptive"]) == 6
     curve = m["masking"]["sparse_rs"]["APR (all three)"]
-    rates = [curve[k]["success_rate"] for k in ("1", "3", "50")]
-    assert rates[2] >= rates[0] and rates[2] >= 0.5  # 50 pixels fool a small CNN
+    rates = [curve[k]["success_rate"] for k in ("1", "50")]
+    assert rates[1] >= rates[0] and rates[1] >= 0.5  # 50 pixels fool a small CNN
     jsma = m["masking"]["jsma"]["undefended"]
-    assert jsma["success_rate"] > 0 and 1 <= jsma["median_pixels"] <= 9
+    assert jsma["success_rate"] >= 0.5 and 1 <= jsma["median_pixels"] <= 150
     report = (run.path / "report.md").read_text()
     assert "3. Adaptive attackers" in report and "Pareto front" in report
     assert "4. Gradient-masking checks" in report and "most open pixels" in report
+    assert "At k = 50, black-box" in report
     for fig in ("success.png", "tradeoff.png", "attention.png", "budget.png"):
         assert (run.path / "figures" / fig).is_file()

@@ -1,18 +1,110 @@
 """Batch-wise data augmentation on the device: whole-batch tensor ops, no per-image loop.
 
-Random crop with zero padding plus horizontal flip, the standard CIFAR augmentation. The random
-draws come from a caller's `torch.Generator`, so a seeded trainer reproduces them exactly
-(also across a resume, since it saves that generator's state).
+Random crop with zero padding plus horizontal flip, the standard CIFAR augmentation; and random
+affine transforms in the manner of Keras' `ImageDataGenerator` (zoom, rotation, shear, shifts,
+flips), one matrix per image applied to the whole batch by one `grid_sample`, for the
+Flowers-17 configurations of seed 004 (`AFFINE_PRESETS`). The random draws come from a caller's
+`torch.Generator`, so a seeded trainer reproduces them exactly (also across a resume, since it
+saves that generator's state).
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
 from advlab.errors import ConfigError
 
-AUGMENTATIONS = ("none", "crop_flip")
+
+@dataclass(frozen=True)
+class AffineAugment:
+    """Random affine transforms, Keras' `ImageDataGenerator` ranges.
+
+    Args:
+        zoom: Each axis is scaled by a factor drawn from [1 - zoom, 1 + zoom] (Keras'
+            `zoom_range`; a factor above 1 zooms out).
+        rotation: Degrees, drawn from [-rotation, rotation].
+        shear: Shear angle in degrees, drawn from [-shear, shear].
+        shift: Translation as a fraction of the width and height, drawn from [-shift, shift].
+        hflip, vflip: Mirror left-right / top-bottom with probability 1/2.
+
+    Outside the image, pixels repeat the nearest border pixel (Keras' fill_mode 'nearest').
+    """
+
+    zoom: float = 0.0
+    rotation: float = 0.0
+    shear: float = 0.0
+    shift: float = 0.0
+    hflip: bool = False
+    vflip: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("zoom", "rotation", "shear", "shift"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name}: expected a number >= 0, found {value!r}")
+        if self.zoom >= 1:
+            raise ConfigError(f"zoom: expected a number in [0, 1), found {self.zoom!r}")
+
+
+AFFINE_PRESETS: dict[str, AffineAugment] = {
+    "zoom": AffineAugment(zoom=0.5),  # seed 004, configuration #1
+    "flips": AffineAugment(hflip=True, vflip=True),  # configuration #2
+    # Configuration #3, a random mix: the ranges of Keras' own small-data example.
+    "mix": AffineAugment(zoom=0.2, rotation=40.0, shear=11.5, shift=0.2, hflip=True, vflip=True),
+}
+"""The Flowers-17 augmentations of seed 004 by name (the trainer's `augment`)."""
+
+AUGMENTATIONS = ("none", "crop_flip", *AFFINE_PRESETS)
+
+
+def affine_params(
+    n: int,
+    aug: AffineAugment,
+    *,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """`n` random matrices (n, 2, 3) for `apply_affine`, in grid_sample's normalised coordinates
+    (output pixel -> input pixel): one draw of (n, 7) uniforms, one transfer to `device`."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand(n, 7, generator=generator, device=gen_device, dtype=torch.float64) * 2 - 1
+    zx, zy = 1 + aug.zoom * u[:, 0], 1 + aug.zoom * u[:, 1]
+    angle = math.radians(aug.rotation) * u[:, 2]
+    shear = math.radians(aug.shear) * u[:, 3]
+    tx, ty = 2 * aug.shift * u[:, 4], 2 * aug.shift * u[:, 5]  # normalised coords span 2
+    fx = torch.where((u[:, 6] < 0) & aug.hflip, -1.0, 1.0)
+    fy = torch.where((u[:, 6].abs() < 0.5) & aug.vflip, -1.0, 1.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # input = R(angle) @ Shear(shear) @ diag(zx, zy) @ diag(fx, fy) @ output + t
+    a = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    sh = torch.zeros(n, 2, 2, dtype=u.dtype, device=u.device)
+    sh[:, 0, 0] = 1
+    sh[:, 0, 1] = -torch.sin(shear)
+    sh[:, 1, 1] = torch.cos(shear)
+    scale = torch.diag_embed(torch.stack([zx * fx, zy * fy], -1))
+    theta = torch.cat([a @ sh @ scale, torch.stack([tx, ty], -1)[..., None]], dim=-1)
+    return theta.to(device=device or gen_device, dtype=torch.float32)
+
+
+def apply_affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Each image of `x` (N, C, H, W) resampled through its matrix `theta` (N, 2, 3), bilinear,
+    border pixels repeated outside."""
+    if x.dim() != 4 or theta.shape != (len(x), 2, 3):
+        raise ConfigError(f"apply_affine: expected images (N, C, H, W) and matrices (N, 2, 3), "
+                          f"found {tuple(x.shape)} and {tuple(theta.shape)}")  # fmt: skip
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_affine(
+    x: torch.Tensor, aug: AffineAugment, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """`apply_affine` with `affine_params` drawn for the batch `x`."""
+    return apply_affine(x, affine_params(len(x), aug, generator=generator, device=x.device))
 
 
 def crop_flip_params(

@@ -28,7 +28,14 @@ from torch.optim.lr_scheduler import (
 
 from advlab.errors import ConfigError, RunError
 from advlab.progress import enabled as progress_enabled
-from advlab.train.augment import AUGMENTATIONS, apply_crop_flip, crop_flip_params
+from advlab.train.augment import (
+    AFFINE_PRESETS,
+    AUGMENTATIONS,
+    affine_params,
+    apply_affine,
+    apply_crop_flip,
+    crop_flip_params,
+)
 from advlab.train.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -72,8 +79,10 @@ class TrainConfig:
         early_stopping: Patience in epochs on the validation loss, or None for no early
             stopping. Training stops once that many epochs pass without a new minimum, and the
             weights of the epoch with the minimum validation loss are restored at the end.
-        augment: ``none`` or ``crop_flip`` (random crop with 4-pixel zero padding and horizontal
-            flip, for CIFAR-like images).
+        augment: ``none``, ``crop_flip`` (random crop with 4-pixel zero padding and horizontal
+            flip, for CIFAR-like images), or one of the random affine presets of
+            `advlab.train.augment.AFFINE_PRESETS` (``zoom``, ``flips``, ``mix``: seed 004's
+            Flowers-17 configurations #1-#3), drawn per batch.
         amp: Mixed precision on CUDA (bf16 where supported, otherwise fp16 with a gradient
             scaler); on CPU see ``cpu_bf16``.
         cpu_bf16: bfloat16 autocast for CPU training (off by default; weights and optimiser
@@ -338,9 +347,10 @@ def fit(
             "got val=None"
         )
     augment = cfg.augment == "crop_flip"
-    if augment and x.dim() != 4:
+    affine = AFFINE_PRESETS.get(cfg.augment)
+    if (augment or affine is not None) and x.dim() != 4:
         raise ConfigError(
-            f"fit: augment='crop_flip' expected images (N, C, H, W), got inputs of shape "
+            f"fit: augment={cfg.augment!r} expected images (N, C, H, W), got inputs of shape "
             f"{tuple(x.shape)}"
         )
     channels_last = cfg.channels_last and x.device.type == "cuda" and x.dim() == 4
@@ -411,6 +421,9 @@ def fit(
             xb, yb = x[idx], y[idx]
             if augment:
                 xb = apply_crop_flip(xb, dy[batch], dx[batch], flip[batch], padding=CROP_PADDING)
+            elif affine is not None:
+                xb = apply_affine(xb, affine_params(len(xb), affine, generator=gen,
+                                                    device=x.device))  # fmt: skip
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with (
