@@ -264,6 +264,11 @@ def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
     return results
 
 
+def _eps_text(cfg: RobustConfig, eps: float) -> str:
+    """An L-inf radius as people write it: 0.3 on MNIST, 8/255 on 8-bit colour images."""
+    return f"{eps:g}" if cfg.dataset == "mnist" else f"{eps * 255:.3g}/255"
+
+
 def _timing(metrics: dict[str, Any]) -> str:
     seconds = metrics.get("train_seconds") or {}
     known = {side: s for side, s in seconds.items() if s is not None}
@@ -276,7 +281,7 @@ def _timing(metrics: dict[str, Any]) -> str:
 
 def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
     eps = cfg.epsilon
-    eps_text = f"{eps:g}" if cfg.dataset == "mnist" else f"{eps * 255:g}/255"
+    eps_text = _eps_text(cfg, eps)
     rep = Report(f"A model robust to adversarial examples ({cfg.dataset}, seed 001 Ex. 2 D)",
                  run.path)  # fmt: skip
     given = metrics.get("checkpoints", {})
@@ -330,7 +335,8 @@ def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
             "model": side, f"white-box ({metrics['strongest']})": percent(white),
             "black-box (transfer)": percent(transfer),
             "black-box stronger?": "yes: suspect masking" if transfer < white else "no",
-            f"PGD-40 at eps {max(cfg.curve_epsilons):g}": percent(metrics[side]["curve"][-1]),
+            f"PGD-40 at eps {_eps_text(cfg, max(cfg.curve_epsilons))}":
+                percent(metrics[side]["curve"][-1]),
             "FGSM stronger than PGD-40?": "yes: suspect masking" if fgsm_stronger else "no",
         })  # fmt: skip
     rep.table("Gradient-masking checks", checks)
