@@ -42,6 +42,7 @@ from advlab.train.store import ModelRecipe, get_trained, load_model, save_model
 log = logging.getLogger(__name__)
 
 UNDEFENDED = "undefended"
+FULL = "APR (all three)"
 PUBLIC = ("public student reproductions: about 77% clean / 43% attack success undefended against "
           "72% / 31% with APR, budgets unstated (a reference, not a target)")  # fmt: skip
 
@@ -87,7 +88,7 @@ class APRCifarConfig:
 def variants(cfg: APRCifarConfig) -> dict[str, APRConfig | None]:
     """The models to compare: name -> APR settings (None: the undefended base, no training)."""
     full = cfg.apr
-    out: dict[str, APRConfig | None] = {UNDEFENDED: None, "APR (all three)": full}
+    out: dict[str, APRConfig | None] = {UNDEFENDED: None, FULL: full}
     if cfg.ablation:
         out["fine-tuned, no defence"] = replace(full, attention=False, adversarial=False,
                                                regularisation=False)  # fmt: skip
@@ -213,21 +214,20 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
                                  "seconds": ctx.timing.get(f"fine-tune {name}")}  # fmt: skip
     adversarials: dict[int, torch.Tensor] = {}
     correct_of: dict[str, np.ndarray] = {}
-    full_name = "APR (all three)"
     for name, model in models.items():
         r = out["variants"][name]
         r["clean_accuracy"] = float((model.predict(xc) == yc).float().mean())
         correct = correct_of[name] = (model.predict(x) == y).cpu().numpy()
         r["one_pixel"] = {}
-        main = name in (UNDEFENDED, full_name)
+        main = name in (UNDEFENDED, FULL)
         for d in cfg.pixels if main else cfg.sweep_pixels:
             log.info("%s: one-pixel d = %d on %d correct images", name, d, int(correct.sum()))
             with ctx.timed(f"attack {name} d={d}"):
                 r["one_pixel"][str(d)], adv = _one_pixel(cfg, model, x, y, correct, d)
             if name == UNDEFENDED:
                 adversarials[d] = adv
-    full = models[full_name]
-    correct = correct_of[full_name]
+    full = models[FULL]
+    correct = correct_of[FULL]
     adaptive: dict[str, Any] = {}
     for d in cfg.adaptive_pixels:
         with ctx.timed(f"adaptive d={d}"):
@@ -245,7 +245,7 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     # Gradient-masking checks, on both models: Sparse-RS (black box) as the budget grows, and
     # white-box JSMA through the whole model at the budget of Sparse-RS at jsma_features / 3.
     masking: dict[str, Any] = {"sparse_rs": {}, "jsma": {}}
-    for name in (UNDEFENDED, full_name):
+    for name in (UNDEFENDED, FULL):
         model, ok_clean = models[name], correct_of[name]
         curve = masking["sparse_rs"][name] = {}
         for k in cfg.sparse_rs_pixels:
@@ -253,10 +253,10 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
                 curve[str(k)] = _sparse_rs(cfg, model, x, y, ok_clean, k)
         with ctx.timed(f"jsma {name}"):
             masking["jsma"][name] = _jsma(cfg, model, x, y, ok_clean)
-    for k, v in masking["sparse_rs"][full_name].items():
+    for k, v in masking["sparse_rs"][FULL].items():
         adaptive[f"Sparse-RS, k = {k}, {cfg.sparse_rs_queries} queries"] = v
     adaptive[f"JSMA (white box, +/- theta), <= {cfg.jsma_features} changed values"] = (
-        masking["jsma"][full_name])
+        masking["jsma"][FULL])
     out["adaptive"] = adaptive
     out["masking"] = masking
     out["n_images"] = len(y)
@@ -354,7 +354,7 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
 def _verdict(metrics: dict[str, Any]) -> str:
     """Where the defence holds and where it fails, in words, from the numbers."""
     v = metrics["variants"]
-    full = v["APR (all three)"]
+    full = v[FULL]
     lines = []
     for d, s in v[UNDEFENDED]["one_pixel"].items():
         a = full["one_pixel"].get(d)
