@@ -92,3 +92,49 @@ def test_weights_hash_covers_batchnorm_counters() -> None:
     digest = weights_sha256(state)
     state[next(k for k, t in state.items() if t.dim() == 0)] += 1
     assert weights_sha256(state) != digest
+
+
+def test_held_out_and_train_fraction(cache: Path) -> None:
+    """A recipe can keep part of the evaluation split from epoch selection and train on part of
+    the training split; both enter the key, and the recorded held-out accuracy is true."""
+    import numpy as np
+
+    from advlab.data import load_dataset
+    from advlab.errors import ConfigError
+    from advlab.train.store import evaluation_parts, stored_metrics, train_parts
+
+    recipe = ModelRecipe("mlp", "digits", {"depth": 1, "width": 16},
+                         TrainConfig(epochs=3, lr=0.1, early_stopping=3), held_out=0.4,
+                         train_fraction=0.6)  # fmt: skip
+    assert recipe.key() != RECIPE.key()
+    assert ModelRecipe("mlp", "digits", {"depth": 1, "width": 16},
+                       TrainConfig(epochs=3, lr=0.1), held_out=0.0).key() == RECIPE.key()
+    model = get_trained(recipe)
+    metrics = stored_metrics(recipe)
+    train = load_dataset("digits", "train")
+    fit_part, rest = train_parts(recipe, train.labels)
+    assert metrics["n_train"] == len(fit_part)
+    assert sorted(np.concatenate([fit_part, rest]).tolist()) == list(range(len(train.labels)))
+    assert abs(len(fit_part) / len(train.labels) - 0.6) < 0.02
+    for c in np.unique(train.labels):  # stratified: every class keeps about 60%
+        share = np.isin(np.flatnonzero(train.labels == c), fit_part).mean()
+        assert abs(share - 0.6) < 0.1
+    selection, held = evaluation_parts(recipe)
+    assert held is not None
+    test = load_dataset("digits", "test")
+    assert (metrics["n_selection"], metrics["n_held_out"]) == (len(selection), len(held))
+    assert len(selection) + len(held) == len(test.labels)
+    assert abs(len(held) / len(test.labels) - 0.4) < 0.02
+    xh, yh = held.tensors()
+    assert metrics["held_out_accuracy"] == pytest.approx(float((model(xh).argmax(1) == yh)
+                                                               .float().mean()))  # fmt: skip
+    xs, ys = selection.tensors()
+    assert metrics["test_accuracy"] == pytest.approx(float((model(xs).argmax(1) == ys)
+                                                           .float().mean()))  # fmt: skip
+    # The validation loss fit saw is the selection part's: the best epoch's equals it.
+    history = metrics["history"]
+    assert metrics["test_loss"] == pytest.approx(history["val_loss"][history["best_epoch"]])
+    with pytest.raises(ConfigError, match=r"^train_fraction: expected a share in \(0, 1\]"):
+        ModelRecipe("mlp", "digits", train_fraction=1.5)
+    with pytest.raises(RunError, match="is not in the store"):
+        stored_metrics(RECIPE)

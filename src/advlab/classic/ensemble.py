@@ -21,6 +21,7 @@ import numpy.typing as npt
 from sklearn.base import ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 
+from advlab.data.registry import stratified_split
 from advlab.errors import ConfigError
 
 
@@ -123,14 +124,8 @@ def held_out_split(labels: npt.ArrayLike, fraction: float = 0.5,
     y = np.asarray(labels)
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"fraction: expected a number in (0, 1), found {fraction!r}")
-    rng = np.random.default_rng(seed)
-    fit, held = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        k = round(fraction * len(idx))
-        held.append(idx[:k])
-        fit.append(idx[k:])
-    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(held))
+    parts = stratified_split(y, {"held": fraction, "fit": 1.0 - fraction}, seed)
+    return parts["fit"], parts["held"]
 
 
 __all__ = ["StackingEnsemble", "held_out_split", "soft_vote"]

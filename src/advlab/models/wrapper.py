@@ -95,3 +95,11 @@ def predict_labels(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
         raise ConfigError(f"batch_size: expected an int >= 1, found {batch_size}")
     with eval_mode(model), torch.no_grad():
         return torch.cat([model(chunk).argmax(dim=1) for chunk in x.split(batch_size)])
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """`model`'s softmax probabilities (N, K), in eval mode without gradients, chunk by chunk."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size: expected an int >= 1, found {batch_size}")
+    with eval_mode(model), torch.no_grad():
+        return torch.cat([model(chunk).softmax(dim=1) for chunk in x.split(batch_size)])

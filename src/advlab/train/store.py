@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from advlab.data import get_spec, load_dataset
+from advlab.data import ArrayDataset, get_spec, load_dataset
+from advlab.data.registry import stratified_split
 from advlab.data.store import cache_dir
 from advlab.errors import ConfigError, RunError
 from advlab.fileio import write_atomic
@@ -50,6 +52,18 @@ class ModelRecipe:
             (e.g. adversarial training: ``advlab.defenses.objective_spec``); training then needs
             the matching callable (``get_trained(recipe, objective=...)``). Empty: plain
             cross-entropy, and the key is what it was before this field existed.
+        data_options: Options of `load_dataset` for every split (e.g. ``{"image_size": 72}``
+            for flowers17).
+        held_out: Share of the evaluation split (``test``, else ``val``) kept away from
+            training: the rest is the validation data `fit` sees (and early stopping picks its
+            epoch on), the held-out share gives an accuracy the selection never saw
+            (``held_out_accuracy`` in the metrics). 0: `fit` validates on the whole split.
+        train_fraction: Stratified share of the training split trained on (seeded by
+            ``train.seed``); `train_parts` gives the indices of both parts, so that the rest
+            can fit a stacking meta-learner on predictions the model never trained on.
+
+    The last three fields enter the key only when they differ from their defaults, so the keys
+    of recipes that leave them alone stay what they were.
     """
 
     model: str
@@ -58,11 +72,24 @@ class ModelRecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     normalize: bool = True
     objective: dict[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = field(default_factory=dict)
+    held_out: float = 0.0
+    train_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.held_out < 1.0:
+            raise ConfigError(f"held_out: expected a share in [0, 1), found {self.held_out!r}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(
+                f"train_fraction: expected a share in (0, 1], found {self.train_fraction!r}"
+            )
 
     def key(self) -> str:
         fields = asdict(self)
-        if not fields["objective"]:
-            del fields["objective"]  # keys of plain recipes stay as they were
+        defaults = {"objective": {}, "data_options": {}, "held_out": 0.0, "train_fraction": 1.0}
+        for name, default in defaults.items():
+            if fields[name] == default:
+                del fields[name]  # keys of plain recipes stay as they were
         text = json.dumps({"format": STORE_FORMAT, **fields}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -112,6 +139,42 @@ def _check_objective(recipe: ModelRecipe, objective: Objective | None) -> None:
                           "ModelRecipe.objective, which enters the store key)")  # fmt: skip
 
 
+def _splits(recipe: ModelRecipe) -> tuple[ArrayDataset, ArrayDataset, str]:
+    """The training split, the evaluation split (``test``, else ``val``) and its name."""
+    spec = get_spec(recipe.dataset)
+    split = "test" if "test" in spec.counts else "val"
+    train = load_dataset(recipe.dataset, "train", **recipe.data_options)
+    return train, load_dataset(recipe.dataset, split, **recipe.data_options), split
+
+
+def train_parts(recipe: ModelRecipe, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training split that `recipe` trains on, and of the rest (empty when
+    ``train_fraction`` is 1): a stratified split seeded by the training seed."""
+    if recipe.train_fraction >= 1.0:
+        return np.arange(len(labels)), np.arange(0)
+    parts = stratified_split(labels, {"fit": recipe.train_fraction,
+                                      "rest": 1.0 - recipe.train_fraction},
+                             seed=recipe.train.seed)  # fmt: skip
+    return parts["fit"], parts["rest"]
+
+
+def _evaluation_parts(recipe: ModelRecipe,
+                      labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    if recipe.held_out <= 0.0:
+        return np.arange(len(labels)), None
+    parts = stratified_split(labels, {"held": recipe.held_out, "select": 1 - recipe.held_out},
+                             seed=recipe.train.seed)  # fmt: skip
+    return parts["select"], parts["held"]
+
+
+def evaluation_parts(recipe: ModelRecipe) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """The evaluation split as `recipe` used it: (the part `fit` validated on, the held-out
+    part or None when ``held_out`` is 0)."""
+    _, evaluation, _ = _splits(recipe)
+    selection, held = _evaluation_parts(recipe, evaluation.labels)
+    return evaluation.subset(selection), None if held is None else evaluation.subset(held)
+
+
 def train_and_store(recipe: ModelRecipe, *, device: str = "cpu",
                     objective: Objective | None = None) -> Path:  # fmt: skip
     """Train `recipe` from scratch and store it; returns the checkpoint path.
@@ -120,12 +183,11 @@ def train_and_store(recipe: ModelRecipe, *, device: str = "cpu",
     set, refused when it is not), passed on to `fit`.
     """
     _check_objective(recipe, objective)
-    train = load_dataset(recipe.dataset, "train")
-    spec = get_spec(recipe.dataset)
-    held_out = "test" if "test" in spec.counts else "val"
-    test = load_dataset(recipe.dataset, held_out)
-    x, y = train.tensors(device)
-    xt, yt = test.tensors(device)
+    train, evaluation, split = _splits(recipe)
+    fit_part, _ = train_parts(recipe, train.labels)
+    selection, held = _evaluation_parts(recipe, evaluation.labels)
+    x, y = train.subset(fit_part).tensors(device)
+    xt, yt = evaluation.subset(selection).tensors(device)
     mean = std = None
     if recipe.normalize:
         mean = x.mean(dim=(0, 2, 3)).tolist()
@@ -140,18 +202,23 @@ def train_and_store(recipe: ModelRecipe, *, device: str = "cpu",
     )
     seconds = time.perf_counter() - start
     loss, acc = evaluate(model, xt, yt)
-    metrics = {
-        f"{held_out}_accuracy": acc,
-        f"{held_out}_loss": loss,
+    metrics: dict[str, Any] = {
+        f"{split}_accuracy": acc,
+        f"{split}_loss": loss,
         "train_seconds": seconds,
         "history": history.as_dict(),
+        "n_train": len(y),
     }
+    if held is not None:
+        xh, yh = evaluation.subset(held).tensors(device)
+        metrics["held_out_loss"], metrics["held_out_accuracy"] = evaluate(model, xh, yh)
+        metrics["n_selection"], metrics["n_held_out"] = len(yt), len(yh)
     path = save_model(folder / "model.pt", model, recipe, train.shape, train.num_classes, metrics)
     summary = {
         "model": recipe.model,
         "dataset": recipe.dataset,
         "accuracy": acc,
-        "split": held_out,
+        "split": split,
         "created": dt.datetime.now().isoformat(timespec="seconds"),
         "train_seconds": round(seconds, 1),
         "recipe": asdict(recipe),
@@ -194,6 +261,11 @@ def save_model(
             "train": asdict(recipe.train),
             "objective": recipe.objective,
             "dataset": recipe.dataset,
+            "data": {
+                "options": recipe.data_options,
+                "held_out": recipe.held_out,
+                "train_fraction": recipe.train_fraction,
+            },
             "metrics": metrics,
             "created": dt.datetime.now().isoformat(timespec="seconds"),
         },
@@ -229,6 +301,19 @@ def load_model(path: Path, *, device: str = "cpu") -> ModelWrapper:
     return model.to(device).eval()
 
 
+def stored_metrics(recipe: ModelRecipe) -> dict[str, Any]:
+    """The metrics recorded when `recipe` was trained and stored (accuracies, ``history``,
+    ``train_seconds``); the model must be in the store (`get_trained` puts it there)."""
+    path = recipe.folder() / "model.pt"
+    if not path.is_file():
+        raise RunError(f"{path}: {recipe.model} on {recipe.dataset} with this recipe is not in "
+                       "the store; get_trained(recipe) trains it")  # fmt: skip
+    metrics = load_checkpoint(path, map_location="cpu").get("metrics")
+    if not isinstance(metrics, dict):
+        raise RunError(f"{path}: no metrics in the checkpoint")
+    return metrics
+
+
 def get_trained(recipe: ModelRecipe, *, device: str = "cpu",
                 objective: Objective | None = None) -> ModelWrapper:  # fmt: skip
     """The stored model for `recipe`, trained and stored first if it is missing (with
@@ -262,11 +347,14 @@ def stored_models() -> list[dict[str, Any]]:
 
 __all__ = [
     "ModelRecipe",
+    "evaluation_parts",
     "get_trained",
     "input_config",
     "load_model",
     "save_model",
+    "stored_metrics",
     "stored_models",
     "train_and_store",
+    "train_parts",
     "weights_sha256",
 ]
