@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from pathlib import Path
+
 import pytest
 import torch
 
-from advlab.errors import ConfigError
+from advlab.errors import ChecksumError, ConfigError, WeightsNotFoundError
 from advlab.models.backbones import BACKBONES, backbone_table, build_backbone
 
 # The report's table 7 (Keras, 128 x 128 input): trainable parameters, feature map (H, W, C).
@@ -50,5 +54,57 @@ def test_advlabs_own_backbones_run(name: str) -> None:
 def test_bad_names_and_missing_weights_raise() -> None:
     with pytest.raises(ConfigError, match=r"^backbone: expected one of \['inception_v3'"):
         build_backbone("resnet50")
-    with pytest.raises(ConfigError, match=r"mobilenet\.imagenet"):
+    with pytest.raises(ConfigError, match=r"'mobilenet\.imagenet'.*Keras publishes them as \.h5"):
         build_backbone("mobilenet", weights="imagenet")
+
+
+@pytest.mark.parametrize("name", ["vgg16", "inception_v3"])
+def test_published_names_map_onto_the_backbone(name: str) -> None:
+    """Every tensor of the backbone comes from torchvision's published model, once; the rest of
+    that model (classifier, auxiliary head) is left out. Built on the meta device: no weights."""
+    from torchvision.models import inception_v3, vgg16
+
+    spec = BACKBONES[name]
+    assert spec.rename is not None
+    with torch.device("meta"):
+        published = (vgg16() if name == "vgg16" else inception_v3(init_weights=False)).state_dict()
+        ours = build_backbone(name).state_dict()
+    mapped = [spec.rename(k) for k in published]
+    kept = [k for k in mapped if k is not None]
+    assert sorted(kept) == sorted(ours) and len(set(kept)) == len(kept)
+    for key, new in zip(published, mapped, strict=True):
+        if new is not None:
+            assert published[key].shape == ours[new].shape, key
+
+
+def test_imagenet_weights_load_through_a_verified_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A synthetic file laid out like torchvision's vgg16 (features.*, classifier.*) with its
+    sha256 registered loads into the backbone, tensor for tensor, and says where it came from."""
+    from advlab.models import weights as W
+
+    monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    torch.manual_seed(1)
+    source = build_backbone("vgg16").state_dict()
+    published = {f"features.{k}": v for k, v in source.items()}
+    published["classifier.0.weight"] = torch.zeros(4, 3)
+    file = tmp_path / "download.pth"
+    torch.save(published, file)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    monkeypatch.setitem(W.WEIGHTS, "vgg16.imagenet",
+                        dataclasses.replace(W.WEIGHTS["vgg16.imagenet"], sha256=digest))
+    with pytest.raises(WeightsNotFoundError, match=r"vgg16-397923af\.pth"):
+        build_backbone("vgg16", weights="imagenet")
+    W.import_weights(file)
+    torch.manual_seed(2)  # a different random start: every tensor must come from the file
+    model = build_backbone("vgg16", weights="imagenet")
+    assert model.advlab_weights == "imagenet:vgg16-397923af.pth"  # type: ignore[attr-defined]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, source[key], rtol=0, atol=0)
+    tampered = bytearray(file.read_bytes())
+    tampered[-1] ^= 1  # another file under the same name
+    (tmp_path / "cache" / "weights" / "vgg16-397923af.pth").write_bytes(bytes(tampered))
+    with pytest.raises(ChecksumError, match=r"vgg16-397923af\.pth"):
+        build_backbone("vgg16", weights="imagenet")

@@ -10,11 +10,15 @@ report is Keras' layer count (activation, padding and batch-norm layers included
 `backbone_table` reports the number of weighted layers (convolutions, depthwise ones included)
 instead, a count that does not depend on how a framework splits layers.
 
-Pretrained weights go through `advlab.models.weights` (``build_backbone(name,
-weights="imagenet")`` loads the registered ``<name>.imagenet`` file, checksum verified); none of
-the four has ImageNet weights registered yet, so that call raises rather than return random
-weights. A backbone built without weights is randomly initialised and says so in its
-``advlab_weights`` label: never present such a backbone as an ImageNet one.
+Pretrained weights go through `advlab.models.weights`: ``build_backbone(name,
+weights="imagenet")`` loads the registered ``<name>.imagenet`` file, checksum verified, and
+raises when it is missing rather than return random weights. VGG16 and Inception-v3 take
+torchvision's published ImageNet files (``advlab weights import vgg16-397923af.pth``), their
+classifiers left out. MobileNet v1 and Xception have no published PyTorch weights in these
+layouts (Keras ships them as .h5, and no converter is written yet), so none is registered and
+asking for them says so. A backbone built without weights is randomly initialised and says so
+in its ``advlab_weights`` label: never present such a backbone as an ImageNet one.
+`BackboneSpec.mean` and ``std`` are the input normalisation the pretrained weights expect.
 """
 
 from __future__ import annotations
@@ -166,17 +170,34 @@ class BackboneSpec:
     report_depth: int
     report_parameters: int
     report_shape: tuple[int, int, int]  # (H, W, C) at 128 x 128
+    rename: Callable[[str], str | None] | None = None  # published names -> the backbone's
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet statistics
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def _vgg_names(key: str) -> str | None:
+    """torchvision's vgg16 file: keep ``features.*`` without the prefix, drop the classifier."""
+    return key.removeprefix("features.") if key.startswith("features.") else None
+
+
+def _inception_names(key: str) -> str | None:
+    """torchvision's inception_v3 file: nest under ``net.``, drop the classifier and aux head."""
+    return None if key.startswith(("fc.", "AuxLogits.")) else f"net.{key}"
 
 
 # fmt: off
 BACKBONES: dict[str, BackboneSpec] = {
-    "vgg16": BackboneSpec(_vgg16, "torchvision vgg16().features", 19, 14_714_688, (4, 4, 512)),
+    "vgg16": BackboneSpec(_vgg16, "torchvision vgg16().features", 19, 14_714_688, (4, 4, 512),
+                          _vgg_names),
+    # torchvision's Inception-v3 weights expect inputs scaled to [-1, 1] (its transform_input).
     "inception_v3": BackboneSpec(_inception_v3, "torchvision inception_v3, to Mixed_7c", 311,
-                                 21_768_352, (2, 2, 2048)),
+                                 21_768_352, (2, 2, 2048), _inception_names, (0.5,) * 3,
+                                 (0.5,) * 3),
+    # Keras' MobileNet and Xception take inputs scaled to [-1, 1] too.
     "mobilenet": BackboneSpec(mobilenet_v1, "advlab, Keras MobileNet layout", 87, 3_206_976,
-                              (4, 4, 1024)),
+                              (4, 4, 1024), None, (0.5,) * 3, (0.5,) * 3),
     "xception": BackboneSpec(xception, "advlab, Keras Xception layout", 132, 20_806_952,
-                             (4, 4, 2048)),
+                             (4, 4, 2048), None, (0.5,) * 3, (0.5,) * 3),
 }
 # fmt: on
 
@@ -187,10 +208,17 @@ def build_backbone(name: str, *, weights: str | None = None) -> nn.Module:
     raises; nothing is substituted)."""
     if name not in BACKBONES:
         raise ConfigError(f"backbone: expected one of {sorted(BACKBONES)}, found {name!r}")
-    model = BACKBONES[name].build()
+    spec = BACKBONES[name]
+    model = spec.build()
     _weights.set_weights_source(model, _weights.RANDOM)
     if weights is not None:
-        _weights.load_pretrained(model, f"{name}.{weights}")
+        key = f"{name}.{weights}"
+        if key not in _weights.WEIGHTS:
+            raise ConfigError(f"no pretrained weights {key!r} are registered: "
+                              + ("Keras publishes them as .h5 files and advlab has no converter "
+                                 "for them yet; " if spec.rename is None else "")
+                              + f"known: {', '.join(sorted(_weights.WEIGHTS))}")  # fmt: skip
+        _weights.load_pretrained(model, key, rename=spec.rename)
     return model
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -127,6 +127,20 @@ WEIGHTS: dict[str, WeightsConfig] = {
         file="resnet18-f37072fd.pth",
         url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
         description="torchvision ResNet18_Weights.IMAGENET1K_V1 (ImageNet-1k, acc@1 69.758).",
+    ),
+    "vgg16.imagenet": WeightsConfig(
+        name="vgg16.imagenet",
+        tag="imagenet",
+        file="vgg16-397923af.pth",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        description="torchvision VGG16_Weights.IMAGENET1K_V1 (ImageNet-1k, acc@1 71.592).",
+    ),
+    "inception_v3.imagenet": WeightsConfig(
+        name="inception_v3.imagenet",
+        tag="imagenet",
+        file="inception_v3_google-0cc3c7bd.pth",
+        url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        description="torchvision Inception_V3_Weights.IMAGENET1K_V1 (ImageNet-1k, acc@1 77.294).",
     ),
 }
 
@@ -261,7 +275,8 @@ def load_state_dict(cfg: WeightsConfig) -> tuple[dict[str, torch.Tensor], Path]:
     return state, path
 
 
-def load_pretrained(model: nn.Module, name: str, *, skip: Iterable[str] = ()) -> nn.Module:
+def load_pretrained(model: nn.Module, name: str, *, skip: Iterable[str] = (),
+                    rename: Callable[[str], str | None] | None = None) -> nn.Module:  # fmt: skip
     """Load the pretrained weights `name` into `model`, except the tensors under `skip`.
 
     Every tensor of `model` outside `skip` must come from the file, with the same shape; the
@@ -272,6 +287,9 @@ def load_pretrained(model: nn.Module, name: str, *, skip: Iterable[str] = ()) ->
         model: Module whose parameter names match the checkpoint's.
         name: Registered weights name, e.g. ``"resnet18.imagenet"``.
         skip: Module-name prefixes (``"fc"``, ``"conv1"``) whose tensors are not loaded.
+        rename: Maps each name in the file to the model's name for it, or None to leave that
+            tensor out (for a model that is part of the published one: a backbone without its
+            classifier, nested under another name).
 
     Returns:
         `model`, with ``model.advlab_weights`` set to ``"<tag>:<file>"``, followed by
@@ -284,6 +302,9 @@ def load_pretrained(model: nn.Module, name: str, *, skip: Iterable[str] = ()) ->
     cfg = get_config(name)
     prefixes = tuple(skip)
     state, path = load_state_dict(cfg)
+    if rename is not None:
+        renamed = ((rename(k), v) for k, v in state.items())
+        state = {k: v for k, v in renamed if k is not None}
 
     def skipped(key: str) -> bool:
         return any(key == p or key.startswith(p + ".") for p in prefixes)
