@@ -5,6 +5,7 @@ from advlab.experiments import cifar_scratch as _cifar_scratch  # noqa: F401
 from advlab.experiments import demo as _demo  # noqa: F401  (registers the experiment)
 from advlab.experiments import fgsm_mnist as _fgsm_mnist  # noqa: F401
 from advlab.experiments import flowers as _flowers  # noqa: F401
+from advlab.experiments import flowers_transfer as _flowers_transfer  # noqa: F401
 from advlab.experiments import fooling_cifar as _fooling_cifar  # noqa: F401
 from advlab.experiments import generator_attack as _generator_attack  # noqa: F401
 from advlab.experiments import jsma_mnist as _jsma_mnist  # noqa: F401

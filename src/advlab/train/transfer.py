@@ -38,7 +38,9 @@ from advlab.train.trainer import History, TrainConfig, fit
 log = logging.getLogger(__name__)
 
 
-class _Normalize(nn.Module):
+class Normalize(nn.Module):
+    """``(x - mean) / std`` with per-channel buffers, or the identity when they are None."""
+
     def __init__(self, mean: torch.Tensor | None, std: torch.Tensor | None) -> None:
         super().__init__()
         self.register_buffer("mean", None if mean is None else mean.detach().clone())
@@ -93,7 +95,7 @@ def resnet18_backbone(model: ModelWrapper, *, name: str = "resnet18",
     if not all(hasattr(net, n) for n in needed):
         raise ConfigError(f"resnet18_backbone: expected a torchvision ResNet inside the "
                           f"wrapper, found {type(net).__name__}")  # fmt: skip
-    frozen = nn.Sequential(_Normalize(model.mean, model.std), net.conv1, net.bn1, net.relu,
+    frozen = nn.Sequential(Normalize(model.mean, model.std), net.conv1, net.bn1, net.relu,
                            net.maxpool, net.layer1, net.layer2, net.layer3)  # fmt: skip
     top = nn.Sequential(net.layer4, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     for p in frozen.parameters():
@@ -200,6 +202,7 @@ def fine_tune(
 __all__ = [
     "Backbone",
     "FineTuneResult",
+    "Normalize",
     "TransferHead",
     "cached_features",
     "fine_tune",
