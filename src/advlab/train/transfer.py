@@ -11,7 +11,9 @@ training through the frozen layers would compute, at a fraction of the cost.
   (`advlab.classic.tabular`).
 - Phase A (`fine_tune`, ``phase="A"``): the backbone frozen, a `TransferHead` (a dense layer of
   512 units, optional batch norm and dropout, the softmax layer) trained on the top's features.
-- Phase B (``phase="B"``): the top unfrozen and trained with the head at a lower rate.
+- Phase B (``phase="B"``): the top unfrozen and trained with the head at a lower rate, its
+  batch norms kept in inference mode (`InferenceNorms`), so that the head starts phase B on
+  the features it learned in phase A.
 
 `resnet18_backbone` cuts a torchvision ResNet-18 (any weights, e.g. one advlab trained on
 CIFAR-10) after ``layer3``; its provenance label says where the weights came from.
@@ -150,6 +152,26 @@ class TransferHead(nn.Module):
         return self.net(x)
 
 
+class InferenceNorms(nn.Module):
+    """`module` with its batch norms kept in inference mode, also while training: their scale
+    and shift still learn, their running statistics stay those of the pretrained network
+    (Keras' advice for fine-tuning, and what its frozen-then-unfrozen layers do)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def train(self, mode: bool = True) -> InferenceNorms:
+        super().train(mode)
+        for m in self.module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
 @dataclass(frozen=True)
 class FineTuneResult:
     """What `fine_tune` returns: the phase A and phase B histories (B None when skipped) and
@@ -194,14 +216,15 @@ def fine_tune(
     top = copy.deepcopy(backbone.top)
     for p in top.parameters():
         p.requires_grad_(True)
-    history_b = fit(nn.Sequential(top, head), frozen_train, phase_b, val=frozen_val,
-                    progress=progress)  # fmt: skip
+    history_b = fit(nn.Sequential(InferenceNorms(top), head), frozen_train, phase_b,
+                    val=frozen_val, progress=progress)  # fmt: skip
     return FineTuneResult(history_a, history_b, top)
 
 
 __all__ = [
     "Backbone",
     "FineTuneResult",
+    "InferenceNorms",
     "Normalize",
     "TransferHead",
     "cached_features",
