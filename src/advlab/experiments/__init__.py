@@ -3,6 +3,7 @@
 from advlab.experiments import apr_cifar as _apr_cifar  # noqa: F401
 from advlab.experiments import cifar_scratch as _cifar_scratch  # noqa: F401
 from advlab.experiments import demo as _demo  # noqa: F401  (registers the experiment)
+from advlab.experiments import fer_train as _fer_train  # noqa: F401
 from advlab.experiments import fgsm_mnist as _fgsm_mnist  # noqa: F401
 from advlab.experiments import flowers as _flowers  # noqa: F401
 from advlab.experiments import flowers_transfer as _flowers_transfer  # noqa: F401

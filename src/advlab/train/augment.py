@@ -55,8 +55,11 @@ AFFINE_PRESETS: dict[str, AffineAugment] = {
     "flips": AffineAugment(hflip=True, vflip=True),  # configuration #2
     # Configuration #3, a random mix: the ranges of Keras' own small-data example.
     "mix": AffineAugment(zoom=0.2, rotation=40.0, shear=11.5, shift=0.2, hflip=True, vflip=True),
+    # Faces (FER2013): mirror images, small shifts, rotations and zooms; never upside down.
+    "face": AffineAugment(zoom=0.1, rotation=10.0, shift=0.1, hflip=True),
 }
-"""The Flowers-17 augmentations of seed 004 by name (the trainer's `augment`)."""
+"""Random affine augmentations by name (the trainer's `augment`): seed 004's Flowers-17
+configurations #1-#3 and the face augmentation of seed 001's emotion recogniser."""
 
 AUGMENTATIONS = ("none", "crop_flip", *AFFINE_PRESETS)
 

@@ -44,7 +44,8 @@ class ModelRecipe:
 
     Args:
         model: Registered model name (``advlab list models``).
-        dataset: Registered dataset name; trained on its ``train`` split.
+        dataset: Registered dataset name; trained on its ``train`` split, validated on its
+            ``val`` split where it has one (else ``test``), and measured on ``test``.
         model_config: Extra keyword configuration of the model factory.
         train: Training hyperparameters.
         normalize: Put the training set's per-channel mean/std into the model wrapper.
@@ -140,9 +141,10 @@ def _check_objective(recipe: ModelRecipe, objective: Objective | None) -> None:
 
 
 def _splits(recipe: ModelRecipe) -> tuple[ArrayDataset, ArrayDataset, str]:
-    """The training split, the evaluation split (``test``, else ``val``) and its name."""
+    """The training split, the split `fit` validates on (``val`` where the dataset has one,
+    else ``test``) and its name."""
     spec = get_spec(recipe.dataset)
-    split = "test" if "test" in spec.counts else "val"
+    split = "val" if "val" in spec.counts else "test"
     train = load_dataset(recipe.dataset, "train", **recipe.data_options)
     return train, load_dataset(recipe.dataset, split, **recipe.data_options), split
 
@@ -213,6 +215,11 @@ def train_and_store(recipe: ModelRecipe, *, device: str = "cpu",
         xh, yh = evaluation.subset(held).tensors(device)
         metrics["held_out_loss"], metrics["held_out_accuracy"] = evaluate(model, xh, yh)
         metrics["n_selection"], metrics["n_held_out"] = len(yt), len(yh)
+    if split != "test" and "test" in get_spec(recipe.dataset).counts:
+        # Validated on val (e.g. FER2013's PublicTest): the test split was never looked at.
+        xs, ys = load_dataset(recipe.dataset, "test", **recipe.data_options).tensors(device)
+        metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, xs, ys)
+        split, acc = "test", metrics["test_accuracy"]
     path = save_model(folder / "model.pt", model, recipe, train.shape, train.num_classes, metrics)
     summary = {
         "model": recipe.model,

@@ -81,8 +81,8 @@ class TrainConfig:
             weights of the epoch with the minimum validation loss are restored at the end.
         augment: ``none``, ``crop_flip`` (random crop with 4-pixel zero padding and horizontal
             flip, for CIFAR-like images), or one of the random affine presets of
-            `advlab.train.augment.AFFINE_PRESETS` (``zoom``, ``flips``, ``mix``: seed 004's
-            Flowers-17 configurations #1-#3), drawn per batch.
+            `advlab.train.augment.AFFINE_PRESETS` (``face`` for faces; ``zoom``, ``flips``,
+            ``mix``: seed 004's Flowers-17 configurations #1-#3), drawn per batch.
         amp: Mixed precision on CUDA (bf16 where supported, otherwise fp16 with a gradient
             scaler); on CPU see ``cpu_bf16``.
         cpu_bf16: bfloat16 autocast for CPU training (off by default; weights and optimiser
