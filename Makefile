@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 
 test: lint
-	$(BIN)/pytest -n 2 -q --durations=15
+	$(BIN)/pytest -n 2 --dist loadgroup -q --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks  # it pins requests~=2.25.1

@@ -39,7 +39,7 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     ]
     unknown = advlab("run", "nope", "--out", str(tmp_path))
     assert unknown.returncode == 2 and "unknown experiment 'nope'; known: " in unknown.stderr
-    assert "demo, fgsm-mnist" in unknown.stderr and "knn-mnist" in unknown.stderr
+    assert "demo, fer-train, fgsm-mnist" in unknown.stderr and "knn-mnist" in unknown.stderr
     device = advlab("run", "demo", "--device", "tpu", "--out", str(tmp_path))
     assert device.returncode == 2 and "--device 'tpu': expected cpu or cuda[:N]" in device.stderr
     assert not (tmp_path / "demo").exists()  # rejected before any run folder is made

@@ -57,6 +57,7 @@ def test_cifar10_canonical_order_and_jpeg_fidelity() -> None:
     assert 5.7 < mae < 5.9
 
 
+@pytest.mark.xdist_group("fer2013")  # one worker decodes FER2013 for every test that needs it
 def test_fer2013_splits_and_class_order() -> None:
     require_data("fer2013")
     counts = {

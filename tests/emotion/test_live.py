@@ -23,6 +23,8 @@ from advlab.errors import ConfigError
 from advlab.models import ModelWrapper, create_model
 from conftest import require_data
 
+pytestmark = pytest.mark.xdist_group("fer2013")  # FER2013 is decoded once, in one worker
+
 LINE = re.compile(r"face x=(\d+) y=(\d+) w=(\d+) h=(\d+)  (\w+) ([\d.]+)")
 
 

@@ -19,6 +19,7 @@ from advlab.train.store import load_model
 from conftest import require_data
 
 
+@pytest.mark.xdist_group("fer2013")  # one worker decodes FER2013 for every test that needs it
 def test_fer_train_small(tmp_path: Path) -> None:
     require_data("fer2013")
     run = run_experiment("fer-train", ["width=8", "epochs=2", "batch_size=128", "mistakes=6",

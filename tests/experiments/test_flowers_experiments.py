@@ -15,7 +15,7 @@ from advlab.experiments import run_experiment
 from conftest import require_data
 
 SMALL = ["image_size=24", "epochs=3", "lr=0.05"]
-TINY = ["image_size=24", "epochs=2", "lr=0.05"]  # augmentation and ensemble
+TINY = ["image_size=16", "epochs=2", "lr=0.05"]  # augmentation and ensemble
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_flowers_augment_then_ensemble_reuses_it(store: Path, tmp_path: Path) ->
     assert mixed["history"]["train_loss"][-1] > plain["history"]["train_loss"][-1]
     with np.load(run.path / "augment_examples.npz") as saved:
         images = saved["images"]
-    assert images.shape == (2, 3, 24, 24, 3)  # original and configuration #3
+    assert images.shape == (2, 3, 16, 16, 3)  # original and configuration #3
     assert not np.allclose(images[0], images[1]) and 0 <= images.min() <= images.max() <= 1
     report = (run.path / "report.md").read_text()
     assert "#3 mix" in report and "0.764" in report

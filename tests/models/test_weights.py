@@ -51,8 +51,14 @@ def test_config_comes_from_torchvision() -> None:
     assert cfg.url == ResNet18_Weights.IMAGENET1K_V1.url
     assert cfg.file == "resnet18-f37072fd.pth" == cfg.url.rsplit("/", 1)[-1]
     assert cfg.sha256 is None and cfg.expected_digest == "f37072fd"
-    with pytest.raises(ConfigError, match=r"known: resnet18\.imagenet"):
+    with pytest.raises(ConfigError, match=r"known: inception_v3\.imagenet, resnet18\.imagenet"):
         W.get_config("resnet18.cifar")
+    from torchvision.models import Inception_V3_Weights, VGG16_Weights
+
+    for name, enum in (("vgg16.imagenet", VGG16_Weights.IMAGENET1K_V1),
+                       ("inception_v3.imagenet", Inception_V3_Weights.IMAGENET1K_V1)):  # fmt: skip
+        cfg = W.get_config(name)
+        assert (cfg.url, cfg.file) == (enum.url, enum.url.rsplit("/", 1)[-1])
 
 
 def test_search_order(dirs: tuple[Path, Path]) -> None:

@@ -20,6 +20,7 @@ DEFAULTS: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "fast_mnist": ({"num_classes": 5}, (1, 28, 28)),
     "lenet5": ({"num_classes": 5, "image_size": 28}, (1, 28, 28)),
     "cifar_cnn": ({"num_classes": 5, "width": 8}, (3, 32, 32)),
+    "fer_cnn": ({"num_classes": 5, "width": 4}, (1, 48, 48)),
     "resnet18": ({"num_classes": 5, "stem": "cifar"}, (3, 16, 16)),
     **{f"flowers_{a}": ({"num_classes": 5, "image_size": s}, (3, s, s))
        for a, s in (("baseline", 16), ("mk1", 16), ("mk2", 16), ("mk3", 16), ("mk4", 36),

@@ -335,7 +335,7 @@ def test_history_as_dict_has_new_fields() -> None:
         ({"label_smoothing": 1.0}, r"label_smoothing: expected .*< 1, got 1\.0"),
         ({"early_stopping": 0}, r"early_stopping: expected None or an int >= 1 .*, got 0"),
         ({"augment": "mixup"},
-         r"augment: expected one of none, crop_flip, zoom, flips, mix, got 'mixup'"),
+         r"augment: expected one of none, crop_flip, zoom, flips, mix, face, got 'mixup'"),
         ({"amp": "yes"}, r"amp: expected True or False, got 'yes'"),
         ({"channels_last": None}, r"channels_last: expected True or False, got None"),
         ({"compile": 0}, r"compile: expected True or False, got 0"),
