@@ -103,7 +103,22 @@ def sweep(
         typer.Option(help="Dotted path of a metric to tabulate and plot, e.g. fgsm.-1.accuracy."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Parallel runs (default min(2, points)).")
+        int | None,
+        typer.Option(help="Parallel runs of --backend local (default min(2, points))."),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(help="local: a process pool here; ray: tasks on a Ray cluster."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (host:port from `ray start --head`, or auto); default: "
+            "a private one on this machine."
+        ),
+    ] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Ray: at most K points at once (default: all that fit).")
     ] = None,
     device: Device = "cpu",
     out: Out = Path("runs"),
@@ -111,9 +126,17 @@ def sweep(
         bool, typer.Option("--resume", help="Skip finished points; redo failed or missing ones.")
     ] = False,
 ) -> None:
-    """Run EXPERIMENT over a grid of settings x seeds on a local process pool; write a report."""
-    from advlab.sweep import parse_grid, run_sweep
+    """Run EXPERIMENT over a grid of settings x seeds, locally or on Ray; write a report.
 
+    With --backend ray every point is a Ray task (1 CPU, and 1 GPU when --device is cuda);
+    the sweep folder must be on a filesystem every node sees at the same path.
+    """
+    from advlab.sweep import make_backend, parse_grid, run_sweep
+
+    chosen = make_backend(
+        backend, workers=workers, address=address, max_parallel=max_parallel,
+        gpus=1.0 if device.startswith("cuda") else 0.0,
+    )  # fmt: skip
     result = run_sweep(
         experiment,
         parse_grid(grid),
@@ -122,8 +145,9 @@ def sweep(
         device=device,
         out=out,
         resume=resume,
-        workers=workers,
+        workers=workers if chosen is None else None,
         metric=metric or None,
+        backend=chosen,
     )
     typer.echo(f"{len(result.points)} points, {len(result.failed)} failed")
     typer.echo(f"report: {result.report}")

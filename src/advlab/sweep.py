@@ -23,8 +23,9 @@ per value: ``epsilons=[0.0,0.1],[0.0,0.1,0.3]``; a string holding a comma is quo
 ``name="a,b"``.
 
 Execution goes through a `Backend`: anything with ``run(tasks) -> iterator of outcomes`` that
-calls `execute_point` on each task somewhere. `LocalBackend` is a process pool on this machine;
-a cluster backend only has to ship `PointTask` objects (plain data) and return `PointOutcome`.
+calls `execute_point` on each task somewhere. `LocalBackend` is a process pool on this machine
+(the default); `RayBackend` ships the same `PointTask` objects (plain data) to a Ray cluster as
+tasks and returns the same `PointOutcome`, so both write the same folders and report.
 """
 
 from __future__ import annotations
@@ -475,6 +476,150 @@ def _init_worker(threads: int, environ: dict[str, str], cwd: str) -> None:
     # numpy's BLAS has its own pool: two workers each spinning all cores made the demo's
     # preprocessing 15x slower than when run alone.
     threadpool_limits(threads)
+
+
+class RayBackend:
+    """Points as Ray tasks, on a running Ray cluster or one started here for the sweep.
+
+    Each point is one task asking for `cpus` CPUs and `gpus` GPUs, so Ray places it on a node
+    that has them (a GPU machine's tasks land on its GPUs: ``--device cuda`` with ``gpus=1``);
+    inside the task torch uses `cpus` threads. Ray runs a task at least once: when its worker
+    dies (killed, out of memory, node lost) Ray starts it again, up to `retries` times, and
+    `execute_point` continues the point's unfinished run folder instead of starting a second
+    one. A point counts once because its result is its own folder, ``points/<name>/``, whose
+    files are written atomically; a retry finds what a finished attempt wrote and returns it.
+
+    Every node must see the sweep folder at the same absolute path (a shared filesystem such
+    as NFS, or one machine), and the same data and model-store locations: the caller's
+    ``ADVLAB_*`` environment variables travel with each task.
+
+    Args:
+        address: ``ray://`` or ``host:port`` of a running cluster (``ray start --head`` prints
+            it), ``"auto"`` for the one this machine belongs to, or None to start a private
+            local cluster for the sweep and stop it afterwards.
+        max_parallel: At most this many points in flight (default: as many as the cluster's
+            resources allow).
+        cpus: CPUs each task asks for, and torch's thread count inside it.
+        gpus: GPUs each task asks for (fractions share a GPU).
+        retries: How often Ray reruns a task whose worker died.
+        num_cpus: CPUs of the private local cluster when `address` is None (default: all).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        max_parallel: int | None = None,
+        cpus: float = 1,
+        gpus: float = 0,
+        retries: int = 3,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.address = address
+        self.max_parallel = max_parallel
+        self.cpus = cpus
+        self.gpus = gpus
+        self.retries = retries
+        self.num_cpus = num_cpus
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "ray",
+            "address": self.address or "local",
+            "max_parallel": self.max_parallel,
+            "cpus_per_task": self.cpus,
+            "gpus_per_task": self.gpus,
+            "retries": self.retries,
+        }
+
+    def run(self, tasks: Sequence[PointTask]) -> Iterator[PointOutcome]:
+        if self.max_parallel is not None and self.max_parallel < 1:
+            raise ConfigError(f"--max-parallel: expected at least 1, got {self.max_parallel}")
+        if self.cpus <= 0 or self.gpus < 0 or self.retries < 0:
+            raise ConfigError(
+                f"ray backend: expected cpus > 0, gpus >= 0 and retries >= 0, found cpus="
+                f"{self.cpus}, gpus={self.gpus}, retries={self.retries}"
+            )
+        if not tasks:
+            return
+        try:
+            import ray
+            from ray.exceptions import RayError
+        except ImportError:
+            raise ConfigError(
+                "--backend ray needs Ray: pip install 'advlab[cluster]' (or ray)"
+            ) from None
+        started = False
+        if not ray.is_initialized():
+            env = {k: v for k, v in os.environ.items() if k.startswith("ADVLAB_")}
+            kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False}
+            if self.address is None:
+                kwargs.update(num_cpus=self.num_cpus, include_dashboard=False)
+            try:
+                ray.init(address=self.address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise RunError(
+                    f"--address {self.address}: cannot join the Ray cluster ({exc}); is "
+                    "`ray start --head` running there?"
+                ) from None
+            started = True
+        remote = ray.remote(_ray_point).options(
+            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
+            retry_exceptions=False,
+        )  # fmt: skip
+        limit = self.max_parallel or len(tasks)
+        threads = max(1, int(self.cpus))
+        pending = list(tasks)
+        running: dict[Any, PointTask] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < limit:
+                    task = pending.pop(0)
+                    running[remote.remote(task, threads)] = task
+                ready, _ = ray.wait(list(running), num_returns=1)
+                for ref in ready:
+                    task = running.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except RayError as exc:
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                        error = f"ray task lost after {self.retries} retries: {type(exc).__name__}"
+                        yield PointOutcome(task.name, "failed", None, f"{error}: {first}")
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+
+
+def _ray_point(task: PointTask, threads: int) -> PointOutcome:
+    """`execute_point` inside a Ray worker, with torch and BLAS held to the task's CPUs."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        return execute_point(task)
+
+
+def make_backend(
+    kind: str,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    max_parallel: int | None = None,
+    gpus: float = 0,
+) -> Backend | None:
+    """The backend named on the command line (``--backend local|ray``); None: the default."""
+    if kind == "local":
+        if address is not None or max_parallel is not None:
+            raise ConfigError("--address and --max-parallel belong to --backend ray")
+        return None if workers is None else LocalBackend(workers)
+    if kind == "ray":
+        if workers is not None:
+            raise ConfigError("--workers belongs to --backend local; use --max-parallel")
+        return RayBackend(address, max_parallel=max_parallel, gpus=gpus)
+    raise ConfigError(f"--backend: expected local or ray, found {kind!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -953,12 +1098,14 @@ __all__ = [
     "LocalBackend",
     "PointOutcome",
     "PointTask",
+    "RayBackend",
     "SweepPlan",
     "SweepPoint",
     "SweepResult",
     "execute_point",
     "format_grid_item",
     "format_value",
+    "make_backend",
     "metric_value",
     "parse_grid",
     "parse_grid_item",
