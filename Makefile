@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/resnet_cpu_bf16.py
 	$(BIN)/python benchmarks/attacks.py
 	$(BIN)/python benchmarks/one_pixel.py
+	$(BIN)/python benchmarks/sweep_scale.py
+	$(BIN)/python benchmarks/emotion.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -123,6 +123,28 @@ def test_smoothing_follows_each_face() -> None:
         EmotionRecognizer(_Scripted([]), classes, lambda _: one, smooth=0)
 
 
+def test_warm_up_runs_before_the_first_frame_and_changes_nothing() -> None:
+    calls: list[int] = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return torch.arange(7.0).repeat(len(x), 1)
+
+    one = np.array([[10, 10, 48, 48]])
+    rec = EmotionRecognizer(Counting(), tuple("abcdefg"), lambda _: one, smooth=3)
+    lines: list[str] = []
+    run_live(_frames(2), rec, emit=lines.append)
+    assert calls == [1, 2, 3, 4, 1, 1]  # blank batches of 1..4 faces, then one per frame
+    assert len(rec._tracks) == 1 and len(rec._tracks[0][1]) == 2  # only the real frames
+    calls.clear()
+    rec = EmotionRecognizer(Counting(), tuple("abcdefg"), lambda _: one, smooth=3)
+    cold: list[str] = []
+    run_live(_frames(2), rec, emit=cold.append, warm_up=False)
+    assert calls == [1, 1]
+    assert cold == lines and "face x=10 y=10 w=48 h=48  g 0.63" in lines[0]
+
+
 def test_ctrl_c_no_face_and_recording(tmp_path: Path) -> None:
     def interrupted() -> Iterator[Frame]:
         yield from _frames(3)

@@ -99,10 +99,14 @@ def run_live(
     record: Path | None = None,
     record_fps: float = 25.0,
     max_frames: int | None = None,
+    warm_up: bool = True,
 ) -> LiveSummary:
     """Recognise emotions frame by frame until the source ends, `max_frames` frames are done,
-    or Ctrl-C; returns the summary (also after Ctrl-C)."""
+    or Ctrl-C; returns the summary (also after Ctrl-C). With `warm_up` the network runs once
+    on blank crops before the first frame (`EmotionRecognizer.warm_up`), outside the timing."""
     cv2 = _cv2()
+    if warm_up:
+        recognizer.warm_up()
     summary = LiveSummary()
     totals: dict[str, float] = {}
     recorder = _Recorder(record, record_fps) if record is not None else None
