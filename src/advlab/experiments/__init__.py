@@ -6,6 +6,7 @@ from advlab.experiments import demo as _demo  # noqa: F401  (registers the exper
 from advlab.experiments import fer_train as _fer_train  # noqa: F401
 from advlab.experiments import fgsm_mnist as _fgsm_mnist  # noqa: F401
 from advlab.experiments import flowers as _flowers  # noqa: F401
+from advlab.experiments import flowers_attacks as _flowers_attacks  # noqa: F401
 from advlab.experiments import flowers_transfer as _flowers_transfer  # noqa: F401
 from advlab.experiments import fooling_cifar as _fooling_cifar  # noqa: F401
 from advlab.experiments import generator_attack as _generator_attack  # noqa: F401
