@@ -12,7 +12,7 @@ export ADVLAB_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: install demo test lint bench clean seed003
+.PHONY: install demo test lint docs bench clean seed003
 
 install: $(STAMP)
 
@@ -28,8 +28,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
 
-test: lint
+test: lint docs
 	$(BIN)/pytest -n 2 --dist loadgroup -q --durations=15
+
+# The documentation site (mkdocs-material + mkdocstrings), built offline into site/; strict:
+# a broken link, snippet or API reference fails the build, and so `make test`.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks  # it pins requests~=2.25.1
@@ -45,7 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/emotion.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
 
 # seed 003 in full: both numpy models at the report's defaults, then every ablation of the
 # report (30 epochs, 3 seeds each) through `advlab sweep`; prints the wall time it took.

@@ -473,10 +473,17 @@ def scatter_plot(
     same: dict[tuple[float, float], list[str]] = {}
     for name, xy in points.items():  # points that coincide share one label
         same.setdefault(xy, []).append(name)
-    for (x, y), names in same.items():
+    xs, ys = [p[0] for p in same], [p[1] for p in same]
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    placed: list[tuple[float, float]] = []
+    for (x, y), names in sorted(same.items()):
         ax.scatter([x], [y], s=28)
-        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(4, 4),
-                    fontsize=7)  # fmt: skip
+        # Labels of nearby points would print over each other: push each one below the last.
+        near = sum(abs(x - px) < 0.12 * span_x and abs(y - py) < 0.06 * span_y
+                   for px, py in placed)  # fmt: skip
+        placed.append((x, y))
+        ax.annotate("\n".join(names), (x, y), textcoords="offset points",
+                    xytext=(4, 4 - 10 * near), fontsize=7)  # fmt: skip
     if front and points:
         best = pareto_front(points)
         ax.plot([points[n][0] for n in best], [points[n][1] for n in best], "k--", lw=1,
