@@ -12,7 +12,7 @@ export ADVLAB_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: install demo test lint docs bench clean seed003
+.PHONY: install demo test lint docs notebooks bench clean seed003
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ test: lint docs
 # a broken link, snippet or API reference fails the build, and so `make test`.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Every lab notebook at full size (SMALL = False) on the real data; executed copies with their
+# outputs and figures in runs/notebooks/.
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/run_notebooks.py --full --out runs/notebooks
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks  # it pins requests~=2.25.1

@@ -106,7 +106,15 @@ class FerPipeline:
         if not crops:
             return boxes, np.zeros((0, 7), np.float32)
         faces = (np.asarray(crops, np.float32) / 255.0 - 0.5) * 2.0
-        return boxes, np.asarray(self.model(faces[..., None]))
+        return boxes, _call(self.model, faces[..., None])
+
+
+def _call(model: Any, x: np.ndarray) -> np.ndarray:
+    """The Keras model called on a batch as fer calls it (no `predict` loop), without autograd."""
+    import torch
+
+    with torch.no_grad():
+        return np.asarray(model(x, training=False).detach().cpu())
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
@@ -156,7 +164,7 @@ def main() -> None:
     gray = np.asarray(test.images)[..., 0]
     resized = np.stack([cv2.resize(g, (SIDE, SIDE)) for g in gray]).astype(np.float32)
     theirs = np.concatenate([
-        np.asarray(peer((resized[i:i + 256, ..., None] / 255.0 - 0.5) * 2.0)).argmax(1)
+        _call(peer, (resized[i:i + 256, ..., None] / 255.0 - 0.5) * 2.0).argmax(1)
         for i in range(0, len(resized), 256)
     ])  # fmt: skip
     accuracy = {}
