@@ -16,7 +16,6 @@ correctly, with Wilson intervals; robust accuracy is over all of them.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +31,19 @@ from advlab.data import load_dataset
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.experiments.flowers import FlowersTraining
-from advlab.experiments.flowers_transfer import FlowersTransferConfig, _self_pretrained
+from advlab.experiments.flowers_transfer import (
+    SELF_PRETRAINED,
+    FlowersTransferConfig,
+    fine_tune_configuration,
+    self_pretrained_backbone,
+)
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid
 from advlab.runs import Run
-from advlab.train import TrainConfig
 from advlab.train.store import get_trained
-from advlab.train.transfer import TransferHead, cached_features, fine_tune, run_chunked
+from advlab.train.transfer import cached_features
 
 log = logging.getLogger(__name__)
 
@@ -93,38 +96,32 @@ def _cnn(cfg: FlowersAttacksConfig, ctx: Context) -> tuple[ModelWrapper, dict[st
 
 
 def _transfer(cfg: FlowersAttacksConfig, ctx: Context) -> tuple[ModelWrapper, dict[str, Any]]:
-    """The report's best configuration, Adam + BN + dropout 0.5, fine-tuned end to end."""
+    """The report's best configuration, Adam + BN + dropout 0.5, fine-tuned as
+    `flowers-transfer` fine-tunes it, then joined to its frozen backbone end to end."""
     t = cfg.transfer
     device = torch.device(ctx.device)
-    backbone = _self_pretrained(t, ctx.device)
+    backbone = self_pretrained_backbone(t, ctx.device)
     backbone.frozen.to(device)
     backbone.top.to(device)
     train = load_dataset("flowers17", "train", image_size=t.image_size)
     val = load_dataset("flowers17", "val", image_size=t.image_size)
-    select, _ = held_out_split(val.labels, t.held_out, seed=t.seed)
+    select, held = held_out_split(val.labels, t.held_out, seed=t.seed)
     x, y = train.tensors(device)
     xv, yv = val.tensors(device)
     key = f"{backbone.name}-{backbone.digest[:16]}-{t.image_size}"
-    sel = torch.as_tensor(select, device=device)
+    sel, hel = torch.as_tensor(select, device=device), torch.as_tensor(held, device=device)
     with ctx.timed("train transfer"):
         f_train = cached_features(backbone.frozen, x, key)
         f_val = cached_features(backbone.frozen, xv, key)
-        torch.manual_seed(t.seed)
-        width = run_chunked(backbone.top, f_train[:2]).flatten(1).shape[1]
-        head = TransferHead(width, 17, hidden=t.hidden, batch_norm=True, dropout=0.5).to(device)
-        base = TrainConfig(optimizer="adam", momentum=0.0, batch_size=t.batch_size, seed=t.seed)
-        phase_a = dataclasses.replace(base, epochs=t.phase_a_epochs, lr=t.phase_a_lr,
-                                      early_stopping=t.phase_a_epochs)  # fmt: skip
-        phase_b = (dataclasses.replace(base, epochs=t.phase_b_epochs, lr=t.phase_b_lr,
-                                       early_stopping=t.phase_b_epochs)
-                   if t.phase_b_epochs > 0 else None)  # fmt: skip
-        result = fine_tune(backbone, head, (f_train, y), (f_val[sel], yv[sel]), phase_a,
-                           phase_b, progress=False)  # fmt: skip
-    net = nn.Sequential(backbone.frozen, result.top, head).eval()
+        phase_b = t.phase_b_epochs if backbone.name == SELF_PRETRAINED else 0
+        row, head = fine_tune_configuration(t, backbone, (f_train, y), (f_val[sel], yv[sel]),
+                               (f_val[hel], yv[hel]), "adam", True, 0.5, phase_b, ctx)  # fmt: skip
+    net = nn.Sequential(backbone.frozen, head).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     info = {"name": "self-pretrained ResNet-18 (NOT ImageNet), Adam + BN + dropout 0.5",
-            "weights": backbone.weights, "image_size": t.image_size}  # fmt: skip
+            "weights": backbone.weights, "image_size": t.image_size,
+            "held_out_acc": row["held_out_acc"]}  # fmt: skip
     return ModelWrapper(net), info
 
 

@@ -127,7 +127,9 @@ def _check(cfg: FlowersTransferConfig) -> None:
     tabular_classifiers(cfg.classifiers)  # raises on unknown names
 
 
-def _self_pretrained(cfg: FlowersTransferConfig, device: str) -> Backbone:
+def self_pretrained_backbone(cfg: FlowersTransferConfig, device: str) -> Backbone:
+    """advlab's ResNet-18 trained on CIFAR-10 (recipe A at `cfg`'s pre-training settings, from
+    the model store), cut after layer3; its label says NOT ImageNet."""
     recipe = resnet18_cifar10("imagenet", seed=cfg.seed)
     recipe = dataclasses.replace(
         recipe, train=dataclasses.replace(recipe.train, epochs=cfg.pretrain_epochs),
@@ -175,7 +177,7 @@ def execute(cfg: FlowersTransferConfig, ctx: Context) -> dict[str, Any]:
             log.warning("%s: no ImageNet weights on this machine, not measured", name)
             out["unmeasured"][name] = str(exc).splitlines()[0]
     with ctx.timed("pretrained backbone"):
-        own = _self_pretrained(cfg, ctx.device)
+        own = self_pretrained_backbone(cfg, ctx.device)
     jobs = [(own, cfg.image_size)] + [(b, cfg.imagenet_size) for b in imagenet.values()]
     for backbone, size in jobs:
         backbone.frozen.to(device)
@@ -206,9 +208,10 @@ def execute(cfg: FlowersTransferConfig, ctx: Context) -> dict[str, Any]:
         for opt in cfg.optimizers:
             for bn in cfg.batch_norm:
                 for drop in cfg.dropout:
-                    runs.append(_fine_tune(cfg, backbone, tr, va, (frozen["val"][held_t],
-                                                                   yv[held_t]),
-                                           opt, bn, drop, phase_b, ctx))  # fmt: skip
+                    row, _ = fine_tune_configuration(cfg, backbone, tr, va, (frozen["val"][held_t],
+                                                                yv[held_t]),
+                                        opt, bn, drop, phase_b, ctx)  # fmt: skip
+                    runs.append(row)
         result["fine_tune"] = runs
         result["n_selection"], result["n_held_out"] = len(select), len(held)
         out["backbones"][backbone.name] = result
@@ -218,10 +221,13 @@ def execute(cfg: FlowersTransferConfig, ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _fine_tune(cfg: FlowersTransferConfig, backbone: Backbone,
+def fine_tune_configuration(cfg: FlowersTransferConfig, backbone: Backbone,
                train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
                held: tuple[torch.Tensor, torch.Tensor], optimizer: str, batch_norm: bool,
-               dropout: float, phase_b_epochs: int, ctx: Context) -> dict[str, Any]:  # fmt: skip
+               dropout: float, phase_b_epochs: int,
+               ctx: Context) -> tuple[dict[str, Any], nn.Module]:  # fmt: skip
+    """Phases A and B of one configuration: its row of results, and the model from the
+    backbone's frozen features to the logits (the trained top and head)."""
     torch.manual_seed(cfg.seed)
     width = run_chunked(backbone.top, train[0][:2]).flatten(1).shape[1]
     head = TransferHead(width, 17, hidden=cfg.hidden, batch_norm=batch_norm,
@@ -251,7 +257,7 @@ def _fine_tune(cfg: FlowersTransferConfig, backbone: Backbone,
     assert last.best_epoch is not None
     row["val_acc"] = last.val_acc[last.best_epoch]
     row["phase_a_val_acc"] = result.phase_a.val_acc[result.phase_a.best_epoch or 0]
-    return row
+    return row, model
 
 
 def _name(r: dict[str, Any]) -> str:
