@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from advlab.data import load_dataset
-from advlab.experiments import run_experiment
+from advlab.experiments import rebuild_report, run_experiment
 from advlab.fileio import cache_dir
 from advlab.train.losses import class_weights
 from advlab.train.store import load_model
@@ -41,6 +41,11 @@ def test_fer_train_small(tmp_path: Path) -> None:
     assert m["class_weights"] == pytest.approx(class_weights(train.labels, 7, "sqrt"), abs=1e-6)
     report = (run.path / "report.md").read_text()
     assert "PrivateTest accuracy" in report and "disgust" in report
+    rebuild_report(run.path)  # from metrics.json alone, whose keys are sorted
+    rebuilt = (run.path / "report.md").read_text()
+    for name in ("disgust", "sad", "surprise", "neutral"):
+        row = next(line for line in rebuilt.splitlines() if line.startswith(f"| {name} |"))
+        assert row.rstrip(" |").endswith(f"{weights[name]:.2f}")  # each class keeps its weight
     assert (run.path / "figures" / "mistakes.png").is_file()
 
     os.environ["KERAS_BACKEND"] = "torch"

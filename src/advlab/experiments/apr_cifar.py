@@ -28,7 +28,7 @@ from advlab.attacks import JSMA, OnePixel, SparseRS, l0_pixels
 from advlab.data import load_dataset
 from advlab.defenses import APRConfig, fine_tune, gate_map, open_pixels
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
@@ -288,7 +288,7 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
         f"accuracy on {metrics['clean_images']} test images; the one-pixel attack (population "
         f"{cfg.eval_population}, {cfg.eval_generations} generations, stop at misclassification) "
         f"on the correctly classified of {metrics['n_images']} test images, the same for every "
-        f"model. Rerun with `advlab run apr-cifar --seed {cfg.seed}`; the full budget for a GPU "
+        f"model. Rerun with `{rerun_command('apr-cifar', cfg)}`; the full budget for a GPU "
         "is `advlab run apr-cifar --device cuda --set finetune_images=50000 --set epochs=10 "
         "--set mix_ratios=[0.1,0.5,0.75] --set reg_weights=[0,0.2,0.5] --set "
         "eval_population=400 --set eval_generations=100 --set n_images=1000 --set "

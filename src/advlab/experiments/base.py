@@ -181,3 +181,32 @@ def _check_device(device: str) -> None:
             raise ConfigError(f"--device {device}: CUDA is not available on this machine")
         return
     raise ConfigError(f"--device {device!r}: expected cpu or cuda[:N]")
+
+
+def rerun_command(name: str, cfg: Any) -> str:
+    """The command that reruns experiment `name` with config `cfg`: ``advlab run NAME``, a
+    ``--set`` for every field (dotted for nested configs) that differs from the config's
+    default, and ``--seed``; values written as ``--set`` reads them back, quoted for the shell
+    where they hold brackets, commas or spaces."""
+    import shlex
+
+    from advlab.sweep import format_value
+
+    def flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                out.update(flat(value, f"{prefix}{f.name}."))
+            else:
+                out[f"{prefix}{f.name}"] = value
+        return out
+
+    given, default = flat(cfg), flat(type(cfg)())
+    parts = [f"advlab run {name}"]
+    for key, value in given.items():
+        if key != "seed" and value != default.get(key):
+            parts.append("--set " + shlex.quote(f"{key}={format_value(value)}"))
+    if "seed" in given:
+        parts.append(f"--seed {given['seed']}")
+    return " ".join(parts)

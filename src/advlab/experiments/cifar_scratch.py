@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from advlab.data.cs231n import cs231n_cifar10
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.report import Report
 from advlab.report.figures import line_plot
 from advlab.runs import Run
@@ -87,7 +87,7 @@ def _report(name: str, cfg: SoftmaxConfig | TwoLayerConfig, metrics: dict[str, A
     rep = Report(f"{title} on CIFAR-10 in numpy (seed 003)", run.path)
     split = metrics["split"]
     rep.intro(f"{split['train']:,} training, {split['val']:,} validation and {split['test']:,} "
-              f"test images. Rerun with `advlab run {name} --seed {cfg.seed}`.")
+              f"test images. Rerun with `{rerun_command(name, cfg)}`.")
     arch = (f"affine 3072 -> {cfg.hidden}, ReLU, affine {cfg.hidden} -> 10, softmax"
             if isinstance(cfg, TwoLayerConfig) else "affine 3072 -> 10, softmax")
     std_note = "; then every pixel divided by its training std" if cfg.standardize else ""
@@ -194,7 +194,7 @@ def _execute_linear(cfg: LinearFitConfig, ctx: Context) -> dict[str, Any]:
 def _report_linear(cfg: LinearFitConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep = Report("Optimisation and fitting: a linear model by gradient descent (seed 003)",
                  run.path)
-    rep.intro(f"Rerun with `advlab run cifar-scratch-linear --seed {cfg.seed}`.")
+    rep.intro(f"Rerun with `{rerun_command('cifar-scratch-linear', cfg)}`.")
     rep.text("Methodology", f"""
 {cfg.n} points x ~ U(0, 100), y = {cfg.slope:g} x + {cfg.intercept:g} + noise (std
 {cfg.noise:g}). Model: one `Affine` layer (w, b) from `advlab.scratch`, loss: mean squared

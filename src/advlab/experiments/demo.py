@@ -16,7 +16,7 @@ import torch
 from advlab.analysis.preprocessing import compare_preprocessing, preprocessing_section
 from advlab.attacks import FGSM
 from advlab.data import get_spec, load_dataset
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper, create_model
 from advlab.report import Report
@@ -127,7 +127,7 @@ def report(cfg: DemoConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep.intro(
         f"Dataset `{ds['name']}` ({ds['train']} training, {ds['test']} test images), "
         f"model `{cfg.model}` (width {cfg.width}), seed {cfg.seed}. Rerun with "
-        f"`advlab run demo --seed {cfg.seed}`."
+        f"`{rerun_command('demo', cfg)}`."
     )
     rep.text(
         "Methodology",

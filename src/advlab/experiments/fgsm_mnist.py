@@ -23,7 +23,7 @@ from advlab.analysis.robustness import attack_summary
 from advlab.attacks import BIM, FGSM
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import adversarial_example, line_plot
@@ -165,7 +165,7 @@ def report(cfg: FGSMMnistConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep.intro(
         f"Model `{cfg.model}` from the model store (recipe `{m['recipe_key']}`), "
         f"{m['test_accuracy']:.4f} accuracy on the {m['test_images']:,} test images; seed "
-        f"{cfg.seed}. Rerun with `advlab run fgsm-mnist --seed {cfg.seed}`."
+        f"{cfg.seed}. Rerun with `{rerun_command('fgsm-mnist', cfg)}`."
     )
     rep.text(
         "Methodology",

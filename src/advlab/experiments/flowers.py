@@ -27,7 +27,7 @@ import torch
 from advlab.classic.ensemble import StackingEnsemble, soft_vote
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.models.flowers import ARCHITECTURES, minimum_size
@@ -189,7 +189,7 @@ def report_cnn(cfg: FlowersCNNConfig, metrics: dict[str, Any], run: Run) -> Repo
         f"training images ({_minutes(list(results.values()))}). "
         f"{_selection_note(metrics['n_selection'], metrics['n_held_out'])} The report's setting "
         "(128 x 128, 50 epochs): `advlab run flowers-cnn --set image_size=128 --set epochs=50`. "
-        f"Rerun with `advlab run flowers-cnn --seed {cfg.seed}`."
+        f"Rerun with `{rerun_command('flowers-cnn', cfg)}`."
     )
     rows = []
     for name in cfg.models:
@@ -256,7 +256,7 @@ def report_augment(cfg: FlowersAugmentConfig, metrics: dict[str, Any], run: Run)
         f"batch) by the report's configurations ({_minutes(runs)}). "
         f"{_selection_note(first['n_selection'], first['n_held_out'])} The report's setting "
         "(128 x 128, 150 epochs): `advlab run flowers-augment --set image_size=128 --set "
-        f"epochs=150`. Rerun with `advlab run flowers-augment --seed {cfg.seed}`."
+        f"epochs=150`. Rerun with `{rerun_command('flowers-augment', cfg)}`."
     )
     rows = []
     for r in runs:
@@ -402,8 +402,8 @@ def report_ensemble(cfg: FlowersEnsembleConfig, metrics: dict[str, Any], run: Ru
            f"on {unbiased['n_fit']} training images and the forest is fitted on the other "
            f"{unbiased['n_meta']}") +
         ". The report's setting (128 x 128, 150 epochs): `advlab run flowers-ensemble --set "
-        f"image_size=128 --set epochs=150`. Rerun with `advlab run flowers-ensemble --seed "
-        f"{cfg.seed}`."
+        f"image_size=128 --set epochs=150`. Rerun with "
+        f"`{rerun_command('flowers-ensemble', cfg)}`."
     )  # fmt: skip
     for key, variant in metrics.items():
         name = _VARIANTS[key]

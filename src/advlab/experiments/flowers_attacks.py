@@ -29,7 +29,7 @@ from advlab.attacks import FGSM, JSMA, Misclassification, OnePixel, l0
 from advlab.classic.ensemble import held_out_split
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.experiments.flowers import FlowersTraining
 from advlab.experiments.flowers_transfer import (
     SELF_PRETRAINED,
@@ -243,7 +243,7 @@ def report(cfg: FlowersAttacksConfig, metrics: dict[str, Any], run: Run) -> Repo
   {percent(cfg.jsma_fraction, 0)} of the input values changed, on the first
   {cfg.jsma_images} images.
 - Success rate among correctly classified images (95% Wilson interval); robust accuracy over
-  all attacked images. Rerun with `advlab run flowers-attacks --seed {cfg.seed}`.
+  all attacked images. Rerun with `{rerun_command('flowers-attacks', cfg)}`.
 """)
     rows: list[dict[str, Any]] = []
     labels: list[str] = []

@@ -30,7 +30,7 @@ from advlab.classic.ensemble import held_out_split
 from advlab.classic.tabular import CLASSIFIERS, tabular_classifiers
 from advlab.data import load_dataset
 from advlab.errors import ConfigError, WeightsNotFoundError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.models.backbones import BACKBONES, backbone_table, build_backbone
 from advlab.models.weights import weights_source
 from advlab.report import Report, percent
@@ -292,7 +292,7 @@ def report(cfg: FlowersTransferConfig, metrics: dict[str, Any], run: Run) -> Rep
         "and on all 340). Phase A: "
         f"{cfg.phase_a_epochs} epochs at {cfg.phase_a_lr:g}; phase B: {cfg.phase_b_epochs} "
         f"epochs at {cfg.phase_b_lr:g}; batch {cfg.batch_size}; a top of {cfg.hidden} units. "
-        f"Rerun with `advlab run flowers-transfer --seed {cfg.seed}`."
+        f"Rerun with `{rerun_command('flowers-transfer', cfg)}`."
     )  # fmt: skip
     rows = [{"backbone": r["backbone"], "source": r["source"],
              "parameters": f"{r['parameters']:,}", "Keras trainable": f"{r['Keras trainable']:,}",

@@ -21,7 +21,7 @@ from advlab.attacks import FoolingImage, TargetedMisclassification, l2, linf
 from advlab.data import load_dataset
 from advlab.data.cs231n import cs231n_cifar10
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper, NumpyClassifier
 from advlab.report import Report
@@ -160,7 +160,7 @@ def report(cfg: FoolingConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep = Report(f"Fooling images: {cfg.source} to {cfg.target} (seed 003, section 4)", run.path)
     rep.intro(
         f"CIFAR-10 test image {metrics['index']} ({cfg.source}); seed {cfg.seed}. Rerun with "
-        f"`advlab run fooling-cifar --seed {cfg.seed}`. CIFAR-10 here is the JPEG-decoded copy "
+        f"`{rerun_command('fooling-cifar', cfg)}`. CIFAR-10 here is the JPEG-decoded copy "
         "of `../shared/data` (mean absolute error 5.8/255 against the real pixels)."
     )
     acc = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test_accuracy"].items())

@@ -20,7 +20,7 @@ import torch
 from advlab.attacks import SimpleGenerator, TargetedMisclassification, l2, linf
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import image_grid
@@ -125,7 +125,7 @@ def report(cfg: GeneratorConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep = Report(f"Simple-generator adversarial examples on {cfg.dataset} (seed 001, Ex. 2 "
                  f"{part})", run.path)  # fmt: skip
     name = "generator-cifar" if cfg.dataset == "cifar10" else "generator-mnist"
-    rep.intro(f"Seed {cfg.seed}. Rerun with `advlab run {name} --seed {cfg.seed}`.")
+    rep.intro(f"Seed {cfg.seed}. Rerun with `{rerun_command(name, cfg)}`.")
     acc = ", ".join(f"`{m}` {r['test_accuracy']:.4f}" for m, r in metrics["models"].items())
     rep.text(
         "Methodology",

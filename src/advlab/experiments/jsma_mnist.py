@@ -19,7 +19,7 @@ from advlab.analysis.robustness import proportion_ci
 from advlab.attacks import JSMA, TargetedMisclassification, l0
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import heatmap, image_grid
@@ -125,8 +125,8 @@ def report(cfg: JSMAConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep = Report(f"JSMA on {cfg.model} / MNIST (Papernot et al. 2016)", run.path)
     rep.intro(
         f"Model `{cfg.model}` from the model store (recipe `{m['recipe_key']}`), test accuracy "
-        f"{m['test_accuracy']:.4f}; seed {cfg.seed}. Rerun with `advlab run jsma-mnist --seed "
-        f"{cfg.seed}`."
+        f"{m['test_accuracy']:.4f}; seed {cfg.seed}. Rerun with "
+        f"`{rerun_command('jsma-mnist', cfg)}`."
     )
     rep.text(
         "Methodology",

@@ -28,7 +28,7 @@ from advlab.classic.knn import (
 from advlab.data import load_train_test
 from advlab.data.preprocess import Centering, PCAWhitening, Standardizer, ZCAWhitening
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import confusion_matrix_plot, image_grid, line_plot
@@ -219,7 +219,7 @@ def report(cfg: KnnMnistConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep.intro(
         f"{ds['train']:,} training and {ds['test']:,} test images of `{ds['name']}`, "
         f"{ds['features']} pixels each ({ds['dtype']}). Every search is exact. Rerun with "
-        f"`advlab run knn-mnist --seed {cfg.seed}`."
+        f"`{rerun_command('knn-mnist', cfg)}`."
     )
     rep.text("Methodology", f"""
 **Data.** The official MNIST files: 60,000 training and 10,000 test images of 28x28 pixels.

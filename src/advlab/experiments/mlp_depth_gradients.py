@@ -21,7 +21,7 @@ from advlab.analysis.gradients import derivative_range, weight_grad_max
 from advlab.analysis.stats import format_mean_std
 from advlab.data import load_train_test
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.models import ModelWrapper, create_model
 from advlab.models.small import ACTIVATIONS, INITS
 from advlab.report import Report
@@ -132,7 +132,7 @@ def report(cfg: MlpDepthGradientsConfig, metrics: dict[str, Any], run: Run) -> R
     rep = Report(f"Deep MLPs and their gradients on {ds['name']} (seed 001, Exercise 1)",
                  run.path)
     rep.intro(f"{ds['train']:,} training and {ds['test']:,} test images; {cfg.seeds} seed(s) "
-              f"per model. Rerun with `advlab run mlp-depth-gradients --seed {cfg.seed}`.")
+              f"per model. Rerun with `{rerun_command('mlp-depth-gradients', cfg)}`.")
     rep.text("Methodology", f"""
 **Models.** `mlp` from advlab's model registry: {cfg.width} units per hidden layer, depths
 {list(cfg.depths)}, activations {list(cfg.activations)}{' and LeCun' if cfg.lecun else ''};

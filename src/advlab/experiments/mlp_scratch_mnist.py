@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from advlab.data import load_train_test
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.report import Report
 from advlab.report.figures import line_plot
 from advlab.runs import Run
@@ -90,7 +90,7 @@ def report(cfg: MlpScratchMnistConfig, metrics: dict[str, Any], run: Run) -> Rep
     rep = Report(f"A numpy MLP with hand-written backprop on {ds['name']} (seed 000, Task 2)",
                  run.path)
     rep.intro(f"{ds['train']:,} training and {ds['test']:,} test images. Rerun with "
-              f"`advlab run mlp-scratch-mnist --seed {cfg.seed}`.")
+              f"`{rerun_command('mlp-scratch-mnist', cfg)}`.")
     rep.text("Methodology", f"""
 **Network.** 784 inputs (pixels scaled to [0, 1]) -> {cfg.hidden} hidden units (sigmoid, or
 ReLU where stated) -> 10 scores -> softmax, written in numpy with hand-written backward passes

@@ -24,7 +24,7 @@ from advlab.analysis.robustness import attack_summary, proportion_ci
 from advlab.attacks import OnePixel, TargetedMisclassification
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report
@@ -238,8 +238,8 @@ def report(cfg: OnePixelConfig, metrics: dict[str, Any], run: Run) -> Report:
     rep = Report("One-pixel attack on CIFAR-10 (seed 000, Task 3)", run.path)
     rep.intro(
         f"Model: {metrics['model']}; clean accuracy {metrics['clean_accuracy']:.4f} on the "
-        f"{metrics['n_images']} test images; seed {cfg.seed}. Rerun with `advlab run "
-        f"onepixel-cifar --seed {cfg.seed}`. CIFAR-10 here is the JPEG-decoded copy of "
+        f"{metrics['n_images']} test images; seed {cfg.seed}. Rerun with "
+        f"`{rerun_command('onepixel-cifar', cfg)}`. CIFAR-10 here is the JPEG-decoded copy of "
         "`../shared/data` (mean absolute error 5.8/255 against the real pixels)."
     )
     targeted = (
