@@ -19,8 +19,8 @@ def _overrides(command: str) -> tuple[list[str], int]:
 def test_rerun_command_round_trips_nested_lists_and_floats() -> None:
     cfg = FlowersAttacksConfig()
     cfg = replace(cfg, pixels=(1, 3), epsilons=(1 / 255, 0.5), seed=7,
-                  cnn=replace(cfg.cnn, epochs=3), transfer=replace(cfg.transfer,
-                                                                   optimizers=("sgd",)))  # fmt: skip
+                  cnn=replace(cfg.cnn, epochs=3),
+                  transfer=replace(cfg.transfer, optimizers=("sgd",)))  # fmt: skip
     command = rerun_command("flowers-attacks", cfg)
     assert command.startswith("advlab run flowers-attacks --set cnn.epochs=3 ")
     assert "--set 'pixels=[1,3]'" in command and command.endswith("--seed 7")
