@@ -82,6 +82,9 @@ def _check(cfg: FlowersAttacksConfig) -> None:
         raise ConfigError(f"epsilons: expected values in (0, 1], found {list(cfg.epsilons)}")
     if not cfg.pixels or min(cfg.pixels) < 1:
         raise ConfigError(f"pixels: expected counts >= 1, found {list(cfg.pixels)}")
+    if cfg.cnn.held_out != cfg.transfer.held_out or cfg.cnn.seed != cfg.transfer.seed:
+        raise ConfigError("cnn.held_out/seed and transfer.held_out/seed: expected the same "
+                          "values, so that neither model chose its epoch on the attacked images")
     if not 0 < cfg.jsma_fraction <= 1:
         raise ConfigError(f"jsma_fraction: expected a share in (0, 1], found {cfg.jsma_fraction}")
 
@@ -184,9 +187,6 @@ def _attack_model(cfg: FlowersAttacksConfig, model: ModelWrapper, size: int, ctx
 def execute(cfg: FlowersAttacksConfig, ctx: Context) -> dict[str, Any]:
     _check(cfg)
     val = load_dataset("flowers17", "val")
-    if cfg.cnn.held_out != cfg.transfer.held_out or cfg.cnn.seed != cfg.transfer.seed:
-        raise ConfigError("cnn.held_out/seed and transfer.held_out/seed: expected the same "
-                          "values, so that neither model chose its epoch on the attacked images")
     _, held = held_out_split(val.labels, cfg.cnn.held_out, seed=cfg.cnn.seed)
     if len(held) < cfg.n_images:
         log.warning("n_images: only %d held-out images; attacking those", len(held))
