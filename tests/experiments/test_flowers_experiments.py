@@ -94,3 +94,5 @@ def test_flowers_refuses_bad_settings(tmp_path: Path) -> None:
         run_experiment("flowers-augment", ["augments=[rotate]"], out=tmp_path)
     with pytest.raises(ConfigError, match=r"^models: an ensemble needs at least two"):
         run_experiment("flowers-ensemble", ["models=[mk2]"], out=tmp_path)
+    with pytest.raises(ConfigError, match=r"^precision: expected one of \['auto', 'fp32'"):
+        run_experiment("flowers-cnn", ["precision=fp16"], out=tmp_path)

@@ -384,6 +384,23 @@ def test_cpu_bf16_autocast_learns_and_is_really_used() -> None:
     assert not torch.equal(next(plain.parameters()), next(net.parameters()))
 
 
+def test_cpu_bf16_feeds_a_cnn_channels_last_batches() -> None:
+    torch.manual_seed(0)
+    # Three channels: with one, an NCHW tensor also counts as channels_last-contiguous.
+    train = (torch.rand(128, 3, 8, 8), torch.randint(0, 10, (128,)))
+    net = ModelWrapper(create_model("small_cnn", in_channels=3, image_size=8, width=8))
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    layouts: list[bool] = []
+    conv.register_forward_hook(
+        lambda _m, i, _o: layouts.append(i[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    fit(net, train, TrainConfig(epochs=1, batch_size=64, lr=0.1, cpu_bf16=True))
+    assert layouts and all(layouts)
+    layouts.clear()
+    fit(net, train, TrainConfig(epochs=1, batch_size=64, lr=0.1))  # float32 on CPU: as given
+    assert layouts and not any(layouts)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_amp_channels_last_learn_and_resume(tmp_path: Path) -> None:
     (xt, yt), (xv, yv) = digits()

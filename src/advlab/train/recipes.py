@@ -44,6 +44,7 @@ def flowers17(
     augment: str = "none",
     held_out: float = 0.5,
     train_fraction: float = 1.0,
+    cpu_bf16: bool = False,
     seed: int = 0,
 ) -> ModelRecipe:
     """A seed-004 network (``baseline``, ``mk1`` .. ``mk6``) trained on Flowers-17 as the report
@@ -54,10 +55,11 @@ def flowers17(
     an unbiased accuracy; `train_fraction` < 1 trains on that stratified share of the training
     images only (the rest can fit a stacking meta-learner: `store.train_parts`). `augment` is a
     `TrainConfig.augment` preset (``zoom``, ``flips``, ``mix``: the report's configurations
-    #1-#3).
+    #1-#3). `cpu_bf16` trains with bfloat16 autocast on CPU (`TrainConfig.cpu_bf16`).
     """
     train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                        early_stopping=epochs, augment=augment, seed=seed)  # fmt: skip
+                        early_stopping=epochs, augment=augment, cpu_bf16=cpu_bf16,
+                        seed=seed)  # fmt: skip
     return ModelRecipe(f"flowers_{model}", "flowers17", {}, train, normalize=False,
                        data_options={"image_size": image_size}, held_out=held_out,
                        train_fraction=train_fraction)  # fmt: skip
