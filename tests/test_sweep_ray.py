@@ -16,11 +16,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+import torch
 
+from advlab.data import load_dataset
 from advlab.errors import ConfigError
+from advlab.experiments import run_experiment
 from advlab.sweep import LocalBackend, RayBackend, make_backend, parse_grid, run_sweep
+from advlab.train import TrainConfig, fit
+from advlab.train.store import ModelRecipe, build, save_model
+from conftest import require_data
 
 if os.environ.get("CI") != "true":  # CI installs the dev extra, which has Ray: never skip there
     pytest.importorskip("ray", reason="needs the cluster extra: pip install 'advlab[cluster]'")
@@ -129,3 +136,54 @@ def test_backend_choice_from_the_command_line() -> None:
         make_backend("dask")
     with pytest.raises(ConfigError, match="--max-parallel: expected at least 1"):
         list(RayBackend(max_parallel=0).run([]))
+
+
+def _kill_first_shard(root: Path, killed: list[int], stop: threading.Event) -> None:
+    """Kill one shard's worker once a first chunk is written (its shard has more to do)."""
+    while not stop.is_set():
+        written = list(root.glob("onepixel-cifar/*/chunks/d1/chunk-*.npz"))
+        workers = [
+            p for p in psutil.process_iter(["cmdline"])
+            if " ".join(p.info["cmdline"] or []).startswith("ray::_ray_call")
+        ]  # fmt: skip
+        if written and workers:
+            workers[0].send_signal(signal.SIGKILL)
+            killed.append(workers[0].pid)
+            return
+        time.sleep(0.02)
+
+
+def _onepixel_results(run_path: Path) -> tuple[dict[str, object], dict[str, bytes]]:
+    m = json.loads((run_path / "metrics.json").read_text())
+    for part in m["untargeted"].values():
+        part.pop("seconds")
+    with np.load(run_path / "onepixel.npz") as npz:
+        return m, {k: npz[k].tobytes() for k in npz.files}
+
+
+def test_ray_shards_survive_a_killed_worker_and_match_one_shard(
+    tmp_path: Path, cluster: str
+) -> None:
+    require_data("cifar10")
+    x, y = load_dataset("cifar10", "train").take(2000, seed=0).tensors()
+    recipe = ModelRecipe("small_cnn", "cifar10", train=TrainConfig(epochs=3, lr=0.05, seed=0))
+    torch.manual_seed(0)
+    model = build(recipe, (3, 32, 32), 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
+    fit(model, (x, y), recipe.train, progress=False)
+    ckpt = save_model(tmp_path / "tiny.pt", model.eval(), recipe, (3, 32, 32), 10, {})
+    settings = [f"checkpoint={ckpt}", "n_images=40", "pixels=[1]", "population=100",
+                "max_generations=30", "targeted_per_class=0", "chunk=2"]  # fmt: skip
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_shard, args=(tmp_path / "ray", killed, stop))
+    killer.start()
+    try:
+        sharded = run_experiment("onepixel-cifar", settings, out=tmp_path / "ray", shards=2,
+                                 backend=RayBackend(cluster, retries=2))  # fmt: skip
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 1, "the test never caught a shard's worker to kill"
+    # One shard, in this process, with this process's threads: the same numbers, to the byte.
+    one = run_experiment("onepixel-cifar", settings, out=tmp_path / "one")
+    assert _onepixel_results(sharded.path) == _onepixel_results(one.path)

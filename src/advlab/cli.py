@@ -66,10 +66,37 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run of EXPERIMENT.")
     ] = False,
+    shards: Annotated[
+        int,
+        typer.Option(
+            help="Attack evaluations (onepixel-cifar, apr-cifar, robust-*): run their fixed "
+            "image chunks as N parallel tasks; same results as 1."
+        ),
+    ] = 1,
+    backend: Annotated[
+        str, typer.Option(help="Where --shards run: local (a process pool here) or ray.")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (host:port or auto); default: a private one."),
+    ] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Ray: at most K shards at once (default: all that fit).")
+    ] = None,
 ) -> None:
-    """Run an experiment; writes runs/<experiment>/<timestamp>/ with report.md and report.html."""
-    from advlab.experiments import run_experiment
+    """Run an experiment; writes runs/<experiment>/<timestamp>/ with report.md and report.html.
 
+    With --shards N an attack evaluation's images (in fixed chunks) are spread over N tasks,
+    on this machine or, with --backend ray, on a Ray cluster; a shard whose worker dies is
+    retried, and --resume keeps every chunk already finished.
+    """
+    from advlab.experiments import run_experiment
+    from advlab.sweep import make_backend
+
+    chosen = make_backend(  # None: a local pool of min(shards, cores) workers
+        backend, address=address, max_parallel=max_parallel,
+        gpus=1.0 if device.startswith("cuda") else 0.0,
+    )  # fmt: skip
     result = run_experiment(
         experiment,
         set_ or [],
@@ -78,6 +105,8 @@ def run(
         out=out,
         resume=resume,
         progress=_progress(),
+        shards=shards,
+        backend=chosen,
     )
     typer.echo(f"report: {result.file('report.html')}")
 

@@ -30,6 +30,7 @@ tasks and returns the same `PointOutcome`, so both write the same folders and re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -397,6 +398,12 @@ class Backend(Protocol):
         """Settings worth recording in sweep.json (kind, workers, threads)."""
         ...
 
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """``fn(item)`` for every item (a picklable top-level function and plain data); yield
+        ``(index, result)`` as each finishes; raise `RunError` when one fails. Sharded
+        evaluations (`advlab.shards`) run their shards through it."""
+        ...
+
 
 class LocalBackend:
     """A process pool on this machine: embedded, no server.
@@ -443,6 +450,33 @@ class LocalBackend:
                 except BrokenProcessPool as exc:
                     error = f"worker process died (killed, out of memory or crashed): {exc}"
                     yield PointOutcome(task.name, "failed", None, error)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """``fn(item)`` for every item in the worker processes; yields ``(index, result)`` as
+        each finishes. A task that raises, or whose worker dies, raises `RunError` here (the
+        caller's finished work, written by the tasks themselves, stays)."""
+        if self.workers < 1:
+            raise ConfigError(f"--workers: expected at least 1, got {self.workers}")
+        if not items:
+            return
+        executor = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(items)),
+            mp_context=_mp_context(),
+            initializer=_init_worker,
+            initargs=(self._threads(), dict(os.environ), os.getcwd()),
+        )
+        try:
+            futures = {executor.submit(fn, item): i for i, item in enumerate(items)}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    yield i, future.result()
+                except BrokenProcessPool as exc:
+                    raise RunError(f"task {i}: its worker process died (killed, out of memory "
+                                   f"or crashed): {exc}") from None  # fmt: skip
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
 
@@ -532,7 +566,7 @@ class RayBackend:
             "retries": self.retries,
         }
 
-    def run(self, tasks: Sequence[PointTask]) -> Iterator[PointOutcome]:
+    def _check(self) -> None:
         if self.max_parallel is not None and self.max_parallel < 1:
             raise ConfigError(f"--max-parallel: expected at least 1, got {self.max_parallel}")
         if self.cpus <= 0 or self.gpus < 0 or self.retries < 0:
@@ -540,11 +574,12 @@ class RayBackend:
                 f"ray backend: expected cpus > 0, gpus >= 0 and retries >= 0, found cpus="
                 f"{self.cpus}, gpus={self.gpus}, retries={self.retries}"
             )
-        if not tasks:
-            return
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Any]:
+        """Ray, joined (or started) for the duration of the block; yields the module."""
         try:
             import ray
-            from ray.exceptions import RayError
         except ImportError:
             raise ConfigError(
                 "--backend ray needs Ray: pip install 'advlab[cluster]' (or ray)"
@@ -563,33 +598,89 @@ class RayBackend:
                     "`ray start --head` running there?"
                 ) from None
             started = True
-        remote = ray.remote(_ray_point).options(
-            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
-            retry_exceptions=False,
-        )  # fmt: skip
-        limit = self.max_parallel or len(tasks)
-        threads = max(1, int(self.cpus))
-        pending = list(tasks)
-        running: dict[Any, PointTask] = {}
+        try:
+            yield ray
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _submit_all(
+        self, ray: Any, remote: Any, args: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any]]:
+        """Submit ``remote.remote(*a)`` for each of `args`, at most `max_parallel` in flight;
+        yields ``(index, object ref)`` of each finished task, any order."""
+        limit = self.max_parallel or len(args)
+        pending = list(range(len(args)))
+        running: dict[Any, int] = {}
         try:
             while pending or running:
                 while pending and len(running) < limit:
-                    task = pending.pop(0)
-                    running[remote.remote(task, threads)] = task
+                    i = pending.pop(0)
+                    running[remote.remote(*args[i])] = i
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for ref in ready:
-                    task = running.pop(ref)
+                    yield running.pop(ref), ref
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=True)
+
+    def _remote(self, ray: Any, fn: Callable[..., Any]) -> Any:
+        return ray.remote(fn).options(
+            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
+            retry_exceptions=False,
+        )  # fmt: skip
+
+    def run(self, tasks: Sequence[PointTask]) -> Iterator[PointOutcome]:
+        self._check()
+        if not tasks:
+            return
+        threads = max(1, int(self.cpus))
+        with self._session() as ray:
+            from ray.exceptions import RayError
+
+            remote = self._remote(ray, _ray_point)
+            submitted = self._submit_all(ray, remote, [(t, threads) for t in tasks])
+            with contextlib.closing(submitted) as finished:  # cancels what runs if we stop early
+                for i, ref in finished:
                     try:
                         yield ray.get(ref)
                     except RayError as exc:
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                        error = f"ray task lost after {self.retries} retries: {type(exc).__name__}"
-                        yield PointOutcome(task.name, "failed", None, f"{error}: {first}")
-        finally:
-            for ref in running:
-                ray.cancel(ref, force=True)
-            if started:
-                ray.shutdown()
+                        error = (f"ray task lost after {self.retries} retries: "
+                                 f"{type(exc).__name__}")  # fmt: skip
+                        yield PointOutcome(tasks[i].name, "failed", None, f"{error}: {first}")
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """``fn(item)`` for every item as Ray tasks (each asks for `cpus` CPUs and `gpus`
+        GPUs, and is retried up to `retries` times when its worker dies); yields ``(index,
+        result)`` as each finishes. A task that raises, or is lost, raises `RunError`."""
+        self._check()
+        if not items:
+            return
+        threads = max(1, int(self.cpus))
+        with self._session() as ray:
+            from ray.exceptions import RayError
+
+            remote = self._remote(ray, _ray_call)
+            submitted = self._submit_all(ray, remote, [(fn, it, threads) for it in items])
+            with contextlib.closing(submitted) as finished:  # cancels what runs if we stop early
+                for i, ref in finished:
+                    try:
+                        yield i, ray.get(ref)
+                    except RayError as exc:
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                        raise RunError(f"task {i} failed on the Ray cluster: "
+                                       f"{type(exc).__name__}: {first}") from None  # fmt: skip
+
+
+def _ray_call(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
+    """``fn(item)`` inside a Ray worker, with torch and BLAS held to the task's CPUs."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        return fn(item)
 
 
 def _ray_point(task: PointTask, threads: int) -> PointOutcome:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks import BIM, FGSM, L2PGD, LinfPGD, TargetedMisclassification, l2, linf
+from advlab.attacks.gradient import _Draws, _StreamDraws
 from advlab.errors import ConfigError
 from advlab.models import ModelWrapper
 
@@ -114,11 +115,14 @@ def test_l2_pgd_budget_and_strength(digits: Data) -> None:
     assert robust[1] <= 0.10  # measured 0.038
     # The random start is uniform in the ball: in 64 dimensions, the mean radius is 64/65 of
     # eps and the directions are isotropic.
-    start = L2PGD()._random_start(x, 1.0, torch.Generator().manual_seed(3))
-    norms = l2(torch.zeros_like(x), start)
-    assert float(norms.max()) <= 1.0 + 1e-5
-    assert float(norms.mean()) == pytest.approx(64 / 65, abs=0.01)
-    assert float(start.mean()) == pytest.approx(0.0, abs=0.01)
+    # Both sources of numbers: one generator for the batch, or each image's own stream.
+    for draw in (_Draws(torch.Generator().manual_seed(3), x),
+                 _StreamDraws(3, torch.arange(len(x)), x)):  # fmt: skip
+        start = L2PGD()._random_start(x, 1.0, draw)
+        norms = l2(torch.zeros_like(x), start)
+        assert float(norms.max()) <= 1.0 + 1e-5
+        assert float(norms.mean()) == pytest.approx(64 / 65, abs=0.01)
+        assert float(start.mean()) == pytest.approx(0.0, abs=0.01)
 
 
 def test_targeted_pgd_reaches_targets(digits: Data) -> None:
@@ -145,3 +149,27 @@ def test_targeted_pgd_reaches_targets(digits: Data) -> None:
 def test_bad_parameters_are_one_clear_error(kwargs: dict[str, object], pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         LinfPGD(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("attack_cls, eps", [(LinfPGD, 0.1), (L2PGD, 1.0)])
+def test_pgd_image_ids_start_every_image_the_same_in_any_chunk(
+    digits: Data, attack_cls: type, eps: float
+) -> None:
+    model, x, y = digits
+    x, y = x[:12], y[:12]
+    ids = torch.arange(100, 112)
+    attack = attack_cls(steps=1, abs_stepsize=1e-9, seed=3)  # a step too small to matter
+    _, whole, _ = attack(model, x, y, epsilons=[eps], image_ids=ids)
+    _, part, _ = attack(model, x[5:9], y[5:9], epsilons=[eps], image_ids=ids[5:9])
+    torch.testing.assert_close(part[0], whole[0][5:9], rtol=0, atol=1e-6)
+    # The starts are random, not one draw shared by all: the images' offsets differ.
+    delta = (whole[0] - x).flatten(1)
+    assert not torch.allclose(delta[0], delta[1], atol=1e-3)
+    assert float(linf(x, whole[0]).max() if attack_cls is LinfPGD else l2(x, whole[0]).max()) <= (
+        eps + 1e-5
+    )
+    # Without ids, the batch's shared generator gives the same image another start.
+    _, alone, _ = attack(model, x[5:9], y[5:9], epsilons=[eps])
+    assert not torch.allclose(alone[0], whole[0][5:9], atol=1e-3)
+    with pytest.raises(Exception, match=r"^image_ids: expected an int64 tensor of shape \(12,\)"):
+        attack(model, x, y, epsilons=[eps], image_ids=ids[:3])

@@ -70,3 +70,7 @@ def test_apr_cifar_small(tmp_path: Path) -> None:
     assert "At k = 50, black-box" in report
     for fig in ("success.png", "tradeoff.png", "attention.png", "budget.png"):
         assert (run.path / "figures" / fig).is_file()
+    # Every attack evaluation went through fixed chunks of 50 images (`advlab.shards`).
+    chunks = {p.parent.name for p in (run.path / "chunks").glob("*/chunk-00000.npz")}
+    assert {"variant0-d1", "adaptive-d3", "guided-d1", "sparse-rs-apr-k50",
+            "jsma-undefended"} <= chunks  # fmt: skip

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from advlab.data import load_dataset
@@ -27,9 +28,13 @@ def _tiny_checkpoint(path: Path) -> Path:
     return save_model(path, model.eval(), recipe, (3, 32, 32), 10, {})
 
 
-def test_onepixel_cifar_small(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_data("cifar10")
-    ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
+    return _tiny_checkpoint(tmp_path_factory.mktemp("onepixel") / "tiny.pt")
+
+
+def test_onepixel_cifar_small(tmp_path: Path, ckpt: Path) -> None:
     run = run_experiment(
         "onepixel-cifar",
         [f"checkpoint={ckpt}", "n_images=40", "pixels=[1,5]", "population=50",
@@ -69,3 +74,32 @@ def test_onepixel_cifar_small(tmp_path: Path) -> None:
     assert matrix.shape == (10, 10) and np.isnan(np.diag(matrix)).all()
     report = (run.path / "report.md").read_text()
     assert "68.71%" in report and (run.path / "figures" / "examples.png").is_file()
+
+
+def _comparable(run_path: Path) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+    m = json.loads((run_path / "metrics.json").read_text())
+    for part in [*m["untargeted"].values(), m["targeted"]]:
+        part.pop("seconds")
+    with np.load(run_path / "onepixel.npz") as npz:
+        return m, {k: npz[k] for k in npz.files}
+
+
+def test_onepixel_cifar_shards_merge_to_the_unsharded_result(tmp_path: Path, ckpt: Path) -> None:
+    settings = [f"checkpoint={ckpt}", "n_images=30", "pixels=[1]", "population=20",
+                "max_generations=6", "targeted_per_class=1", "targeted_generations=2",
+                "chunk=4"]  # fmt: skip
+    one = run_experiment("onepixel-cifar", settings, out=tmp_path / "one")
+    three = run_experiment("onepixel-cifar", settings, out=tmp_path / "three", shards=3)
+    m1, a1 = _comparable(one.path)
+    m3, a3 = _comparable(three.path)
+    assert m1 == m3
+    assert a1.keys() == a3.keys() and all(np.array_equal(a1[k], a3[k]) for k in a1)
+    chunks = sorted(p.name for p in (three.path / "chunks" / "d1").iterdir())
+    n_correct = m1["n_correct"]
+    assert chunks == [f"chunk-{c:05d}.npz" for c in range(-(-n_correct // 4))]
+    # A chunk file is the work of its chunk alone: deleting one and resuming redoes only it.
+    (three.path / "chunks" / "d1" / "chunk-00001.npz").unlink()
+    (three.path / "status.json").write_text(json.dumps({"status": "failed"}))
+    again = run_experiment("onepixel-cifar", resume=True, out=tmp_path / "three", shards=2)
+    assert again.path == three.path
+    assert _comparable(again.path)[0] == m1

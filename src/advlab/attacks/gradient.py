@@ -22,6 +22,7 @@ from advlab.attacks.base import (
 )
 from advlab.attacks.criteria import Criterion
 from advlab.attacks.distances import l2, linf
+from advlab.attacks.random_streams import normal, uniform
 from advlab.attacks.registry import ATTACKS
 from advlab.errors import AttackError, ConfigError
 from advlab.models.wrapper import eval_mode
@@ -129,6 +130,47 @@ class FGSM(FixedEpsilonAttack):
         return [(x + eps * sign).clamp(low, high) for eps in epsilons]
 
 
+class _Draws:
+    """The random start's numbers from one torch generator for the whole batch (or torch's
+    global one), shaped like the request."""
+
+    def __init__(self, gen: torch.Generator | None, like: torch.Tensor) -> None:
+        self.gen, self.device, self.dtype = gen, like.device, like.dtype
+
+    def rand(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.rand(shape, generator=self.gen, device=self.device, dtype=self.dtype)
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.gen, device=self.device, dtype=self.dtype)
+
+
+class _StreamDraws(_Draws):
+    """The random start's numbers from each image's own counter-based stream
+    (`random_streams`, keyed by the image's id): the same for an image in any batch, chunk or
+    shard. The first dimension of every request is the images'."""
+
+    def __init__(self, seed: int | None, ids: Any, like: torch.Tensor) -> None:
+        super().__init__(None, like)
+        n = like.shape[0]
+        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.shape != (n,):
+            raise AttackError(f"image_ids: expected an int64 tensor of shape ({n},), found {ids!r}")
+        self.ids = ids.to(like.device)
+        self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
+        self.calls = 0
+
+    def _stream(self) -> int:
+        self.calls += 1
+        return 2 * self.calls  # normal() reads streams k and k + 1
+
+    def rand(self, shape: tuple[int, ...]) -> torch.Tensor:
+        u = uniform(self.seed, self._stream(), self.ids, 0, shape[1:])
+        return u.to(self.dtype).view(shape)
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        z = normal(self.seed, self._stream(), self.ids, 0, shape[1:])
+        return z.to(self.dtype).view(shape)
+
+
 class _Iterative(FixedEpsilonAttack):
     """Iterated gradient steps from an optional random start, projected onto the epsilon ball
     of `distance` and the model's bounds after every step.
@@ -175,9 +217,7 @@ class _Iterative(FixedEpsilonAttack):
     def _step(self, grad: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _random_start(
-        self, x: torch.Tensor, epsilon: float, gen: torch.Generator | None
-    ) -> torch.Tensor:
+    def _random_start(self, x: torch.Tensor, epsilon: float, draw: _Draws) -> torch.Tensor:
         raise NotImplementedError
 
     def run(
@@ -189,6 +229,7 @@ class _Iterative(FixedEpsilonAttack):
         epsilon: float | None,
         **kwargs: Any,
     ) -> torch.Tensor:
+        image_ids = kwargs.pop("image_ids", None)
         raise_if_kwargs(kwargs)
         if epsilon is None:
             raise AttackError(f"epsilon: {type(self).__name__} needs a number >= 0, found None")
@@ -198,8 +239,12 @@ class _Iterative(FixedEpsilonAttack):
         step = self.stepsize(epsilon)
         x = x0
         if self.random_start and epsilon > 0:
-            gen = generator_for(self.seed, x0.device)
-            x = (x0 + self._random_start(x0, epsilon, gen)).clamp(low, high)
+            draw: _Draws
+            if image_ids is None:
+                draw = _Draws(generator_for(self.seed, x0.device), x0)
+            else:
+                draw = _StreamDraws(self.seed, image_ids, x0)
+            x = (x0 + self._random_start(x0, epsilon, draw)).clamp(low, high)
         chunk = chunk_size(x0, self.batch_size)
         out = []
         with eval_mode(model):  # all steps on one chunk, then the next: the chunk stays in cache
@@ -270,7 +315,10 @@ class LinfPGD(_Iterative):
         random_start: Start from a uniform point of the ball instead of the input.
         batch_size: Samples per forward/backward pass; None for automatic (`chunk_size`).
         seed: Seed of the random start's private generator; None draws from torch's global
-            generator (which `advlab run` seeds).
+            generator (which `advlab run` seeds). Calling the attack with
+            ``image_ids=`` (int64 (N,), the images' indices in a whole evaluation) draws each
+            image's start from its own counter-based stream instead, so that a chunk or shard
+            of the evaluation starts every image where the whole evaluation would.
 
     Returns:
         As `Attack`: `(raw, clipped, success)`, raw already inside the Linf ball.
@@ -299,11 +347,8 @@ class LinfPGD(_Iterative):
     def _step(self, grad: torch.Tensor) -> torch.Tensor:
         return grad.sign()
 
-    def _random_start(
-        self, x: torch.Tensor, epsilon: float, gen: torch.Generator | None
-    ) -> torch.Tensor:
-        u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        return (2 * u - 1) * epsilon
+    def _random_start(self, x: torch.Tensor, epsilon: float, draw: _Draws) -> torch.Tensor:
+        return (2 * draw.rand(tuple(x.shape)) - 1) * epsilon
 
 
 @ATTACKS.register("pgd-l2", help="Projected gradient descent, L2, random start (Madry et al. 2018)")
@@ -321,7 +366,7 @@ class L2PGD(_Iterative):
         random_start: Start from a uniform point of the ball instead of the input.
         batch_size: Samples per forward/backward pass; None for automatic (`chunk_size`).
         seed: Seed of the random start's private generator; None draws from torch's global
-            generator.
+            generator. ``image_ids=`` at call time: per-image streams, as `LinfPGD`.
 
     Returns:
         As `Attack`: `(raw, clipped, success)`, raw already inside the L2 ball.
@@ -351,15 +396,13 @@ class L2PGD(_Iterative):
         norms = torch.linalg.vector_norm(grad.flatten(1), dim=1).clamp_min(1e-12)
         return grad / norms.view(-1, *([1] * (grad.ndim - 1)))
 
-    def _random_start(
-        self, x: torch.Tensor, epsilon: float, gen: torch.Generator | None
-    ) -> torch.Tensor:
+    def _random_start(self, x: torch.Tensor, epsilon: float, draw: _Draws) -> torch.Tensor:
         # Uniform in the ball: a Gaussian direction, radius epsilon * U^(1/d).
         n, d = x.shape[0], x[0].numel()
-        direction = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        direction = draw.randn(tuple(x.shape))
         direction = direction / torch.linalg.vector_norm(direction.flatten(1), dim=1).clamp_min(
             1e-12
         ).view(-1, *([1] * (x.ndim - 1)))
-        u = torch.rand(n, generator=gen, device=x.device, dtype=x.dtype)
+        u = draw.rand((n,))
         radius = epsilon * u.pow(1.0 / d)
         return direction * radius.view(-1, *([1] * (x.ndim - 1)))

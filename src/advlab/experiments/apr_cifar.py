@@ -34,6 +34,7 @@ from advlab.models import ModelWrapper
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid, line_plot, pareto_front, scatter_plot
 from advlab.runs import Run
+from advlab.shards import cached, remember, run_sharded
 from advlab.train import TrainConfig
 from advlab.train.checkpoint import load_checkpoint
 from advlab.train.recipes import resnet18_cifar10
@@ -83,6 +84,7 @@ class APRCifarConfig:
     sparse_rs_pixels: tuple[int, ...] = (1, 3, 5, 10, 20)
     sparse_rs_queries: int = 1000
     jsma_features: int = 30  # white-box L0 budget in changed values (3 per pixel)
+    chunk: int = 50  # images per fixed chunk of every attack evaluation (the unit of --shards)
     seed: int = 0
 
 
@@ -105,14 +107,14 @@ def variants(cfg: APRCifarConfig) -> dict[str, APRConfig | None]:
     return out
 
 
-def _base(cfg: APRCifarConfig, ctx: Context) -> tuple[ModelWrapper, str, dict[str, Any]]:
+def _base(cfg: APRCifarConfig, device: str) -> tuple[ModelWrapper, str, dict[str, Any]]:
     if cfg.checkpoint:
         path = Path(cfg.checkpoint)
-        model = load_model(path, device=ctx.device)
+        model = load_model(path, device=device)
         info = load_checkpoint(path, map_location="cpu")["model"]
         return model.eval(), f"checkpoint `{cfg.checkpoint}`", info
     recipe = resnet18_cifar10(cfg.stem)
-    model = get_trained(recipe, device=ctx.device)
+    model = get_trained(recipe, device=device)
     what = f"torchvision ResNet-18, {cfg.stem} stem (recipe `{recipe.key()}`)"
     return model.eval(), what, {"name": recipe.model, "config": recipe.model_config}
 
@@ -124,48 +126,82 @@ def _saved_recipe(base: dict[str, Any], apr: APRConfig) -> ModelRecipe:
     return ModelRecipe(base["name"], "cifar10", dict(base["config"]))
 
 
-def _one_pixel(
-    cfg: APRCifarConfig,
-    model: ModelWrapper,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    correct: np.ndarray,
-    pixels: int,
-    allowed: torch.Tensor | None = None,
-) -> tuple[dict[str, Any], torch.Tensor]:
-    attack = OnePixel(population=cfg.eval_population, max_generations=cfg.eval_generations,
-                      stop="misclassified", seed=cfg.seed)  # fmt: skip
-    idx = torch.nonzero(torch.as_tensor(correct, device=x.device)).flatten()
-    fooled = np.zeros(len(y), dtype=bool)
-    adv = x.clone()
-    if len(idx):
-        res = attack.search(model, x[idx], y[idx], pixels=pixels, image_ids=idx,
-                            allowed=None if allowed is None else allowed[idx])  # fmt: skip
-        pred = model.predict(res.adversarials)
-        fooled[idx.cpu().numpy()] = (pred != y[idx]).cpu().numpy()
-        adv[idx] = res.adversarials
-    return attack_summary(correct, fooled), adv
+def _worker_model(cfg: APRCifarConfig, device: str, spec: str) -> ModelWrapper:
+    """The model a chunk attacks: ``base`` (the stored or given one) or a variant's file."""
+    if spec == "base":
+        return cached(("apr-cifar", cfg, device, spec), lambda: _base(cfg, device)[0])
+    return cached(("apr-cifar", cfg, device, spec),
+                  lambda: load_model(Path(spec), device=device).eval())  # fmt: skip
 
 
-def _sparse_rs(cfg: APRCifarConfig, model: ModelWrapper, x: torch.Tensor, y: torch.Tensor,
-               correct: np.ndarray, k: int) -> dict[str, Any]:  # fmt: skip
-    _, _, ok = SparseRS(max_queries=cfg.sparse_rs_queries, seed=cfg.seed)(model, x, y,
-                                                                          epsilons=[k])  # fmt: skip
-    return attack_summary(correct, ok[0].cpu().numpy())
-
-
-def _jsma(cfg: APRCifarConfig, model: ModelWrapper, x: torch.Tensor, y: torch.Tensor,
-          correct: np.ndarray) -> dict[str, Any]:  # fmt: skip
-    """White-box JSMA through the whole model, both directions (theta +1 and -1), the worst
-    case per image; with the median number of pixels the successful ones changed."""
+def _attack_chunk(payload: tuple[Any, ...], ids: np.ndarray) -> dict[str, np.ndarray]:
+    """One chunk of an evaluation (`advlab.shards`) on images `ids` of the attacked set:
+    ``("one_pixel", d, guided)``, ``("sparse_rs", k)`` or ``("jsma",)``."""
+    cfg, device, spec, op, *args = payload
+    model = _worker_model(cfg, device, spec)
+    x, y = load_dataset("cifar10", "test").take(cfg.n_images, seed=cfg.seed).subset(
+        ids).tensors(device)  # fmt: skip
+    ids_t = torch.as_tensor(ids, device=device)
+    if op == "one_pixel":
+        pixels, guided = args
+        attack = OnePixel(population=cfg.eval_population, max_generations=cfg.eval_generations,
+                          stop="misclassified", seed=cfg.seed)  # fmt: skip
+        allowed = open_pixels(model, x, cfg.open_fraction) if guided else None
+        res = attack.search(model, x, y, pixels=pixels, image_ids=ids_t, allowed=allowed)
+        return {"fooled": (model.predict(res.adversarials) != y).cpu().numpy(),
+                "adversarials": res.adversarials.cpu().numpy()}  # fmt: skip
+    if op == "sparse_rs":
+        (k,) = args
+        _, _, ok = SparseRS(max_queries=cfg.sparse_rs_queries, seed=cfg.seed)(
+            model, x, y, epsilons=[k], image_ids=ids_t)  # fmt: skip
+        return {"fooled": ok[0].cpu().numpy()}
+    # White-box JSMA through the whole model, both directions (theta +1 and -1), the worst
+    # case per image, with the number of pixels the first successful direction changed.
     fooled = np.zeros(len(y), dtype=bool)
     changed = np.zeros(len(y), dtype=np.int64)
     for theta in (1.0, -1.0):
         _, clipped, ok = JSMA(theta=theta)(model, x, y, epsilons=[cfg.jsma_features])
         hit = ok[0].cpu().numpy() & ~fooled
-        pixels = l0_pixels(x, clipped[0]).cpu().numpy()
-        changed[hit] = pixels[hit]
+        pixels_changed = l0_pixels(x, clipped[0]).cpu().numpy()
+        changed[hit] = pixels_changed[hit]
         fooled |= hit
+    return {"fooled": fooled, "changed": changed}
+
+
+def _sharded(cfg: APRCifarConfig, ctx: Context, spec: str, what: tuple[Any, ...],
+             ids: np.ndarray, name: str) -> dict[str, np.ndarray]:  # fmt: skip
+    return run_sharded(_attack_chunk, (cfg, ctx.device, spec, *what), ids,
+                       folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
+                       shards=ctx.shards, backend=ctx.backend, desc=name)  # fmt: skip
+
+
+def _one_pixel(cfg: APRCifarConfig, ctx: Context, spec: str, x: torch.Tensor,
+               correct: np.ndarray, pixels: int, name: str,
+               guided: bool = False) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
+    """The one-pixel attack on the correctly classified images, in shards."""
+    idx = np.nonzero(correct)[0]
+    fooled = np.zeros(len(correct), dtype=bool)
+    adv = x.clone()
+    if len(idx):
+        res = _sharded(cfg, ctx, spec, ("one_pixel", pixels, guided), idx, name)
+        fooled[idx] = res["fooled"]
+        adv[torch.as_tensor(idx, device=x.device)] = torch.as_tensor(res["adversarials"],
+                                                                     device=x.device)
+    return attack_summary(correct, fooled), adv
+
+
+def _sparse_rs(cfg: APRCifarConfig, ctx: Context, spec: str, correct: np.ndarray, k: int,
+               name: str) -> dict[str, Any]:  # fmt: skip
+    res = _sharded(cfg, ctx, spec, ("sparse_rs", k), np.arange(len(correct)), name)
+    return attack_summary(correct, res["fooled"])
+
+
+def _jsma(cfg: APRCifarConfig, ctx: Context, spec: str, correct: np.ndarray,
+          name: str) -> dict[str, Any]:  # fmt: skip
+    """White-box JSMA (both directions), with the median number of pixels the successful ones
+    changed."""
+    res = _sharded(cfg, ctx, spec, ("jsma",), np.arange(len(correct)), name)
+    fooled, changed = res["fooled"], res["changed"]
     out = attack_summary(correct, fooled)
     won = fooled & correct
     out["median_pixels"] = float(np.median(changed[won])) if won.any() else None
@@ -177,9 +213,12 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
         raise ConfigError(f"finetune_images, n_images, pixels: expected >= 1, >= 1 and a "
                           f"non-empty list, found {cfg.finetune_images}, {cfg.n_images}, "
                           f"{list(cfg.pixels)}")  # fmt: skip
+    if cfg.chunk < 1:
+        raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
     device = torch.device(ctx.device)
     with ctx.timed("base model"):
-        base, what, base_info = _base(cfg, ctx)
+        base, what, base_info = _base(cfg, ctx.device)
+    remember(("apr-cifar", cfg, ctx.device, "base"), base)  # in-process chunks use it
     train = load_dataset("cifar10", "train").take(cfg.finetune_images, seed=cfg.seed)
     xtr, ytr = train.tensors(device)
     test = load_dataset("cifar10", "test")
@@ -191,10 +230,12 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     folder = ctx.run.path / "models"
     folder.mkdir(exist_ok=True)
     models: dict[str, ModelWrapper] = {}
+    specs: dict[str, str] = {}  # how a shard's worker finds each model
     out: dict[str, Any] = {"base": what, "variants": {}}
     for i, (name, apr) in enumerate(variants(cfg).items()):
         if apr is None:
             models[name] = base
+            specs[name] = "base"
             out["variants"][name] = {"parts": "none (the stored model)", "apr": None}
             continue
         path = folder / f"variant{i}.pt"
@@ -211,11 +252,13 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
                        {"train_loss": history.train_loss})  # fmt: skip
             (folder / f"variant{i}.training.pt").unlink(missing_ok=True)
             models[name] = model
+        specs[name] = str(path.resolve())
+        remember(("apr-cifar", cfg, ctx.device, specs[name]), models[name])
         out["variants"][name] = {"parts": apr.parts(), "apr": asdict(apr), "file": path.name,
                                  "seconds": ctx.timing.get(f"fine-tune {name}")}  # fmt: skip
     adversarials: dict[int, torch.Tensor] = {}
     correct_of: dict[str, np.ndarray] = {}
-    for name, model in models.items():
+    for v, (name, model) in enumerate(models.items()):
         r = out["variants"][name]
         r["clean_accuracy"] = float((model.predict(xc) == yc).float().mean())
         correct = correct_of[name] = (model.predict(x) == y).cpu().numpy()
@@ -224,7 +267,8 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
         for d in cfg.pixels if main else cfg.sweep_pixels:
             log.info("%s: one-pixel d = %d on %d correct images", name, d, int(correct.sum()))
             with ctx.timed(f"attack {name} d={d}"):
-                r["one_pixel"][str(d)], adv = _one_pixel(cfg, model, x, y, correct, d)
+                r["one_pixel"][str(d)], adv = _one_pixel(cfg, ctx, specs[name], x, correct, d,
+                                                         f"variant{v}-d{d}")  # fmt: skip
             if name == UNDEFENDED:
                 adversarials[d] = adv
     full = models[FULL]
@@ -232,13 +276,15 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     adaptive: dict[str, Any] = {}
     for d in cfg.adaptive_pixels:
         with ctx.timed(f"adaptive d={d}"):
-            adaptive[f"one-pixel attack, d = {d}"] = _one_pixel(cfg, full, x, y, correct, d)[0]
+            adaptive[f"one-pixel attack, d = {d}"] = _one_pixel(
+                cfg, ctx, specs[FULL], x, correct, d, f"adaptive-d{d}")[0]  # fmt: skip
     allowed = open_pixels(full, x, cfg.open_fraction)
     if allowed is not None:
         for d in cfg.pixels:
             with ctx.timed(f"guided d={d}"):
                 adaptive[f"one-pixel attack, d = {d}, on the {100 * cfg.open_fraction:g}% most "
-                         f"open pixels"] = _one_pixel(cfg, full, x, y, correct, d, allowed)[0]
+                         f"open pixels"] = _one_pixel(cfg, ctx, specs[FULL], x, correct, d,
+                                                      f"guided-d{d}", guided=True)[0]  # fmt: skip
     for d, adv in adversarials.items():
         fooled = (full.predict(adv) != y).cpu().numpy()
         adaptive[f"transfer of the undefended model's d = {d} adversarials"] = attack_summary(
@@ -246,14 +292,15 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     # Gradient-masking checks, on both models: Sparse-RS (black box) as the budget grows, and
     # white-box JSMA through the whole model at the budget of Sparse-RS at jsma_features / 3.
     masking: dict[str, Any] = {"sparse_rs": {}, "jsma": {}}
-    for name in (UNDEFENDED, FULL):
-        model, ok_clean = models[name], correct_of[name]
+    for tag, name in (("undefended", UNDEFENDED), ("apr", FULL)):
+        ok_clean = correct_of[name]
         curve = masking["sparse_rs"][name] = {}
         for k in cfg.sparse_rs_pixels:
             with ctx.timed(f"sparse-rs {name} k={k}"):
-                curve[str(k)] = _sparse_rs(cfg, model, x, y, ok_clean, k)
+                curve[str(k)] = _sparse_rs(cfg, ctx, specs[name], ok_clean, k,
+                                           f"sparse-rs-{tag}-k{k}")  # fmt: skip
         with ctx.timed(f"jsma {name}"):
-            masking["jsma"][name] = _jsma(cfg, model, x, y, ok_clean)
+            masking["jsma"][name] = _jsma(cfg, ctx, specs[name], ok_clean, f"jsma-{tag}")
     for k, v in masking["sparse_rs"][FULL].items():
         adaptive[f"Sparse-RS, k = {k}, {cfg.sparse_rs_queries} queries"] = v
     adaptive[f"JSMA (white box, +/- theta), <= {cfg.jsma_features} changed values"] = (

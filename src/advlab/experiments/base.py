@@ -32,6 +32,8 @@ class Context:
     device: str
     progress: bool
     timing: dict[str, float] = dataclasses.field(default_factory=dict)
+    shards: int = 1  # attack evaluations: tasks to cut their fixed chunks into (`advlab.shards`)
+    backend: Any = None  # where shards run (`advlab.sweep.Backend`); None: a local pool
 
     def timed(self, name: str) -> _Timer:
         """``with ctx.timed("train"):`` records wall seconds in timing.json."""
@@ -110,8 +112,19 @@ def run_experiment(
     out: Path | None = None,
     resume: bool = False,
     progress: bool = False,
+    shards: int = 1,
+    backend: Any = None,
 ) -> Run:
-    """Run experiment `name` and return its run folder (see `advlab run --help`)."""
+    """Run experiment `name` and return its run folder (see `advlab run --help`).
+
+    `shards` > 1 runs the attack evaluations of the experiments that have them
+    (onepixel-cifar, apr-cifar, robust-mnist, robust-cifar) as that many tasks on `backend`
+    (an `advlab.sweep.Backend`; None: a local process pool); their results are the same as
+    with one shard. Other experiments ignore it.
+    """
+    from advlab.shards import shard_count
+
+    shard_count(shards)
     from advlab.seeding import seed_everything
 
     exp = EXPERIMENTS.get(name)
@@ -139,7 +152,7 @@ def run_experiment(
         run.save_json("env.json", environment(device))
         run.set_status("running")
         seed_everything(cfg.seed)
-        ctx = Context(run=run, device=device, progress=progress)
+        ctx = Context(run=run, device=device, progress=progress, shards=shards, backend=backend)
         start = time.perf_counter()
         metrics = exp.execute(cfg, ctx)
         ctx.timing["total"] = time.perf_counter() - start

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from advlab.report.figures import (
     pixel_examples,
 )
 from advlab.runs import Run
+from advlab.shards import cached, remember, run_sharded
 from advlab.train import TrainConfig
 from advlab.train.recipes import resnet18_cifar10
 from advlab.train.store import ModelRecipe, get_trained, load_model
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 PAPER_UNTARGETED_1PX = {"all-conv": 0.6871, "NiN": 0.7166, "VGG16": 0.6353}
 PUBLIC_RESNET = "about 28-34% for 1 pixel and 78-79% for 3 pixels"
 MODELS = ("resnet18", "small_cnn")
+RESULT_FIELDS = ("adversarials", "pixels", "found", "first_success_generation", "queries",
+                 "queries_to_success")  # fmt: skip
 N_EXAMPLES = 8
 
 
@@ -72,12 +76,13 @@ class OnePixelConfig:
     targeted_pixels: int = 1
     targeted_generations: int = 10
     batch_size: int = 0  # candidates per forward pass; 0 for automatic
+    chunk: int = 50  # images per fixed chunk of the evaluation (the unit of `--shards`)
     seed: int = 0
 
 
-def _model(cfg: OnePixelConfig, ctx: Context) -> tuple[ModelWrapper, str]:
+def _model(cfg: OnePixelConfig, device: str) -> tuple[ModelWrapper, str]:
     if cfg.checkpoint:
-        return load_model(Path(cfg.checkpoint), device=ctx.device), f"checkpoint `{cfg.checkpoint}`"
+        return load_model(Path(cfg.checkpoint), device=device), f"checkpoint `{cfg.checkpoint}`"
     if cfg.model not in MODELS:
         raise ConfigError(f"model: expected one of {MODELS}, found {cfg.model!r}")
     if cfg.model == "resnet18":
@@ -87,7 +92,27 @@ def _model(cfg: OnePixelConfig, ctx: Context) -> tuple[ModelWrapper, str]:
         recipe = ModelRecipe("small_cnn", "cifar10", train=TrainConfig(
             epochs=10, lr=0.05, batch_size=128, augment="crop_flip", seed=0))  # fmt: skip
         what = f"advlab's small_cnn (recipe `{recipe.key()}`)"
-    return get_trained(recipe, device=ctx.device).eval(), what
+    return get_trained(recipe, device=device).eval(), what
+
+
+def _search_chunk(payload: tuple[Any, ...], ids: np.ndarray) -> dict[str, np.ndarray]:
+    """One chunk of an evaluation (`advlab.shards`): the untargeted search on images `ids` of
+    the evaluation set, or the targeted one on attacks `ids` (image * 10 + target)."""
+    cfg, device, kind, pixels, generations = payload
+    model = cached(("onepixel-cifar", cfg, device), lambda: _model(cfg, device)[0])
+    test = load_dataset("cifar10", "test")
+    ids_t = torch.as_tensor(ids, device=device)
+    if kind == "untargeted":
+        x, y = test.take(cfg.n_images, seed=cfg.seed).subset(ids).tensors(device)
+        criterion: Any = y
+    else:
+        k = test.num_classes
+        x, _ = test.take(cfg.targeted_per_class * k, seed=cfg.seed + 1).subset(ids // k).tensors(
+            device
+        )
+        criterion = TargetedMisclassification(torch.as_tensor(ids % k, device=device))
+    res = _attack(cfg, generations).search(model, x, criterion, pixels=pixels, image_ids=ids_t)
+    return {name: getattr(res, name).cpu().numpy() for name in RESULT_FIELDS}
 
 
 def _attack(cfg: OnePixelConfig, generations: int) -> OnePixel:
@@ -116,9 +141,12 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
     if cfg.n_images < 1 or not cfg.pixels or min(cfg.pixels) < 1:
         raise ConfigError(f"n_images, pixels: expected >= 1 and values >= 1, found "
                           f"{cfg.n_images}, {list(cfg.pixels)}")  # fmt: skip
+    if cfg.chunk < 1:
+        raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
     device = torch.device(ctx.device)
     with ctx.timed("model"):
-        model, what = _model(cfg, ctx)
+        model, what = _model(cfg, ctx.device)
+    remember(("onepixel-cifar", cfg, ctx.device), model)  # in-process chunks use it
     test = load_dataset("cifar10", "test")
     classes = list(test.classes)
     subset = test.take(cfg.n_images, seed=cfg.seed)
@@ -138,11 +166,11 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         raise ConfigError(f"the model classifies none of the {len(y)} test images correctly: "
                           "nothing to attack")  # fmt: skip
     for d in cfg.pixels:
-        attack = _attack(cfg, cfg.max_generations)
+        _attack(cfg, cfg.max_generations)  # checks the settings before any chunk runs
         log.info("untargeted, d = %d: %d images, population %d, at most %d generations", d,
                  len(idx), cfg.population, cfg.max_generations)  # fmt: skip
         with ctx.timed(f"untargeted d={d}"):
-            res = attack.search(model, x[idx], y[idx], pixels=d, image_ids=idx)
+            res = _sharded(cfg, ctx, ("untargeted", d, cfg.max_generations), idx, f"d{d}")
         with torch.no_grad():
             pred = torch.cat([model(c).argmax(1) for c in res.adversarials.split(256)])
         fooled_c = (pred != y[idx]).cpu().numpy()  # honest: the model on the returned images
@@ -196,6 +224,17 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
     return out
 
 
+def _sharded(cfg: OnePixelConfig, ctx: Context, what: tuple[str, int, int], ids: torch.Tensor,
+             name: str) -> Any:  # fmt: skip
+    """`_search_chunk` over `ids` in fixed chunks of `cfg.chunk`, in `ctx.shards` shards; the
+    merged arrays as tensors on the run's device, by `OnePixelResult`'s field names."""
+    arrays = run_sharded(_search_chunk, (cfg, ctx.device, *what), ids.cpu().numpy(),
+                         folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
+                         shards=ctx.shards, backend=ctx.backend, desc=name)  # fmt: skip
+    device = torch.device(ctx.device)
+    return SimpleNamespace(**{k: torch.as_tensor(v, device=device) for k, v in arrays.items()})
+
+
 def _targeted(cfg: OnePixelConfig, ctx: Context, model: ModelWrapper, test: Any,
               device: torch.device) -> dict[str, Any]:  # fmt: skip
     k = test.num_classes
@@ -208,13 +247,12 @@ def _targeted(cfg: OnePixelConfig, ctx: Context, model: ModelWrapper, test: Any,
                           "images correctly")  # fmt: skip
     src = torch.nonzero(correct).flatten().repeat_interleave(k - 1)
     tgt = (y[src] + torch.arange(1, k, device=device).repeat(int(correct.sum()))) % k
-    attack = _attack(cfg, cfg.targeted_generations)
+    _attack(cfg, cfg.targeted_generations)  # checks the settings first
     log.info("targeted, d = %d: %d attacks, %d generations", cfg.targeted_pixels, len(src),
              cfg.targeted_generations)  # fmt: skip
-    with ctx.timed("targeted"):
-        res = attack.search(model, x[src], TargetedMisclassification(tgt),
-                            pixels=cfg.targeted_pixels,
-                            image_ids=src * k + tgt)  # one stream per (image, target)  # fmt: skip
+    with ctx.timed("targeted"):  # one stream per (image, target)
+        res = _sharded(cfg, ctx, ("targeted", cfg.targeted_pixels, cfg.targeted_generations),
+                       src * k + tgt, "targeted")  # fmt: skip
     with torch.no_grad():
         pred = torch.cat([model(c).argmax(1) for c in res.adversarials.split(256)])
     ok = (pred == tgt).cpu().numpy()
