@@ -32,13 +32,10 @@ def _checkpoints(tmp: Path) -> tuple[Path, Path]:
 def test_robust_mnist_small(tmp_path: Path) -> None:
     require_data("mnist")
     standard, robust = _checkpoints(tmp_path)
-    run = run_experiment(
-        "robust-mnist",
-        [f"standard_checkpoint={standard}", f"robust_checkpoint={robust}", "n_images=200",
-         "pgd_steps=20", "restarts=2", "generator_images=3", "epsilon=0.2",
-         "curve_epsilons=[0,0.2,0.5]"],
-        out=tmp_path,
-    )  # fmt: skip
+    settings = [f"standard_checkpoint={standard}", f"robust_checkpoint={robust}", "n_images=200",
+                "pgd_steps=20", "restarts=2", "generator_images=3", "epsilon=0.2",
+                "curve_epsilons=[0,0.2,0.5]", "chunk=50"]  # fmt: skip
+    run = run_experiment("robust-mnist", settings, out=tmp_path)
     m = json.loads((run.path / "metrics.json").read_text())
     strongest = m["strongest"]
     assert strongest == "PGD-20 x 2 restarts" and m["n_images"] == 200
@@ -63,3 +60,11 @@ def test_robust_mnist_small(tmp_path: Path) -> None:
     assert "Gradient-masking checks" in report and "grayscale" in report
     for fig in ("attacks.png", "accuracy_vs_eps.png", "generator.png"):
         assert (run.path / "figures" / fig).is_file()
+    # The white-box evaluation in 3 shards of its 4 chunks (a local pool): the same numbers
+    # (without the generator attack, which is not part of it and takes time).
+    sharded = run_experiment("robust-mnist", [*settings, "generator_images=0"],
+                             out=tmp_path / "sharded", shards=3)  # fmt: skip
+    again = json.loads((sharded.path / "metrics.json").read_text())
+    for side in ("standard", "robust"):
+        assert again[side]["attacks"] == m[side]["attacks"]
+        assert again[side]["curve"] == m[side]["curve"]

@@ -35,6 +35,7 @@ from advlab.models import ModelWrapper
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid, line_plot
 from advlab.runs import Run
+from advlab.shards import cached, remember, run_sharded
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained, load_model
 
@@ -80,6 +81,7 @@ class RobustConfig:
     one_pixel_images: int = 0  # RGB data only
     standard_checkpoint: str = ""  # advlab model checkpoints to use instead of the store
     robust_checkpoint: str = ""
+    chunk: int = 100  # images per fixed chunk of the white-box evaluation (the unit of --shards)
     seed: int = 0
 
 
@@ -126,17 +128,21 @@ def recipes(cfg: RobustConfig) -> dict[str, ModelRecipe]:
     return {"standard": base, "robust": robust}
 
 
+def _model(cfg: RobustConfig, device: str, side: str) -> ModelWrapper:
+    checkpoint = cfg.standard_checkpoint if side == "standard" else cfg.robust_checkpoint
+    if checkpoint:
+        return load_model(Path(checkpoint), device=device).eval()
+    obj = objective(cfg) if side == "robust" else None
+    return get_trained(recipes(cfg)[side], device=device, objective=obj).eval()
+
+
 def _models(cfg: RobustConfig, ctx: Context) -> dict[str, ModelWrapper]:
     out = {}
-    checkpoints = {"standard": cfg.standard_checkpoint, "robust": cfg.robust_checkpoint}
-    for side, recipe in recipes(cfg).items():
+    for side in SIDES:
         with ctx.timed(f"model {side}"):
-            if checkpoints[side]:
-                out[side] = load_model(Path(checkpoints[side]), device=ctx.device)
-            else:
-                obj = objective(cfg) if side == "robust" else None
-                out[side] = get_trained(recipe, device=ctx.device, objective=obj)
-    return {k: v.eval() for k, v in out.items()}
+            out[side] = _model(cfg, ctx.device, side)
+        remember(("robust", cfg, ctx.device, side), out[side])  # in-process chunks use it
+    return out
 
 
 def _train_seconds(recipe: ModelRecipe) -> float | None:
@@ -166,34 +172,56 @@ class _Evaluation:
     adversarials: torch.Tensor  # of the strongest attack, for the transfer to the other model
 
 
+def _white_box_chunk(payload: tuple[Any, ...], ids: np.ndarray) -> dict[str, np.ndarray]:
+    """One chunk of the white-box evaluation (`advlab.shards`) of one side's model on images
+    `ids` of the evaluation set: which images FGSM, PGD-40 (at eps and along the curve) and
+    PGD with restarts break, and the last's adversarials. Random starts come from each
+    image's own stream, so a chunk gives its images the whole run's numbers."""
+    cfg, device, side = payload
+    model = cached(("robust", cfg, device, side), lambda: _model(cfg, device, side))
+    x, y = load_dataset(cfg.dataset, "test").take(cfg.n_images, seed=cfg.seed).subset(
+        ids).tensors(device)  # fmt: skip
+    ids_t = torch.as_tensor(ids, device=device)
+    out: dict[str, np.ndarray] = {}
+    _, _, ok = FGSM()(model, x, y, epsilons=[cfg.epsilon])
+    out["fgsm"] = ok[0].cpu().numpy()
+    others = [e for e in cfg.curve_epsilons if e not in (0, cfg.epsilon)]
+    for i, e in enumerate([cfg.epsilon, *others]):
+        _, _, ok = _pgd40(cfg)(model, x, y, epsilons=[e], image_ids=ids_t)
+        out[f"pgd40_{i}"] = ok[0].cpu().numpy()
+    fooled, adv = pgd_restarts(model, x, y, epsilon=cfg.epsilon, steps=cfg.pgd_steps,
+                               restarts=cfg.restarts, rel_stepsize=2.5 / cfg.pgd_steps,
+                               seed=cfg.seed, image_ids=ids_t)  # fmt: skip
+    out["restarts"] = fooled.cpu().numpy()
+    out["adversarials"] = adv.cpu().numpy()
+    return out
+
+
 def _evaluate(cfg: RobustConfig, ctx: Context, model: ModelWrapper, x: torch.Tensor,
               y: torch.Tensor, side: str) -> _Evaluation:  # fmt: skip
     eps = cfg.epsilon
     correct = (model.predict(x) == y).cpu().numpy()
-    broken: dict[str, np.ndarray] = {}
-    with ctx.timed(f"{side} fgsm"):
-        _, _, ok = FGSM()(model, x, y, epsilons=[eps])
-    broken["FGSM"] = ok[0].cpu().numpy()
-    with ctx.timed(f"{side} pgd40"):
-        _, _, ok = _pgd40(cfg)(model, x, y, epsilons=[eps])
-    broken["PGD-40"] = ok[0].cpu().numpy()
-    log.info("%s: PGD-%d with %d restarts on %d images", side, cfg.pgd_steps, cfg.restarts, len(x))
-    with ctx.timed(f"{side} pgd restarts"):
-        fooled, adv = pgd_restarts(model, x, y, epsilon=eps, steps=cfg.pgd_steps,
-                                   restarts=cfg.restarts, rel_stepsize=2.5 / cfg.pgd_steps,
-                                   seed=cfg.seed)  # fmt: skip
-    broken[_strongest(cfg)] = fooled.cpu().numpy()
+    log.info("%s: FGSM, PGD-40 and PGD-%d with %d restarts on %d images", side, cfg.pgd_steps,
+             cfg.restarts, len(x))  # fmt: skip
+    with ctx.timed(f"{side} white box"):
+        res = run_sharded(
+            _white_box_chunk, (cfg, ctx.device, side), np.arange(len(x)),
+            folder=ctx.run.path / "chunks" / f"{side}-white-box", chunk=cfg.chunk,
+            shards=ctx.shards, backend=ctx.backend, desc=f"{side} white box",
+        )  # fmt: skip
+    broken: dict[str, np.ndarray] = {"FGSM": res["fgsm"], "PGD-40": res["pgd40_0"],
+                                     _strongest(cfg): res["restarts"]}  # fmt: skip
+    others = [e for e in cfg.curve_epsilons if e not in (0, eps)]
     curve = []
-    with ctx.timed(f"{side} curve"):
-        for e in cfg.curve_epsilons:
-            if e == 0:
-                fooled_e = ~correct  # no perturbation: the clean predictions
-            elif e == eps:
-                fooled_e = broken["PGD-40"]  # already computed
-            else:
-                _, _, ok = _pgd40(cfg)(model, x, y, epsilons=[e])
-                fooled_e = ok[0].cpu().numpy()
-            curve.append(attack_summary(correct, fooled_e)["robust_accuracy"])
+    for e in cfg.curve_epsilons:
+        if e == 0:
+            fooled_e = ~correct  # no perturbation: the clean predictions
+        elif e == eps:
+            fooled_e = broken["PGD-40"]
+        else:
+            fooled_e = res[f"pgd40_{1 + others.index(e)}"]
+        curve.append(attack_summary(correct, fooled_e)["robust_accuracy"])
+    adv = torch.as_tensor(res["adversarials"], device=x.device)
     return _Evaluation(correct, broken, curve, adv)
 
 
@@ -214,6 +242,8 @@ def _generator(cfg: RobustConfig, model: ModelWrapper, x: torch.Tensor,
 
 
 def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
+    if cfg.chunk < 1:
+        raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
     if cfg.n_images < 1 or cfg.restarts < 1 or cfg.pgd_steps < 1 or not cfg.epsilon > 0:
         raise ConfigError(f"n_images, restarts, pgd_steps, epsilon: expected >= 1, >= 1, >= 1 "
                           f"and > 0, found {cfg.n_images}, {cfg.restarts}, {cfg.pgd_steps}, "
