@@ -430,17 +430,20 @@ class LocalBackend:
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "workers": self.workers, "threads": self._threads()}
 
+    def _pool(self, n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=min(self.workers, n),
+            mp_context=_mp_context(),
+            initializer=_init_worker,
+            initargs=(self._threads(), dict(os.environ), os.getcwd()),
+        )
+
     def run(self, tasks: Sequence[PointTask]) -> Iterator[PointOutcome]:
         if self.workers < 1:
             raise ConfigError(f"--workers: expected at least 1, got {self.workers}")
         if not tasks:
             return
-        executor = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(tasks)),
-            mp_context=_mp_context(),
-            initializer=_init_worker,
-            initargs=(self._threads(), dict(os.environ), os.getcwd()),
-        )
+        executor = self._pool(len(tasks))
         try:
             futures = {executor.submit(execute_point, task): task for task in tasks}
             for future in as_completed(futures):
@@ -453,21 +456,15 @@ class LocalBackend:
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
 
-
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         """``fn(item)`` for every item in the worker processes; yields ``(index, result)`` as
-        each finishes. A task that raises, or whose worker dies, raises `RunError` here (the
-        caller's finished work, written by the tasks themselves, stays)."""
+        each finishes. A task's exception is raised here, and `RunError` when a worker dies
+        (what finished tasks wrote themselves stays)."""
         if self.workers < 1:
             raise ConfigError(f"--workers: expected at least 1, got {self.workers}")
         if not items:
             return
-        executor = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(items)),
-            mp_context=_mp_context(),
-            initializer=_init_worker,
-            initargs=(self._threads(), dict(os.environ), os.getcwd()),
-        )
+        executor = self._pool(len(items))
         try:
             futures = {executor.submit(fn, item): i for i, item in enumerate(items)}
             for future in as_completed(futures):
@@ -630,47 +627,45 @@ class RayBackend:
             retry_exceptions=False,
         )  # fmt: skip
 
-    def run(self, tasks: Sequence[PointTask]) -> Iterator[PointOutcome]:
+    def _each(
+        self, target: Callable[..., Any], args: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any, str | None]]:
+        """``target(*a)`` for each of `args` as Ray tasks; yields ``(index, result, None)``, or
+        ``(index, None, error)`` for a task Ray lost or that raised."""
         self._check()
-        if not tasks:
+        if not args:
             return
-        threads = max(1, int(self.cpus))
         with self._session() as ray:
             from ray.exceptions import RayError
 
-            remote = self._remote(ray, _ray_point)
-            submitted = self._submit_all(ray, remote, [(t, threads) for t in tasks])
+            remote = self._remote(ray, target)
+            submitted = self._submit_all(ray, remote, args)
             with contextlib.closing(submitted) as finished:  # cancels what runs if we stop early
                 for i, ref in finished:
                     try:
-                        yield ray.get(ref)
+                        yield i, ray.get(ref), None
                     except RayError as exc:
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                        error = (f"ray task lost after {self.retries} retries: "
-                                 f"{type(exc).__name__}")  # fmt: skip
-                        yield PointOutcome(tasks[i].name, "failed", None, f"{error}: {first}")
+                        yield i, None, f"{type(exc).__name__}: {first}"
+
+    def run(self, tasks: Sequence[PointTask]) -> Iterator[PointOutcome]:
+        threads = max(1, int(self.cpus))
+        for i, outcome, error in self._each(_ray_point, [(t, threads) for t in tasks]):
+            if error is None:
+                yield outcome
+            else:
+                lost = f"ray task lost after {self.retries} retries: {error}"
+                yield PointOutcome(tasks[i].name, "failed", None, lost)
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         """``fn(item)`` for every item as Ray tasks (each asks for `cpus` CPUs and `gpus`
         GPUs, and is retried up to `retries` times when its worker dies); yields ``(index,
         result)`` as each finishes. A task that raises, or is lost, raises `RunError`."""
-        self._check()
-        if not items:
-            return
         threads = max(1, int(self.cpus))
-        with self._session() as ray:
-            from ray.exceptions import RayError
-
-            remote = self._remote(ray, _ray_call)
-            submitted = self._submit_all(ray, remote, [(fn, it, threads) for it in items])
-            with contextlib.closing(submitted) as finished:  # cancels what runs if we stop early
-                for i, ref in finished:
-                    try:
-                        yield i, ray.get(ref)
-                    except RayError as exc:
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                        raise RunError(f"task {i} failed on the Ray cluster: "
-                                       f"{type(exc).__name__}: {first}") from None  # fmt: skip
+        for i, result, error in self._each(_ray_call, [(fn, it, threads) for it in items]):
+            if error is not None:
+                raise RunError(f"task {i} failed on the Ray cluster: {error}")
+            yield i, result
 
 
 def _ray_call(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
