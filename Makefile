@@ -12,7 +12,7 @@ export ADVLAB_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: install demo test lint docs notebooks bench clean seed003
+.PHONY: install demo test lint docs notebooks bench clean seed003 seed003-backends
 
 install: $(STAMP)
 
@@ -75,3 +75,7 @@ seed003: $(STAMP)
 	$(SWEEP) cifar-scratch-twolayer --grid lr_decay=1.0,0.99,0.9,0.8 && \
 	echo "seed003: $$(( $$(date +%s) - start )) s in all"
 
+# The eight ablation sweeps of seed003 on the local pool and on a private Ray cluster, every
+# point's metrics compared byte for byte (about an hour on 2 cores; benchmarks/README.md).
+seed003-backends: $(STAMP)
+	$(BIN)/python benchmarks/seed003_backends.py
