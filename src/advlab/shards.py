@@ -47,7 +47,7 @@ def cached(key: Hashable, build: Callable[[], T]) -> T:
     loads its model once). The caller's own process can `remember` the model it already has."""
     if key not in _CACHE:
         _CACHE[key] = build()
-    return _CACHE[key]  # type: ignore[no-any-return]
+    return _CACHE[key]
 
 
 def remember(key: Hashable, value: Any) -> None:

@@ -41,7 +41,7 @@ import multiprocessing
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -603,7 +603,7 @@ class RayBackend:
 
     def _submit_all(
         self, ray: Any, remote: Any, args: Sequence[tuple[Any, ...]]
-    ) -> Iterator[tuple[int, Any]]:
+    ) -> Generator[tuple[int, Any], None, None]:
         """Submit ``remote.remote(*a)`` for each of `args`, at most `max_parallel` in flight;
         yields ``(index, object ref)`` of each finished task, any order."""
         limit = self.max_parallel or len(args)
