@@ -76,6 +76,6 @@ seed003: $(STAMP)
 	echo "seed003: $$(( $$(date +%s) - start )) s in all"
 
 # The eight ablation sweeps of seed003 on the local pool and on a private Ray cluster, every
-# point's metrics compared, wall times aside (about an hour on 2 cores; benchmarks/README.md).
+# point's metrics compared, wall times aside (about 30 min on 2 cores; benchmarks/README.md).
 seed003-backends: $(STAMP)
 	$(BIN)/python benchmarks/seed003_backends.py
