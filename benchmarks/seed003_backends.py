@@ -1,7 +1,7 @@
 """Seed 003's ablation tables through both sweep backends, compared number for number.
 
-Run from the repository root: ``.venv/bin/python benchmarks/seed003_backends.py`` (about an
-hour on 2 cores: the eight ablation sweeps of ``make seed003``, 96 points, once on the local
+Run from the repository root: ``.venv/bin/python benchmarks/seed003_backends.py`` (about 30
+minutes on 2 cores: the eight ablation sweeps of ``make seed003``, 96 points, once on the local
 process pool and once on a private Ray cluster of the same size).
 
 Both backends run the same eight sweeps (the report's settings: 30 epochs for the softmax
