@@ -55,9 +55,10 @@ def remember(key: Hashable, value: Any) -> None:
     _CACHE[key] = value
 
 
-def forget(key: Hashable) -> None:
-    """Drop `key` from this process's `cached` store."""
-    _CACHE.pop(key, None)
+def clear() -> None:
+    """Empty this process's `cached` store (`run_experiment` does at the end of every run, so
+    a long-lived process does not keep the models of its past runs)."""
+    _CACHE.clear()
 
 
 def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
