@@ -28,6 +28,10 @@ still classifies correctly after the attack (clean mistakes count as broken).
   which times it and reports its peak resident memory (VmHWM) before and after the attack; a
   baseline subprocess only loads the model and the images. With more than one torch thread,
   both sides run once more on one thread.
+- JSMA runs twice: at glibc's default allocator settings, and with every subprocess (ART's
+  too) first calling `advlab.runtime.keep_freed_memory()`, as the `advlab` command does, so
+  that freed blocks are reused instead of returned to the kernel. The other attacks run at
+  the defaults.
 - C&W L2 on the first `--cw-n` (200) images: advlab CarliniWagnerL2(binary_search_steps=1,
   steps=100, stepsize=0.01, confidence=0, initial_const=1) vs torchattacks CW(c=1, kappa=0,
   steps=100, lr=0.01).
@@ -60,6 +64,7 @@ from run import README_FILE, machine_info, update_readme  # noqa: E402
 
 from advlab.attacks.base import CPU_CHUNK  # noqa: E402
 from advlab.fileio import cache_dir, write_atomic  # noqa: E402
+from advlab.runtime import keep_freed_memory  # noqa: E402
 
 RESULTS_FILE = BENCH_DIR / "results" / "attacks.json"
 COMMAND = "ADVLAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/attacks.py"
@@ -375,15 +380,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def jsma_worker(side: str, n: int, batch: int, weights: Path, threads: int | None) -> Result:
+def jsma_worker(
+    side: str, n: int, batch: int, weights: Path, threads: int | None, keep: bool = False
+) -> Result:
     """One JSMA side in this (fresh) process: set up, warm up, time, measure memory."""
     if threads:
         torch.set_num_threads(threads)
+    kept = keep_freed_memory() if keep else False
     model = load_model(weights)
     x, y = load_images(n)
     targets = (y + 1) % 10
     budget = int(JSMA_GAMMA * x[0].numel())  # 113 of 784 pixels
-    out: Result = {"side": side, "images": n, "batch": batch, "threads": torch.get_num_threads()}
+    out: Result = {"side": side, "images": n, "batch": batch, "threads": torch.get_num_threads(),
+                   "keep_freed_memory": kept}  # fmt: skip
     if side == "baseline":
         out["peak_rss_mb"] = peak_rss_mb()
         return out
@@ -434,12 +443,17 @@ def jsma_worker(side: str, n: int, batch: int, weights: Path, threads: int | Non
     return out
 
 
-def run_worker(side: str, n: int, batch: int, weights: Path, threads: int | None) -> Result:
+def run_worker(
+    side: str, n: int, batch: int, weights: Path, threads: int | None, keep: bool = False
+) -> Result:
     cmd = [sys.executable, __file__, "--jsma-worker", side, "--jsma-n", str(n),
            "--jsma-batch", str(batch), "--weights", str(weights)]  # fmt: skip
     if threads:
         cmd += ["--threads", str(threads)]
-    log(f"JSMA {side}: {n} images, batch {batch} (subprocess)")
+    if keep:
+        cmd.append("--keep-freed-memory")
+    log(f"JSMA {side}: {n} images, batch {batch}{', freed memory kept' if keep else ''} "
+        "(subprocess)")  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -452,12 +466,18 @@ def run_worker(side: str, n: int, batch: int, weights: Path, threads: int | None
 
 
 def jsma(
-    weights: Path, n: int, batch: int, art_batch: int, extra_n: int, threads: int | None
+    weights: Path,
+    n: int,
+    batch: int,
+    art_batch: int,
+    extra_n: int,
+    threads: int | None,
+    keep: bool = False,
 ) -> Result:
-    base = run_worker("baseline", n, batch, weights, threads)
-    ours = run_worker("advlab", n, batch, weights, threads)
-    ours_target = run_worker("advlab-target", n, batch, weights, threads)
-    theirs = run_worker("art", n, art_batch, weights, threads)
+    base = run_worker("baseline", n, batch, weights, threads, keep)
+    ours = run_worker("advlab", n, batch, weights, threads, keep)
+    ours_target = run_worker("advlab-target", n, batch, weights, threads, keep)
+    theirs = run_worker("art", n, art_batch, weights, threads, keep)
     for side in (ours, ours_target, theirs):
         side["rss_increase_over_baseline_mb"] = side["peak_rss_mb"] - base["peak_rss_mb"]
         side["rss_increase_during_attack_mb"] = side["peak_rss_mb"] - side["setup_rss_mb"]
@@ -469,6 +489,7 @@ def jsma(
         "theta": JSMA_THETA,
         "gamma": JSMA_GAMMA,
         "targets": "(label + 1) % 10",
+        "keep_freed_memory": keep,
         "baseline": base,
         "advlab": ours,
         "advlab_target": ours_target,
@@ -487,7 +508,7 @@ def jsma(
     if (threads or torch.get_num_threads()) > 1:
         # Both sides again on one torch thread: on shared CPUs, the many small tensor ops of
         # an iteration wait on each other's threads, and the ratio moves a lot with that.
-        one = {side: run_worker(side, n, b_, weights, 1) for side, b_ in
+        one = {side: run_worker(side, n, b_, weights, 1, keep) for side, b_ in
                (("advlab", batch), ("advlab-target", batch), ("art", art_batch))}  # fmt: skip
         res["one_thread"] = {
             "advlab_seconds": one["advlab"]["seconds"],
@@ -499,7 +520,7 @@ def jsma(
             "target_speed_ratio": one["art"]["seconds"] / one["advlab-target"]["seconds"],
         }
     if extra_n > n:  # advlab alone on more images, in batches of `batch`
-        res["advlab_extra"] = run_worker("advlab", extra_n, batch, weights, threads)
+        res["advlab_extra"] = run_worker("advlab", extra_n, batch, weights, threads, keep)
     return res
 
 
@@ -519,7 +540,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of FGSM and BIM")
     parser.add_argument("--repeats-slow", type=int, default=1, help="timed runs of PGD, C&W")
     parser.add_argument("--cw-n", type=int, default=200, help="images for C&W (first n)")
-    parser.add_argument("--jsma-n", type=int, default=100, help="images for JSMA, both sides")
+    parser.add_argument("--jsma-n", type=int, default=300, help="images for JSMA, both sides")
     parser.add_argument("--jsma-batch", type=int, default=100, help="advlab's JSMA batch")
     parser.add_argument("--art-batch", type=int, default=10,
                         help="ART's batch_size (its fastest of 1, 10, 100 here)")  # fmt: skip
@@ -528,11 +549,12 @@ def main() -> None:
                         help="also run advlab's JSMA alone on this many images")  # fmt: skip
     parser.add_argument("--retrain", action="store_true", help="train even if weights are cached")
     parser.add_argument("--jsma-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.jsma_worker:
         res = jsma_worker(args.jsma_worker, args.jsma_n, args.jsma_batch, args.weights,
-                          args.threads)  # fmt: skip
+                          args.threads, args.keep_freed_memory)  # fmt: skip
         print(json.dumps(res))
         return
     try:
@@ -567,6 +589,9 @@ def main() -> None:
     results["fgsm_all_epsilons"] = fgsm_all_epsilons(model, x, y, args.repeats)
     results["jsma"] = jsma(weights_path(), args.jsma_n, args.jsma_batch, args.art_batch,
                            args.jsma_advlab_n, args.threads)  # fmt: skip
+    if keep_freed_memory_works():
+        results["jsma_kept"] = jsma(weights_path(), args.jsma_n, args.jsma_batch,
+                                    args.art_batch, 0, args.threads, keep=True)  # fmt: skip
     results["cw"] = carlini_wagner(model, x[: args.cw_n], y[: args.cw_n], args.repeats_slow)
     results["total_seconds"] = time.perf_counter() - t_start
     results["background_load_end"] = background_load()
@@ -612,84 +637,28 @@ def others_share(start: tuple[float, float] | None, wall: float, cpus: int) -> f
     return max(0.0, others) / (wall * max(cpus, 1))
 
 
+def keep_freed_memory_works() -> bool:
+    """Whether this platform has glibc's mallopt (asked in a child, leaving this process as is)."""
+    code = "from advlab.runtime import keep_freed_memory as k; raise SystemExit(0 if k() else 1)"
+    return subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def markdown(r: Result) -> str:
-    m = r["machine"]
-    share = r.get("others_cpu_share")
-    lines = [
-        f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, torch "
-        f"{m['torch']} with {m['torch_threads']} threads, torchattacks {m['torchattacks']}, ART "
-        f"{m['adversarial-robustness-toolbox']}, Python {m['python']})"
-        + (
-            "" if share is None else f"; other processes used {100 * share:.0f}% of the CPUs "
-            "during the run" + (" (**shared machine: times are noisy**)" if share > 0.1 else "")
-        )
-        + f". Rerun with `{COMMAND}` (also part of `make bench`; {r['total_seconds'] / 60:.1f} "
-        "min). Full numbers: `benchmarks/results/attacks.json`.",
-        "",
-        f"Model: {r['model']['parameters']:,}-parameter CNN, {r['model']['recipe']['epochs']} "
-        f"epochs of Adam through `advlab.train.fit`, test accuracy "
-        f"{100 * r['model']['test_accuracy_10000']:.2f}% (10,000 images). Images: "
-        f"`{r['images']['selection']}`, clean accuracy {100 * r['images']['clean_accuracy']:.1f}%."
-        f" Times: median of {r['repeats']} runs (FGSM, BIM) or {r['repeats_slow']} run(s) (PGD, "
-        "C&W, JSMA) per side after a warm-up, attack call only; ratio = advlab images/s / peer "
-        "images/s (above 1: advlab faster). advlab's call also runs the forward pass that "
-        "decides success; 'vs + forward' adds that forward pass to torchattacks' time "
-        "(what its user runs to get the robust accuracy). advlab works on CPU in chunks of "
-        f"{CPU_CHUNK} images (`advlab.attacks.base.CPU_CHUNK`), which stay in cache; 'vs "
-        f"chunked' feeds torchattacks the same chunks of {CPU_CHUNK}, so it shows how much of "
-        "the ratio is that choice of default.",
-        "",
-        "| attack | eps | robust acc. advlab | robust acc. torchattacks | difference (points) | "
-        "advlab images/s | torchattacks images/s | ratio | vs + forward | vs chunked |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in r["gradient"]:
-        chunked = row.get("speed_ratio_vs_chunked_peer")
-        lines.append(
-            f"| {row['attack']} | {row['epsilon']} | {100 * row['advlab_robust_accuracy']:.1f}% | "
-            f"{100 * row['torchattacks_robust_accuracy']:.1f}% | "
-            f"{row['accuracy_difference_points']:+.1f} | {row['advlab_images_per_s']:,.0f} | "
-            f"{row['torchattacks_images_per_s']:,.0f} | {row['speed_ratio']:.2f}x | "
-            f"{row['speed_ratio_vs_attack_plus_predict']:.2f}x | "
-            + ("|" if chunked is None else f"{chunked:.2f}x |")
-        )
-    g = r["gradient"]
-    worst_acc = max(abs(row["accuracy_difference_points"]) for row in g)
-    slowest = min(g, key=lambda row: row["speed_ratio"])
-    below = [f"{row['attack']} eps {row['epsilon']} ({row['speed_ratio']:.3f}x)"
-             for row in g if row["speed_ratio"] < 1]  # fmt: skip
-    agree = worst_acc <= ACC_AGREE_POINTS
-    lines += [
-        "",
-        f"Robust accuracies agree within {ACC_AGREE_POINTS} points: {verdict(agree)} "
-        f"(largest difference {worst_acc:.1f} points; images where the "
-        f"two sides disagree: at most {max(row['images_where_sides_disagree'] for row in g)} of "
-        f"{r['images']['n']}). Throughput ratio >= 1: {verdict(not below)}"
-        + (
-            f"; below 1 for {', '.join(below)}"
-            if below
-            else f" (lowest {slowest['speed_ratio']:.2f}x)"
-        )
-        + ".",
-        "",
-    ]
-    if "fgsm_all_epsilons" in r:
-        f = r["fgsm_all_epsilons"]
-        lines += [
-            f"The accuracy-vs-eps curve of FGSM at eps {f['epsilons']}: advlab computes the "
-            "gradient once for all epsilons in one call, torchattacks once per epsilon: "
-            f"{f['speed_ratio']:.2f}x (median of {len(f['advlab_seconds'])} runs per side).",
-            "",
-        ]
-    j = r["jsma"]
+def jsma_markdown(j: Result) -> list[str]:
     a, t, b = j["advlab"], j["art"], j["baseline"]
     at = j.get("advlab_target")
-    lines += [
-        f"**JSMA**, targeted at (label + 1) % 10, theta {j['theta']}, gamma {j['gamma']} "
+    lines = [
+        (
+            "**JSMA with freed memory kept**: every subprocess, ART's too, first calls "
+            "`advlab.runtime.keep_freed_memory()` (glibc reuses freed blocks instead of "
+            "returning them to the kernel; the `advlab` command does this at start-up). Targeted"
+            if j.get("keep_freed_memory")
+            else "**JSMA** at glibc's default allocator settings, targeted"
+        )
+        + f" at (label + 1) % 10, theta {j['theta']}, gamma {j['gamma']} "
         f"(advlab epsilon = {a['budget']} pixels), {j['images']} images; advlab in one batch of "
         f"{j['batch']}, ART with batch_size {j['art_batch']}. Each side runs once in its own "
         "subprocess; peak RSS is the process's high-water mark, 'over baseline' subtracts that "
@@ -760,6 +729,82 @@ def markdown(r: Result) -> str:
             f"{e['peak_rss_mb']:.0f} MB ({e['peak_rss_mb'] - b['peak_rss_mb']:+.0f} MB over "
             "the baseline)."
         )
+    return lines
+
+
+def markdown(r: Result) -> str:
+    m = r["machine"]
+    share = r.get("others_cpu_share")
+    lines = [
+        f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, torch "
+        f"{m['torch']} with {m['torch_threads']} threads, torchattacks {m['torchattacks']}, ART "
+        f"{m['adversarial-robustness-toolbox']}, Python {m['python']})"
+        + (
+            "" if share is None else f"; other processes used {100 * share:.0f}% of the CPUs "
+            "during the run" + (" (**shared machine: times are noisy**)" if share > 0.1 else "")
+        )
+        + f". Rerun with `{COMMAND}` (also part of `make bench`; {r['total_seconds'] / 60:.1f} "
+        "min). Full numbers: `benchmarks/results/attacks.json`.",
+        "",
+        f"Model: {r['model']['parameters']:,}-parameter CNN, {r['model']['recipe']['epochs']} "
+        f"epochs of Adam through `advlab.train.fit`, test accuracy "
+        f"{100 * r['model']['test_accuracy_10000']:.2f}% (10,000 images). Images: "
+        f"`{r['images']['selection']}`, clean accuracy {100 * r['images']['clean_accuracy']:.1f}%."
+        f" Times: median of {r['repeats']} runs (FGSM, BIM) or {r['repeats_slow']} run(s) (PGD, "
+        "C&W, JSMA) per side after a warm-up, attack call only; ratio = advlab images/s / peer "
+        "images/s (above 1: advlab faster). advlab's call also runs the forward pass that "
+        "decides success; 'vs + forward' adds that forward pass to torchattacks' time "
+        "(what its user runs to get the robust accuracy). advlab works on CPU in chunks of "
+        f"{CPU_CHUNK} images (`advlab.attacks.base.CPU_CHUNK`), which stay in cache; 'vs "
+        f"chunked' feeds torchattacks the same chunks of {CPU_CHUNK}, so it shows how much of "
+        "the ratio is that choice of default. glibc's allocator is at its defaults here "
+        "(see the JSMA tables for `keep_freed_memory`).",
+        "",
+        "| attack | eps | robust acc. advlab | robust acc. torchattacks | difference (points) | "
+        "advlab images/s | torchattacks images/s | ratio | vs + forward | vs chunked |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["gradient"]:
+        chunked = row.get("speed_ratio_vs_chunked_peer")
+        lines.append(
+            f"| {row['attack']} | {row['epsilon']} | {100 * row['advlab_robust_accuracy']:.1f}% | "
+            f"{100 * row['torchattacks_robust_accuracy']:.1f}% | "
+            f"{row['accuracy_difference_points']:+.1f} | {row['advlab_images_per_s']:,.0f} | "
+            f"{row['torchattacks_images_per_s']:,.0f} | {row['speed_ratio']:.2f}x | "
+            f"{row['speed_ratio_vs_attack_plus_predict']:.2f}x | "
+            + ("|" if chunked is None else f"{chunked:.2f}x |")
+        )
+    g = r["gradient"]
+    worst_acc = max(abs(row["accuracy_difference_points"]) for row in g)
+    slowest = min(g, key=lambda row: row["speed_ratio"])
+    below = [f"{row['attack']} eps {row['epsilon']} ({row['speed_ratio']:.3f}x)"
+             for row in g if row["speed_ratio"] < 1]  # fmt: skip
+    agree = worst_acc <= ACC_AGREE_POINTS
+    lines += [
+        "",
+        f"Robust accuracies agree within {ACC_AGREE_POINTS} points: {verdict(agree)} "
+        f"(largest difference {worst_acc:.1f} points; images where the "
+        f"two sides disagree: at most {max(row['images_where_sides_disagree'] for row in g)} of "
+        f"{r['images']['n']}). Throughput ratio >= 1: {verdict(not below)}"
+        + (
+            f"; below 1 for {', '.join(below)}"
+            if below
+            else f" (lowest {slowest['speed_ratio']:.2f}x)"
+        )
+        + ".",
+        "",
+    ]
+    if "fgsm_all_epsilons" in r:
+        f = r["fgsm_all_epsilons"]
+        lines += [
+            f"The accuracy-vs-eps curve of FGSM at eps {f['epsilons']}: advlab computes the "
+            "gradient once for all epsilons in one call, torchattacks once per epsilon: "
+            f"{f['speed_ratio']:.2f}x (median of {len(f['advlab_seconds'])} runs per side).",
+            "",
+        ]
+    lines += jsma_markdown(r["jsma"])
+    if "jsma_kept" in r:
+        lines += ["", *jsma_markdown(r["jsma_kept"])]
     c = r["cw"]
     lines += [
         "",

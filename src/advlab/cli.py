@@ -12,6 +12,7 @@ import typer
 from advlab import progress
 from advlab.errors import AdvlabError, DataError
 from advlab.registry import Registry
+from advlab.runtime import keep_freed_memory
 
 app = typer.Typer(
     help="advlab: reproducible ML and adversarial-robustness labs. Results go to runs/.",
@@ -51,6 +52,7 @@ def _main(
         logger.addHandler(handler)
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     progress.enable(_progress())
+    keep_freed_memory()
 
 
 @app.command()

@@ -161,3 +161,31 @@ def test_jsma_untargeted_pushes_the_true_class_down(digits: Data) -> None:
 def test_bad_theta(theta: float) -> None:
     with pytest.raises(ConfigError, match=r"^theta: expected"):
         JSMA(theta=theta)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_shortlisted_search_equals_the_full_search(seed: int) -> None:
+    # Shortlists of 2 to 7 out of 30 features: some rows certify the shortlist, the others
+    # (ties and few features make them common) fall back to the full search.
+    a, b, domain = _random_rows(seed)
+    full = best_pairs(a, b, domain, shortlist=64)  # 30 <= 4 * 64: the full search
+    for k in (2, 3, 5, 7):
+        p, q, valid = best_pairs(a, b, domain, shortlist=k)
+        assert torch.equal(valid, full[2])
+        rows = torch.arange(len(a))
+        score = (a[rows, p] + a[rows, q]) * -(b[rows, p] + b[rows, q])
+        best = (a[rows, full[0]] + a[rows, full[1]]) * -(b[rows, full[0]] + b[rows, full[1]])
+        assert torch.equal(score[valid], best[valid]), k
+        assert bool((p != q)[valid].all()) and bool(domain[rows, p][valid].all())
+        assert bool(domain[rows, q][valid].all())
+
+
+def test_shortlisted_search_on_image_sized_rows() -> None:
+    # 784 features with continuous values (the MNIST case): the shortlist certifies itself.
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 784, generator=gen), torch.randn(50, 784, generator=gen)
+    domain = torch.rand(50, 784, generator=gen) < 0.9
+    p, q, valid = best_pairs(a, b, domain)
+    p0, q0, valid0 = best_pairs(a, b, domain, shortlist=1000)
+    assert torch.equal(valid, valid0)
+    assert torch.equal(torch.stack([p, q]).sort(0).values, torch.stack([p0, q0]).sort(0).values)

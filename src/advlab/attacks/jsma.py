@@ -86,23 +86,65 @@ def pareto_front(u: torch.Tensor, v: torch.Tensor, alive: torch.Tensor) -> torch
 
 
 def best_pairs(
-    a: torch.Tensor, b: torch.Tensor, domain: torch.Tensor
+    a: torch.Tensor, b: torch.Tensor, domain: torch.Tensor, *, shortlist: int = 32
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The saliency-maximising feature pair of each row, searched exactly among the fronts.
+
+    Where a row has more than `4 * shortlist` features, the fronts are first looked for among
+    its `shortlist` features of largest `a` and its `shortlist` of largest `-b` only. That is
+    exact whenever some point of the shortlist off its first front matches or beats (not
+    identically) both the shortlist's smallest `a` and its smallest `-b`: that point is then
+    dominated itself and dominates every feature left out, so none of those lies on the first
+    two fronts. On MNIST gradients every row passes with 32 (and the search takes a quarter of
+    the time); rows that do not are searched over all their features.
 
     Args:
         a: Gradient of the logit to raise, (B, n).
         b: Summed gradient of the other logits, (B, n).
         domain: Features that may still change, bool (B, n).
+        shortlist: Features taken from each of the two orders before the exact search.
 
     Returns:
-        `(p, q, valid)`: int64 (B,) feature indices, p != q, both in the domain where a row has
-        two such features, and bool (B,) saying whether the pair meets Papernot's conditions
-        (a_p + a_q > 0 and b_p + b_q < 0). Where it does, the pair maximises
-        `(a_p + a_q) * -(b_p + b_q)` over all pairs of the domain.
+        `(p, q, valid)`: int64 (B,) feature indices and bool (B,) saying whether a pair meets
+        Papernot's conditions (a_p + a_q > 0 and b_p + b_q < 0). Where one does, p != q are
+        both in the domain and maximise `(a_p + a_q) * -(b_p + b_q)` over all its pairs;
+        elsewhere p and q mean nothing.
     """
+    k = shortlist
+    if a.shape[1] <= 4 * k:
+        return _search_fronts(a, b, domain)
+    neg_inf = torch.tensor(float("-inf"), dtype=a.dtype, device=a.device)
+    u, v = torch.where(domain, a, neg_inf), torch.where(domain, -b, neg_inf)
+    top_u, top_v = torch.topk(u, k, dim=1), torch.topk(v, k, dim=1)
+    sub = torch.cat([top_u.indices, top_v.indices], dim=1)  # (B, 2k)
+    again = (top_v.indices[:, :, None] == top_u.indices[:, None, :]).any(dim=2)
+    alive = domain.gather(1, sub)
+    alive[:, k:] &= ~again  # a feature in both lists counts once
+    su, sv = u.gather(1, sub), v.gather(1, sub)
+    first, second = pareto_fronts(su, sv, alive)
+    u_min, v_min = top_u.values[:, -1:], top_v.values[:, -1:]
+    cover = alive & ~first & (su >= u_min) & (sv >= v_min) & ((su > u_min) | (sv > v_min))
+    exact = cover.any(dim=1) | (domain.sum(dim=1) <= k)  # or the shortlist is the domain
+    i, j, valid = _pairs_among(a.gather(1, sub), b.gather(1, sub), first | second)
+    p, q = sub.gather(1, i[:, None]).squeeze(1), sub.gather(1, j[:, None]).squeeze(1)
+    if not bool(exact.all()):
+        rest = (~exact).nonzero().squeeze(1)
+        p[rest], q[rest], valid[rest] = _search_fronts(a[rest], b[rest], domain[rest])
+    return p, q, valid
+
+
+def _search_fronts(
+    a: torch.Tensor, b: torch.Tensor, domain: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`best_pairs` over every feature of each row: the pairs of its first two fronts."""
     first, second = pareto_fronts(a, -b, domain)
-    candidates = first | second
+    return _pairs_among(a, b, first | second)
+
+
+def _pairs_among(
+    a: torch.Tensor, b: torch.Tensor, candidates: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best valid pair of each row among its candidate features, as `best_pairs`."""
     k = max(2, int(candidates.sum(dim=1).max()))
     idx = torch.topk(candidates.to(a.dtype), k, dim=1).indices  # (B, K), candidates first
     ok = candidates.gather(1, idx)
@@ -146,6 +188,10 @@ class JSMA(FixedEpsilonAttack):
     alone: the simplified rule of ART's `SaliencyMapMethod`, one backward pass per iteration
     instead of two. On the MNIST CNN of benchmarks/attacks.py it succeeds more often than the
     paper's rule (94.3% against 92.0% of 300 images at theta = 1, gamma = 14.5%).
+
+    On CPU, call `advlab.runtime.keep_freed_memory()` once first (the `advlab` command does):
+    the pair rule's two backward passes per iteration otherwise spend up to a third of their
+    time on fresh pages from the kernel.
 
     Args:
         theta: Change per selection as a fraction of the bounds' range; > 0 increases
