@@ -76,6 +76,9 @@ class OnePixelConfig:
     targeted_pixels: int = 1
     targeted_generations: int = 10
     batch_size: int = 0  # candidates per forward pass; 0 for automatic
+    # Evaluate candidates with a frozen TorchScript copy of the model (OnePixel(frozen=True)):
+    # the same function up to float rounding, about 1.4x faster on CPU for the ResNet-18.
+    frozen: bool = False
     chunk: int = 50  # images per fixed chunk of the evaluation (the unit of `--shards`)
     seed: int = 0
 
@@ -118,7 +121,8 @@ def _search_chunk(payload: tuple[Any, ...], ids: np.ndarray) -> dict[str, np.nda
 def _attack(cfg: OnePixelConfig, generations: int) -> OnePixel:
     return OnePixel(population=cfg.population, max_generations=generations,
                     mutation_factor=cfg.mutation_factor, strategy=cfg.strategy, stop=cfg.stop,
-                    seed=cfg.seed, batch_size=cfg.batch_size or None)  # fmt: skip
+                    seed=cfg.seed, batch_size=cfg.batch_size or None,
+                    frozen=cfg.frozen)  # fmt: skip
 
 
 def _rate(ok: np.ndarray) -> dict[str, Any]:
@@ -300,7 +304,10 @@ rounded to the nearest pixel, colours clipped to [0, 255] and rounded to 8-bit l
 stop: `{cfg.stop}` ({"as soon as some candidate is adversarial: the same successes as the "
 "paper's probability threshold, with fewer queries" if cfg.stop == "misclassified" else
 "the paper's probability threshold"}); at most {cfg.max_generations} generations. All images'
-populations run as one batch, {cfg.population} x images candidates per generation.
+populations run as one batch, {cfg.population} x images candidates per generation{
+"; candidates are evaluated by a frozen TorchScript copy of the model (`frozen=true`: batch "
+"norm folded, the same function up to float rounding), results by the model itself"
+if cfg.frozen else ""}.
 
 **Evaluation.** {metrics['n_images']} class-stratified test images drawn with seed {cfg.seed};
 the {metrics['n_correct']} the model classifies correctly are attacked, untargeted, at d =
