@@ -86,7 +86,9 @@ def main() -> None:
     sweeps = [(SWEEPS[0][0], ("epochs=1",), SWEEPS[0][2])] if args.quick else SWEEPS
     seeds = 1 if args.quick else SEEDS
 
-    from advlab.sweep import LocalBackend, RayBackend, parse_grid, run_sweep
+    from advlab.backends import LocalBackend, RayBackend
+    from advlab.overrides import parse_grid
+    from advlab.sweep import run_sweep
 
     backends = {"local": lambda: LocalBackend(2, threads=1),
                 "ray": lambda: RayBackend(None, num_cpus=2)}  # fmt: skip

@@ -57,7 +57,7 @@ def _one(name: str, backend: Any, out: Path) -> dict[str, Any]:
 def main() -> None:
     import ray
 
-    from advlab.sweep import LocalBackend, RayBackend
+    from advlab.backends import LocalBackend, RayBackend
 
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

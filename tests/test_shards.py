@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from advlab.backends import LocalBackend
 from advlab.errors import ConfigError, RunError
 from advlab.experiments import run_experiment
 from advlab.shards import chunk_bounds, merge_chunks, run_sharded, shard_groups
-from advlab.sweep import LocalBackend
 
 
 def square_chunk(payload: int, ids: np.ndarray) -> dict[str, np.ndarray]:

@@ -5,29 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-import advlab.sweep as sweep_mod
+import advlab.report.sweep as sweep_report
 from advlab.errors import ConfigError, RunError
+from advlab.overrides import format_grid_item, parse_grid, parse_grid_item
+from advlab.report.sweep import metric_value, write_sweep_report
 from advlab.runs import write_json
-from advlab.sweep import (
-    PointOutcome,
-    PointTask,
-    execute_point,
-    format_grid_item,
-    metric_value,
-    parse_grid,
-    parse_grid_item,
-    plan_sweep,
-    point_name,
-    run_sweep,
-    write_sweep_report,
-)
+from advlab.sweep import plan_sweep, point_name, run_sweep
 
 TINY = ("epochs=1", "n_attack=100", "width=4", "epsilons=[0.0,0.1]", "n_examples=2")
 
@@ -215,7 +205,7 @@ def test_report_from_folder(tmp_path: Path) -> None:
 
 def test_report_pools_many_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_sweep(tmp_path)
-    monkeypatch.setattr(sweep_mod, "MAX_LINES", 1)
+    monkeypatch.setattr(sweep_report, "MAX_LINES", 1)
     write_sweep_report(tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["plotted"] == ["acc"]  # the default: top-level numbers that vary
@@ -232,10 +222,12 @@ class InProcess:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def run(self, tasks: Sequence[PointTask]) -> Iterator[PointOutcome]:
-        for task in tasks:
-            self.seen.append(task.name)
-            yield execute_point(task)
+    def map(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], *, on_lost: Any = None
+    ) -> Iterator[tuple[int, Any]]:
+        for i, item in enumerate(items):
+            self.seen.append(item.name)
+            yield i, fn(item)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "in-process"}

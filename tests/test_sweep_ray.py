@@ -21,10 +21,12 @@ import psutil
 import pytest
 import torch
 
+from advlab.backends import LocalBackend, RayBackend, make_backend
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
 from advlab.experiments import run_experiment
-from advlab.sweep import LocalBackend, RayBackend, make_backend, parse_grid, run_sweep
+from advlab.overrides import parse_grid
+from advlab.sweep import run_sweep
 from advlab.train import TrainConfig, fit
 from advlab.train.store import ModelRecipe, build, save_model
 from conftest import require_data

@@ -92,8 +92,8 @@ def run(
     on this machine or, with --backend ray, on a Ray cluster; a shard whose worker dies is
     retried, and --resume keeps every chunk already finished.
     """
+    from advlab.backends import make_backend
     from advlab.experiments import run_experiment
-    from advlab.sweep import make_backend
 
     chosen = make_backend(  # None: a local pool of min(shards, cores) workers
         backend, address=address, max_parallel=max_parallel,
@@ -162,7 +162,9 @@ def sweep(
     With --backend ray every point is a Ray task (1 CPU, and 1 GPU when --device is cuda);
     the sweep folder must be on a filesystem every node sees at the same path.
     """
-    from advlab.sweep import make_backend, parse_grid, run_sweep
+    from advlab.backends import make_backend
+    from advlab.overrides import parse_grid
+    from advlab.sweep import run_sweep
 
     chosen = make_backend(
         backend, workers=workers, address=address, max_parallel=max_parallel,

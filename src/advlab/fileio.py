@@ -6,11 +6,14 @@ A reader never sees a half-written file, and a failed write leaves no temporary 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from advlab.errors import ConfigError, DataError
 
@@ -74,3 +77,13 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
             return hashlib.file_digest(f, algorithm).hexdigest()
     except FileNotFoundError:
         raise DataError(f"cannot hash {path}: expected a file, found nothing there") from None
+
+
+def slug(text: str) -> str:
+    """`text` as a file-name part: runs of other characters than ``A-Za-z0-9._+-`` become ``-``."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-")
+
+
+def digest(obj: Any) -> str:
+    """SHA-1 hex digest of `obj` as key-sorted JSON (names derived from settings)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()

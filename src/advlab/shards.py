@@ -2,8 +2,8 @@
 
 An attack evaluation over N items (images, or (image, target) pairs) is cut into chunks of
 `chunk` consecutive items: the same cut whatever the number of shards. Shards are contiguous
-groups of chunks; each is one task on a backend (`advlab.sweep.LocalBackend`, a process pool
-here, or `advlab.sweep.RayBackend`, a Ray cluster), or, with one shard, runs in this process.
+groups of chunks; each is one task on a backend (`advlab.backends.LocalBackend`, a process pool
+here, or `advlab.backends.RayBackend`, a Ray cluster), or, with one shard, runs in this process.
 
 Each chunk's arrays are written atomically to ``<folder>/chunk-00012.npz`` as soon as it is
 done, under a name that depends on the chunk alone. A shard that Ray retries after its worker
@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from advlab.backends import LocalBackend, cpu_count
 from advlab.errors import ConfigError, RunError
 from advlab.fileio import atomic_path
 from advlab.progress import progress
@@ -139,7 +140,7 @@ def run_sharded(
             there are not evaluated again.
         chunk: Items per chunk; the result does not depend on `shards`, but may on `chunk`.
         shards: Number of tasks; 1 evaluates in this process, chunk after chunk.
-        backend: Where shards run when `shards` > 1: anything with `advlab.sweep.Backend`'s
+        backend: Where shards run when `shards` > 1: anything with `advlab.backends.Backend`'s
             ``map``; None for a local process pool of min(shards, cores) workers.
         desc: Label of the progress bar.
 
@@ -158,9 +159,7 @@ def run_sharded(
             run_shard((job, [c]))
     else:
         if backend is None:
-            from advlab.sweep import LocalBackend, _cpu_count
-
-            backend = LocalBackend(min(len(groups), _cpu_count()))
+            backend = LocalBackend(min(len(groups), cpu_count()))
         todo = [g for g in groups if not all(job.path(c).is_file() for c in g)]
         log.info("%s: %d chunks of %d in %d shards (%d to run)", desc, len(bounds), chunk,
                  len(groups), len(todo))  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 
 from advlab.errors import ConfigError, RunError
 from advlab.fileio import write_atomic
+from advlab.overrides import build_config, format_value
 from advlab.registry import Registry
 from advlab.report.render import Report, render_html
 from advlab.runs import Run, environment
@@ -33,7 +34,7 @@ class Context:
     progress: bool
     timing: dict[str, float] = dataclasses.field(default_factory=dict)
     shards: int = 1  # attack evaluations: tasks to cut their fixed chunks into (`advlab.shards`)
-    backend: Any = None  # where shards run (`advlab.sweep.Backend`); None: a local pool
+    backend: Any = None  # where shards run (`advlab.backends.Backend`); None: a local pool
 
     def timed(self, name: str) -> _Timer:
         """``with ctx.timed("train"):`` records wall seconds in timing.json."""
@@ -73,27 +74,6 @@ class Experiment:
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def build_config(cls: type[Any], overrides: Sequence[str] = (), **values: Any) -> Any:
-    """Config `cls` with ``key=value`` overrides (typed, validated by OmegaConf) and `values`."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-    try:
-        base = OmegaConf.structured(cls)
-        merged = OmegaConf.merge(
-            base,
-            OmegaConf.from_dotlist(list(overrides)),
-            OmegaConf.create({k: v for k, v in values.items() if v is not None}),
-        )
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{cls.__name__}: {first}") from None
-
-
 def write_report(exp: Experiment, cfg: Any, metrics: dict[str, Any], run: Run) -> Path:
     """Build the report from the run folder and write report.md and report.html."""
     report = exp.report(cfg, metrics, run)
@@ -119,7 +99,7 @@ def run_experiment(
 
     `shards` > 1 runs the attack evaluations of the experiments that have them
     (onepixel-cifar, apr-cifar, robust-mnist, robust-cifar) as that many tasks on `backend`
-    (an `advlab.sweep.Backend`; None: a local process pool); their results are the same as
+    (an `advlab.backends.Backend`; None: a local process pool); their results are the same as
     with one shard. Other experiments ignore it.
     """
     from advlab.shards import clear as clear_shard_models
@@ -204,8 +184,6 @@ def rerun_command(name: str, cfg: Any) -> str:
     default, and ``--seed``; values written as ``--set`` reads them back, quoted for the shell
     where they hold brackets, commas or spaces."""
     import shlex
-
-    from advlab.sweep import format_value
 
     def flat(obj: Any, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}

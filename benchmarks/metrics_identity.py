@@ -1,0 +1,151 @@
+"""Do the experiments still compute the same numbers? metrics.json at test size, before vs after.
+
+A refactoring must not change results. This script runs the experiment tests (every
+experiment at the small settings its test uses, plus the shard and sweep tests that run whole
+experiments) twice, once on a base commit checked out in a temporary git worktree and once on
+the working tree, with the pytest plugin ``record_metrics`` (beside this file) copying every
+metrics.json the tests write. It then compares the two sets value by value, wall times aside
+(keys named like ``*seconds*``, ``*_s``, ``*time*``, ``*per_s*``: they differ run to run), and
+writes ``benchmarks/results/metrics_identity.json``.
+
+    .venv/bin/python benchmarks/metrics_identity.py --base 8000ee4    # about 2 x 8 min on 2 cores
+
+Both sides run on this machine, in the same environment, so the comparison is exact (floating
+point included) and holds on any processor. Exit status 1 when any value differs or a side lacks
+a file the other has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_FILE = BENCH_DIR / "results" / "metrics_identity.json"
+TESTS = ["tests/experiments", "tests/test_shards.py", "tests/test_sweep.py"]
+STAMP = re.compile(r"\d{8}-\d{6}(-\d+)?")
+TIMING = re.compile(r"(seconds|time|wall|elapsed|per_s|_s$|_sec$|throughput|rate_hz|fps)", re.I)
+
+
+def record(src_root: Path, out: Path, tests: list[str], workers: int) -> float:
+    """Run `tests` with the code of `src_root` (its src/ and tests/), recording into `out`."""
+    env = dict(os.environ)
+    env["ADVLAB_RECORD_METRICS"] = str(out)
+    env.setdefault("ADVLAB_CACHE_DIR", str(REPO / ".test-cache"))  # decoded data, shared by both sides
+    env["PYTHONPATH"] = os.pathsep.join([str(src_root / "src"), str(BENCH_DIR / "metrics_identity")])
+    cmd = [sys.executable, "-m", "pytest", "-p", "record_metrics", "-q", "-x", "-p", "no:cacheprovider",
+           "-n", str(workers), "--dist", "loadgroup", *tests]
+    start = datetime.datetime.now()
+    subprocess.run(cmd, cwd=src_root, env=env, check=True)
+    return (datetime.datetime.now() - start).total_seconds()
+
+
+def _files(root: Path) -> dict[str, Path]:
+    """``{node/relative path with run stamps numbered in order: path}``."""
+    found: dict[str, Path] = {}
+    for node in sorted(p for p in root.iterdir() if p.is_dir()):
+        paths = sorted(node.rglob("metrics.json"))
+        stamps = sorted({m.group(0) for p in paths for m in STAMP.finditer(str(p.relative_to(node)))})
+        rename = {s: f"run{i}" for i, s in enumerate(stamps)}
+        for p in paths:
+            rel = STAMP.sub(lambda m: rename[m.group(0)], str(p.relative_to(node)))
+            found[f"{node.name}/{rel}"] = p
+    return found
+
+
+def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if TIMING.search(str(k)):
+                continue
+            yield from _walk(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b and type(a) is type(b))
+
+
+def compare(base: Path, head: Path) -> dict[str, Any]:
+    fa, fb = _files(base), _files(head)
+    diffs: list[str] = []
+    for name in sorted(set(fa) | set(fb)):
+        if name not in fa or name not in fb:
+            diffs.append(f"{name}: only in {'head' if name in fb else 'base'}")
+            continue
+        va = dict(_walk(json.loads(fa[name].read_text())))
+        vb = dict(_walk(json.loads(fb[name].read_text())))
+        for key in sorted(set(va) | set(vb)):
+            if key not in va or key not in vb or not _same(va[key], vb[key]):
+                diffs.append(f"{name}: {key}: {va.get(key, '<absent>')!r} -> {vb.get(key, '<absent>')!r}")
+    values = sum(len(dict(_walk(json.loads(p.read_text())))) for p in fb.values())
+    return {"files": len(set(fa) | set(fb)), "values": values, "differences": diffs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="8000ee4", help="commit to compare with (default 8000ee4)")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers")
+    parser.add_argument("--keep", type=Path, help="keep both recordings in this folder")
+    parser.add_argument("--base-record", type=Path, help="reuse a recording of the base made earlier")
+    parser.add_argument("tests", nargs="*", default=TESTS, help=f"test paths (default {' '.join(TESTS)})")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="metrics-identity-"))
+    try:
+        base_rec, head_rec = work / "base", work / "head"
+        if args.base_record:
+            base_rec = args.base_record
+            base_s = float("nan")
+        else:
+            tree = work / "tree"
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.base], cwd=REPO, check=True)
+            try:
+                for so in (REPO / "src").rglob("*.so"):  # the compiled k-NN kernel of the install
+                    shutil.copy2(so, tree / so.relative_to(REPO))
+                base_s = record(tree, base_rec, args.tests, args.workers)
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
+        head_s = record(REPO, head_rec, args.tests, args.workers)
+        result = compare(base_rec, head_rec)
+        head_sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                  text=True, check=False).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src"], cwd=REPO, capture_output=True,
+                                    text=True, check=False).stdout.strip())
+        report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                  "command": " ".join(["python", "benchmarks/metrics_identity.py", *sys.argv[1:]]),
+                  "base": args.base, "head": head_sha + ("+changes" if dirty else ""),
+                  "tests": args.tests, "base_seconds": base_s, "head_seconds": head_s, **result}
+        RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")
+        if args.keep:
+            for side, rec in (("base", base_rec), ("head", head_rec)):
+                shutil.copytree(rec, args.keep / side, dirs_exist_ok=True)
+        print(f"{result['files']} metrics files, {result['values']} values compared; "
+              f"{len(result['differences'])} differences")
+        for line in result["differences"][:50]:
+            print("  " + line)
+        return 1 if result["differences"] else 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
