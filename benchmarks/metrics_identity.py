@@ -2,13 +2,15 @@
 
 A refactoring must not change results. This script runs the experiment tests (every
 experiment at the small settings its test uses, plus the shard and sweep tests that run whole
-experiments) twice, once on a base commit checked out in a temporary git worktree and once on
-the working tree, with the pytest plugin ``record_metrics`` (beside this file) copying every
-metrics.json the tests write. It then compares the two sets value by value, wall times aside
-(keys named like ``*seconds*``, ``*_s``, ``*time*``, ``*per_s*``: they differ run to run), and
-writes ``benchmarks/results/metrics_identity.json``.
+experiments) twice, once on a base commit and once on the working tree (or a `--head` commit),
+each checked out in a temporary git worktree, with the pytest plugin ``record_metrics`` (beside
+this file) copying every metrics.json the tests write. Every test file runs in a fresh pytest
+process and each side has a model store of its own, so nothing but the code differs. It then
+compares the two sets value by value, wall times aside (keys named like ``*seconds*``, ``*_s``,
+``*time*``, ``*per_s*``: they differ run to run) and pytest's temporary folder names, and writes
+``benchmarks/results/metrics_identity.json``.
 
-    .venv/bin/python benchmarks/metrics_identity.py --base 8000ee4    # about 2 x 8 min on 2 cores
+    .venv/bin/python benchmarks/metrics_identity.py --base 8000ee4
 
 Both sides run on this machine, in the same environment, so the comparison is exact (floating
 point included) and holds on any processor. Exit status 1 when any value differs or a side lacks
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +43,41 @@ TIMING = re.compile(r"(seconds|time|wall|elapsed|per_s|_s$|_sec$|throughput|rate
 
 
 def record(src_root: Path, out: Path, tests: list[str], workers: int) -> float:
-    """Run `tests` with the code of `src_root` (its src/ and tests/), recording into `out`."""
+    """Run `tests` with the code of `src_root` (its src/ and tests/), recording into `out`.
+
+    Every test file runs in a pytest process of its own (`workers` at a time), so a test's
+    numbers never depend on what another file left in the process (thread counts, RNG state),
+    and the two sides see the same history whatever tests they add. Each side has its own
+    model store; the decoded datasets (``arrays``) are shared.
+    """
+    files = sorted({str(f.relative_to(src_root)) for t in tests
+                    for f in ([src_root / t] if t.endswith(".py") else (src_root / t).rglob("test_*.py"))})
+    cache = out.parent / f"{out.name}-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    shared = Path(os.environ.get("ADVLAB_CACHE_DIR", REPO / ".test-cache")) / "arrays"
+    shared.mkdir(parents=True, exist_ok=True)
+    if not (cache / "arrays").exists():
+        (cache / "arrays").symlink_to(shared.resolve())
     env = dict(os.environ)
     env["ADVLAB_RECORD_METRICS"] = str(out)
-    env.setdefault("ADVLAB_CACHE_DIR", str(REPO / ".test-cache"))  # decoded data, shared by both sides
+    env["ADVLAB_CACHE_DIR"] = str(cache)
     env["PYTHONPATH"] = os.pathsep.join([str(src_root / "src"), str(BENCH_DIR / "metrics_identity")])
-    cmd = [sys.executable, "-m", "pytest", "-p", "record_metrics", "-q", "-x", "-p", "no:cacheprovider",
-           "-n", str(workers), "--dist", "loadgroup", *tests]
+
+    def one(test_file: str) -> int:
+        cmd = [sys.executable, "-m", "pytest", "-p", "record_metrics", "-q", "-p", "no:cacheprovider",
+               test_file]
+        done = subprocess.run(cmd, cwd=src_root, env=env, capture_output=True, text=True, check=False)
+        print(f"  {src_root.name}: {test_file}: {done.stdout.strip().splitlines()[-1] if done.stdout else ''}",
+              flush=True)
+        if done.returncode != 0:
+            print(done.stdout[-3000:], done.stderr[-3000:])
+        return done.returncode
+
     start = datetime.datetime.now()
-    subprocess.run(cmd, cwd=src_root, env=env, check=True)
+    with ThreadPoolExecutor(workers) as pool:
+        codes = list(pool.map(one, files))
+    if any(codes):
+        raise SystemExit(f"{src_root}: some tests failed; no comparison")
     return (datetime.datetime.now() - start).total_seconds()
 
 
@@ -60,9 +89,12 @@ def _files(root: Path) -> dict[str, Path]:
         stamps = sorted({m.group(0) for p in paths for m in STAMP.finditer(str(p.relative_to(node)))})
         rename = {s: f"run{i}" for i, s in enumerate(stamps)}
         for p in paths:
-            rel = STAMP.sub(lambda m: rename[m.group(0)], str(p.relative_to(node)))
+            rel = STAMP.sub(lambda m, r=rename: r[m.group(0)], str(p.relative_to(node)))
             found[f"{node.name}/{rel}"] = p
     return found
+
+
+TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/(popen-gw\d+/)?")
 
 
 def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -74,6 +106,8 @@ def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             yield from _walk(v, f"{path}[{i}]")
+    elif isinstance(obj, str):
+        yield path, TMP.sub("<tmp>/", obj)  # a test's own folder, named by pytest
     else:
         yield path, obj
 
@@ -100,10 +134,22 @@ def compare(base: Path, head: Path) -> dict[str, Any]:
     return {"files": len(set(fa) | set(fb)), "values": values, "differences": diffs}
 
 
+def _record_commit(commit: str, out: Path, args: argparse.Namespace) -> float:
+    tree = out.parent / f"{out.name}-tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True)
+    try:
+        for so in (REPO / "src").rglob("*.so"):  # the compiled k-NN kernel of the install
+            shutil.copy2(so, tree / so.relative_to(REPO))
+        return record(tree, out, args.tests, args.workers)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="8000ee4", help="commit to compare with (default 8000ee4)")
-    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers")
+    parser.add_argument("--head", help="a commit to compare instead of the working tree")
+    parser.add_argument("--workers", type=int, default=2, help="test files run at once")
     parser.add_argument("--keep", type=Path, help="keep both recordings in this folder")
     parser.add_argument("--base-record", type=Path, help="reuse a recording of the base made earlier")
     parser.add_argument("tests", nargs="*", default=TESTS, help=f"test paths (default {' '.join(TESTS)})")
@@ -111,19 +157,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="metrics-identity-"))
     try:
         base_rec, head_rec = work / "base", work / "head"
+        base_s = head_s = float("nan")
         if args.base_record:
             base_rec = args.base_record
-            base_s = float("nan")
         else:
-            tree = work / "tree"
-            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.base], cwd=REPO, check=True)
-            try:
-                for so in (REPO / "src").rglob("*.so"):  # the compiled k-NN kernel of the install
-                    shutil.copy2(so, tree / so.relative_to(REPO))
-                base_s = record(tree, base_rec, args.tests, args.workers)
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
-        head_s = record(REPO, head_rec, args.tests, args.workers)
+            base_s = _record_commit(args.base, base_rec, args)
+        if args.head:
+            head_s = _record_commit(args.head, head_rec, args)
+        else:
+            head_s = record(REPO, head_rec, args.tests, args.workers)
         result = compare(base_rec, head_rec)
         head_sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                   text=True, check=False).stdout.strip()
@@ -131,7 +173,8 @@ def main() -> int:
                                     text=True, check=False).stdout.strip())
         report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                   "command": " ".join(["python", "benchmarks/metrics_identity.py", *sys.argv[1:]]),
-                  "base": args.base, "head": head_sha + ("+changes" if dirty else ""),
+                  "base": args.base,
+                  "head": args.head or (head_sha + ("+changes" if dirty else "")),
                   "tests": args.tests, "base_seconds": base_s, "head_seconds": head_s, **result}
         RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
         RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")

@@ -19,6 +19,14 @@ def square_chunk(payload: int, ids: np.ndarray) -> dict[str, np.ndarray]:
     return {"value": ids**2 + payload, "first": np.full(len(ids), ids[0])}
 
 
+def prepare_once(folder: Path) -> int:
+    """A `prepare` that leaves one file per call (a model load, say) and returns the state."""
+    import uuid
+
+    (folder / f"prepared-{uuid.uuid4().hex}").touch()
+    return 1000
+
+
 def bad_chunk(payload: int, ids: np.ndarray) -> dict[str, np.ndarray]:
     return {"value": np.zeros(len(ids) + 1)}
 
@@ -64,6 +72,22 @@ def test_run_sharded_skips_written_chunks_and_checks_its_input(tmp_path: Path) -
         merge_chunks(tmp_path, 4)
     with pytest.raises(ConfigError, match=r"^ids: expected a 1-d array"):
         run_sharded(square_chunk, 0, np.zeros((2, 2)), folder=tmp_path, chunk=2)
+
+
+def test_prepare_runs_once_per_shard_and_not_for_given_state(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    ids = np.arange(7)
+    pooled = run_sharded(square_chunk, marks, ids, folder=tmp_path / "pool", chunk=2, shards=2,
+                         backend=LocalBackend(2, threads=1), prepare=prepare_once)  # fmt: skip
+    assert pooled["value"].tolist() == (ids**2 + 1000).tolist()
+    assert len(list(marks.iterdir())) == 2  # 4 chunks, 2 shards: one state per shard
+    here = run_sharded(square_chunk, marks, ids, folder=tmp_path / "here", chunk=2,
+                       prepare=prepare_once, state=7)  # fmt: skip
+    assert here["value"].tolist() == (ids**2 + 7).tolist()
+    assert len(list(marks.iterdir())) == 2  # the given state: no call
+    run_sharded(square_chunk, marks, ids, folder=tmp_path / "here", chunk=2, prepare=prepare_once)
+    assert len(list(marks.iterdir())) == 2  # every chunk written already: nothing to prepare
 
 
 def test_run_experiment_refuses_a_bad_shard_count(tmp_path: Path) -> None:

@@ -15,18 +15,20 @@ by the item's index (`advlab.attacks.random_streams`, the ``image_ids`` of `OneP
 `SparseRS` and the PGD attacks), never from a generator shared by a batch.
 
 The function that evaluates a chunk must be a module-level function (so that it pickles by
-name) taking ``(payload, ids)``: plain picklable data saying what to do (a config, a device)
-and the int64 ids of the chunk's items; it returns a dict of arrays with one row per id.
-Workers rebuild models from the payload (from the model store); `cached` keeps one per process.
+name) taking ``(state, ids)``: the int64 ids of the chunk's items and the shard's state, which
+is `payload` itself (plain picklable data saying what to do), or ``prepare(payload)`` built once
+per shard when a `prepare` function is given (a worker evaluating several chunks loads its
+model once); it returns a dict of arrays with one row per id. `advlab.evaluation` builds attack
+evaluations on it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -37,29 +39,7 @@ from advlab.progress import progress
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 ChunkFn = Callable[[Any, np.ndarray], Mapping[str, np.ndarray]]
-
-_CACHE: dict[Hashable, Any] = {}
-
-
-def cached(key: Hashable, build: Callable[[], T]) -> T:
-    """`build()` once per process for `key` (a worker evaluating several chunks of a shard
-    loads its model once). The caller's own process can `remember` the model it already has."""
-    if key not in _CACHE:
-        _CACHE[key] = build()
-    return _CACHE[key]
-
-
-def remember(key: Hashable, value: Any) -> None:
-    """Put `value` in this process's `cached` store under `key` (for in-process shards)."""
-    _CACHE[key] = value
-
-
-def clear() -> None:
-    """Empty this process's `cached` store (`run_experiment` does at the end of every run, so
-    a long-lived process does not keep the models of its past runs)."""
-    _CACHE.clear()
 
 
 def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
@@ -90,6 +70,7 @@ class ShardJob:
     ids: np.ndarray  # int64 (N,): the items, in order
     chunk: int
     folder: Path
+    prepare: Callable[[Any], Any] | None = None
 
     def path(self, c: int) -> Path:
         return self.folder / f"chunk-{c:05d}.npz"
@@ -97,16 +78,24 @@ class ShardJob:
 
 def run_shard(args: tuple[ShardJob, list[int]]) -> list[int]:
     """Evaluate the chunks `args[1]` of `args[0]` that are not written yet; returns the chunk
-    numbers it wrote. Runs in a worker (or in the caller's process for one shard)."""
+    numbers it wrote. Runs in a worker."""
     job, chunks = args
+    return _run_chunks(job, chunks, None)
+
+
+def _run_chunks(job: ShardJob, chunks: Sequence[int], state: Any) -> list[int]:
+    """The chunks of `chunks` not written yet, with `state` (None: built from the payload once,
+    at the first chunk to do)."""
     bounds = chunk_bounds(len(job.ids), job.chunk)
     done = []
     for c in chunks:
         if job.path(c).is_file():
             continue
+        if state is None:
+            state = job.prepare(job.payload) if job.prepare is not None else job.payload
         lo, hi = bounds[c]
         ids = job.ids[lo:hi]
-        arrays = {k: np.asarray(v) for k, v in job.fn(job.payload, ids).items()}
+        arrays = {k: np.asarray(v) for k, v in job.fn(state, ids).items()}
         bad = {k: v.shape for k, v in arrays.items() if v.ndim == 0 or len(v) != len(ids)}
         if bad:
             raise RunError(f"{job.folder}: chunk {c} returned arrays without one row per item "
@@ -128,12 +117,14 @@ def run_sharded(
     shards: int = 1,
     backend: Any = None,
     desc: str = "chunks",
+    prepare: Callable[[Any], Any] | None = None,
+    state: Any = None,
 ) -> dict[str, np.ndarray]:
-    """``fn(payload, ids[chunk])`` over fixed chunks of `ids`, in `shards` tasks; the chunks'
+    """``fn(state, ids[chunk])`` over fixed chunks of `ids`, in `shards` tasks; the chunks'
     arrays concatenated in order.
 
     Args:
-        fn: Module-level function ``(payload, ids) -> {name: array with len(ids) rows}``.
+        fn: Module-level function ``(state, ids) -> {name: array with len(ids) rows}``.
         payload: Plain picklable data for `fn` (travels to every worker).
         ids: Int (N,) ids of the items, in the order of the merged result.
         folder: Where the chunks' files go (the run folder's ``chunks/<name>``); chunks found
@@ -143,6 +134,9 @@ def run_sharded(
         backend: Where shards run when `shards` > 1: anything with `advlab.backends.Backend`'s
             ``map``; None for a local process pool of min(shards, cores) workers.
         desc: Label of the progress bar.
+        prepare: Module-level function ``payload -> state``, called once per shard (loading a
+            model, say); None: the state is `payload`.
+        state: The state already built in this process, used when the chunks run here.
 
     Returns:
         ``{name: np.concatenate(chunks' arrays)}``; empty arrays come back for no ids only as
@@ -151,12 +145,14 @@ def run_sharded(
     ids = np.asarray(ids, dtype=np.int64)
     if ids.ndim != 1:
         raise ConfigError(f"ids: expected a 1-d array of item ids, found shape {ids.shape}")
-    job = ShardJob(fn, payload, ids, chunk, Path(folder))
+    job = ShardJob(fn, payload, ids, chunk, Path(folder), prepare)
     bounds = chunk_bounds(len(ids), chunk)
     groups = shard_groups(len(bounds), shards)
     if len(groups) <= 1 or (backend is None and shards == 1):
+        if state is None and not all(job.path(c).is_file() for c in range(len(bounds))):
+            state = prepare(payload) if prepare is not None else payload
         for c in progress(range(len(bounds)), total=len(bounds), desc=desc):
-            run_shard((job, [c]))
+            _run_chunks(job, [c], state)
     else:
         if backend is None:
             backend = LocalBackend(min(len(groups), cpu_count()))

@@ -24,17 +24,17 @@ import numpy as np
 import torch
 
 from advlab.analysis.robustness import attack_summary
-from advlab.attacks import JSMA, OnePixel, SparseRS, l0_pixels
+from advlab.attacks import OnePixel, SparseRS
 from advlab.data import load_dataset
 from advlab.defenses import APRConfig, fine_tune, gate_map, open_pixels
 from advlab.errors import ConfigError
+from advlab.evaluation import Evaluation, Fooled, JSMABothWays, OnePixelProbe, Probe, evaluate
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid, line_plot, pareto_front, scatter_plot
 from advlab.runs import Run
-from advlab.shards import cached, remember, run_sharded
 from advlab.train import TrainConfig
 from advlab.train.checkpoint import load_checkpoint
 from advlab.train.recipes import resnet18_cifar10
@@ -107,16 +107,18 @@ def variants(cfg: APRCifarConfig) -> dict[str, APRConfig | None]:
     return out
 
 
-def _base(cfg: APRCifarConfig, device: str) -> tuple[ModelWrapper, str, dict[str, Any]]:
+def _base(cfg: APRCifarConfig, device: str) -> tuple[ModelWrapper, str, dict[str, Any], str]:
+    """The base model, a description, its architecture and its checkpoint file."""
     if cfg.checkpoint:
         path = Path(cfg.checkpoint)
         model = load_model(path, device=device)
         info = load_checkpoint(path, map_location="cpu")["model"]
-        return model.eval(), f"checkpoint `{cfg.checkpoint}`", info
+        return model.eval(), f"checkpoint `{cfg.checkpoint}`", info, cfg.checkpoint
     recipe = resnet18_cifar10(cfg.stem)
     model = get_trained(recipe, device=device)
     what = f"torchvision ResNet-18, {cfg.stem} stem (recipe `{recipe.key()}`)"
-    return model.eval(), what, {"name": recipe.model, "config": recipe.model_config}
+    info = {"name": recipe.model, "config": recipe.model_config}
+    return model.eval(), what, info, str(recipe.folder() / "model.pt")
 
 
 def _saved_recipe(base: dict[str, Any], apr: APRConfig) -> ModelRecipe:
@@ -126,81 +128,47 @@ def _saved_recipe(base: dict[str, Any], apr: APRConfig) -> ModelRecipe:
     return ModelRecipe(base["name"], "cifar10", dict(base["config"]))
 
 
-def _worker_model(cfg: APRCifarConfig, device: str, spec: str) -> ModelWrapper:
-    """The model a chunk attacks: ``base`` (the stored or given one) or a variant's file."""
-    if spec == "base":
-        return cached(("apr-cifar", cfg, device, spec), lambda: _base(cfg, device)[0])
-    return cached(("apr-cifar", cfg, device, spec),
-                  lambda: load_model(Path(spec), device=device).eval())  # fmt: skip
+def _evaluate(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str], probe: Probe,
+              ids: np.ndarray, name: str) -> dict[str, np.ndarray]:  # fmt: skip
+    """`probe` on the images `ids` of the attacked set, in fixed chunks and `ctx.shards` shards;
+    `model` is the model and its checkpoint file (what other workers load)."""
+    evaluation = Evaluation(model[1], "cifar10", cfg.n_images, cfg.seed, {name: probe},
+                            device=ctx.device)  # fmt: skip
+    return evaluate(evaluation, ids, folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
+                    shards=ctx.shards, backend=ctx.backend, model=model[0], desc=name)[name]
 
 
-def _attack_chunk(payload: tuple[Any, ...], ids: np.ndarray) -> dict[str, np.ndarray]:
-    """One chunk of an evaluation (`advlab.shards`) on images `ids` of the attacked set:
-    ``("one_pixel", d, guided)``, ``("sparse_rs", k)`` or ``("jsma",)``."""
-    cfg, device, spec, op, *args = payload
-    model = _worker_model(cfg, device, spec)
-    x, y = load_dataset("cifar10", "test").take(cfg.n_images, seed=cfg.seed).subset(
-        ids).tensors(device)  # fmt: skip
-    ids_t = torch.as_tensor(ids, device=device)
-    if op == "one_pixel":
-        pixels, guided = args
-        attack = OnePixel(population=cfg.eval_population, max_generations=cfg.eval_generations,
-                          stop="misclassified", seed=cfg.seed)  # fmt: skip
-        allowed = open_pixels(model, x, cfg.open_fraction) if guided else None
-        res = attack.search(model, x, y, pixels=pixels, image_ids=ids_t, allowed=allowed)
-        return {"fooled": (model.predict(res.adversarials) != y).cpu().numpy(),
-                "adversarials": res.adversarials.cpu().numpy()}  # fmt: skip
-    if op == "sparse_rs":
-        (k,) = args
-        _, _, ok = SparseRS(max_queries=cfg.sparse_rs_queries, seed=cfg.seed)(
-            model, x, y, epsilons=[k], image_ids=ids_t)  # fmt: skip
-        return {"fooled": ok[0].cpu().numpy()}
-    # White-box JSMA through the whole model, both directions (theta +1 and -1), the worst
-    # case per image, with the number of pixels the first successful direction changed.
-    fooled = np.zeros(len(y), dtype=bool)
-    changed = np.zeros(len(y), dtype=np.int64)
-    for theta in (1.0, -1.0):
-        _, clipped, ok = JSMA(theta=theta)(model, x, y, epsilons=[cfg.jsma_features])
-        hit = ok[0].cpu().numpy() & ~fooled
-        pixels_changed = l0_pixels(x, clipped[0]).cpu().numpy()
-        changed[hit] = pixels_changed[hit]
-        fooled |= hit
-    return {"fooled": fooled, "changed": changed}
-
-
-def _sharded(cfg: APRCifarConfig, ctx: Context, spec: str, what: tuple[Any, ...],
-             ids: np.ndarray, name: str) -> dict[str, np.ndarray]:  # fmt: skip
-    return run_sharded(_attack_chunk, (cfg, ctx.device, spec, *what), ids,
-                       folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
-                       shards=ctx.shards, backend=ctx.backend, desc=name)  # fmt: skip
-
-
-def _one_pixel(cfg: APRCifarConfig, ctx: Context, spec: str, x: torch.Tensor,
-               correct: np.ndarray, pixels: int, name: str,
+def _one_pixel(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
+               x: torch.Tensor, correct: np.ndarray, pixels: int, name: str,
                guided: bool = False) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
     """The one-pixel attack on the correctly classified images, in shards."""
     idx = np.nonzero(correct)[0]
     fooled = np.zeros(len(correct), dtype=bool)
     adv = x.clone()
     if len(idx):
-        res = _sharded(cfg, ctx, spec, ("one_pixel", pixels, guided), idx, name)
-        fooled[idx] = res["fooled"]
+        attack = OnePixel(population=cfg.eval_population, max_generations=cfg.eval_generations,
+                          stop="misclassified", seed=cfg.seed)  # fmt: skip
+        probe = OnePixelProbe(attack, pixels, cfg.open_fraction if guided else None)
+        res = _evaluate(cfg, ctx, model, probe, idx, name)
+        fooled[idx] = res["misclassified"]
         adv[torch.as_tensor(idx, device=x.device)] = torch.as_tensor(res["adversarials"],
                                                                      device=x.device)
     return attack_summary(correct, fooled), adv
 
 
-def _sparse_rs(cfg: APRCifarConfig, ctx: Context, spec: str, correct: np.ndarray, k: int,
-               name: str) -> dict[str, Any]:  # fmt: skip
-    res = _sharded(cfg, ctx, spec, ("sparse_rs", k), np.arange(len(correct)), name)
+def _sparse_rs(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
+               correct: np.ndarray, k: int, name: str) -> dict[str, Any]:  # fmt: skip
+    probe = Fooled(SparseRS(max_queries=cfg.sparse_rs_queries, seed=cfg.seed), k)
+    res = _evaluate(cfg, ctx, model, probe, np.arange(len(correct)), name)
     return attack_summary(correct, res["fooled"])
 
 
-def _jsma(cfg: APRCifarConfig, ctx: Context, spec: str, correct: np.ndarray,
-          name: str) -> dict[str, Any]:  # fmt: skip
+def _jsma(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
+          correct: np.ndarray, name: str) -> dict[str, Any]:  # fmt: skip
     """White-box JSMA (both directions), with the median number of pixels the successful ones
     changed."""
-    res = _sharded(cfg, ctx, spec, ("jsma",), np.arange(len(correct)), name)
+    probe = JSMABothWays(cfg.jsma_features)
+    res = _evaluate(cfg, ctx, model, probe, np.arange(len(correct)), name)
     fooled, changed = res["fooled"], res["changed"]
     out = attack_summary(correct, fooled)
     won = fooled & correct
@@ -217,8 +185,7 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
         raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
     device = torch.device(ctx.device)
     with ctx.timed("base model"):
-        base, what, base_info = _base(cfg, ctx.device)
-    remember(("apr-cifar", cfg, ctx.device, "base"), base)  # in-process chunks use it
+        base, what, base_info, base_file = _base(cfg, ctx.device)
     train = load_dataset("cifar10", "train").take(cfg.finetune_images, seed=cfg.seed)
     xtr, ytr = train.tensors(device)
     test = load_dataset("cifar10", "test")
@@ -230,12 +197,12 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     folder = ctx.run.path / "models"
     folder.mkdir(exist_ok=True)
     models: dict[str, ModelWrapper] = {}
-    specs: dict[str, str] = {}  # how a shard's worker finds each model
+    specs: dict[str, tuple[ModelWrapper, str]] = {}  # each model and its checkpoint file
     out: dict[str, Any] = {"base": what, "variants": {}}
     for i, (name, apr) in enumerate(variants(cfg).items()):
         if apr is None:
             models[name] = base
-            specs[name] = "base"
+            specs[name] = (base, base_file)
             out["variants"][name] = {"parts": "none (the stored model)", "apr": None}
             continue
         path = folder / f"variant{i}.pt"
@@ -252,8 +219,7 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
                        {"train_loss": history.train_loss})  # fmt: skip
             (folder / f"variant{i}.training.pt").unlink(missing_ok=True)
             models[name] = model
-        specs[name] = str(path.resolve())
-        remember(("apr-cifar", cfg, ctx.device, specs[name]), models[name])
+        specs[name] = (models[name], str(path.resolve()))
         out["variants"][name] = {"parts": apr.parts(), "apr": asdict(apr), "file": path.name,
                                  "seconds": ctx.timing.get(f"fine-tune {name}")}  # fmt: skip
     adversarials: dict[int, torch.Tensor] = {}

@@ -102,7 +102,6 @@ def run_experiment(
     (an `advlab.backends.Backend`; None: a local process pool); their results are the same as
     with one shard. Other experiments ignore it.
     """
-    from advlab.shards import clear as clear_shard_models
     from advlab.shards import shard_count
 
     shard_count(shards)
@@ -149,7 +148,6 @@ def run_experiment(
             fh.write(traceback.format_exc())
         raise
     finally:
-        clear_shard_models()
         logging.getLogger("advlab").removeHandler(handler)
         handler.close()
     return run

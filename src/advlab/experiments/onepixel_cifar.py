@@ -22,9 +22,10 @@ import torch
 
 from advlab.analysis.images import image_statistics
 from advlab.analysis.robustness import attack_summary, proportion_ci
-from advlab.attacks import OnePixel, TargetedMisclassification
+from advlab.attacks import OnePixel
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
+from advlab.evaluation import Evaluation, OnePixelProbe, evaluate
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
@@ -38,7 +39,6 @@ from advlab.report.figures import (
     pixel_examples,
 )
 from advlab.runs import Run
-from advlab.shards import cached, remember, run_sharded
 from advlab.train import TrainConfig
 from advlab.train.recipes import resnet18_cifar10
 from advlab.train.store import ModelRecipe, get_trained, load_model
@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 PAPER_UNTARGETED_1PX = {"all-conv": 0.6871, "NiN": 0.7166, "VGG16": 0.6353}
 PUBLIC_RESNET = "about 28-34% for 1 pixel and 78-79% for 3 pixels"
 MODELS = ("resnet18", "small_cnn")
-RESULT_FIELDS = ("adversarials", "pixels", "found", "first_success_generation", "queries",
-                 "queries_to_success")  # fmt: skip
 N_EXAMPLES = 8
 
 
@@ -83,9 +81,11 @@ class OnePixelConfig:
     seed: int = 0
 
 
-def _model(cfg: OnePixelConfig, device: str) -> tuple[ModelWrapper, str]:
+def _model(cfg: OnePixelConfig, device: str) -> tuple[ModelWrapper, str, str]:
+    """The attacked model, a description, and its checkpoint file (what shards load)."""
     if cfg.checkpoint:
-        return load_model(Path(cfg.checkpoint), device=device), f"checkpoint `{cfg.checkpoint}`"
+        what = f"checkpoint `{cfg.checkpoint}`"
+        return load_model(Path(cfg.checkpoint), device=device), what, cfg.checkpoint
     if cfg.model not in MODELS:
         raise ConfigError(f"model: expected one of {MODELS}, found {cfg.model!r}")
     if cfg.model == "resnet18":
@@ -95,27 +95,7 @@ def _model(cfg: OnePixelConfig, device: str) -> tuple[ModelWrapper, str]:
         recipe = ModelRecipe("small_cnn", "cifar10", train=TrainConfig(
             epochs=10, lr=0.05, batch_size=128, augment="crop_flip", seed=0))  # fmt: skip
         what = f"advlab's small_cnn (recipe `{recipe.key()}`)"
-    return get_trained(recipe, device=device).eval(), what
-
-
-def _search_chunk(payload: tuple[Any, ...], ids: np.ndarray) -> dict[str, np.ndarray]:
-    """One chunk of an evaluation (`advlab.shards`): the untargeted search on images `ids` of
-    the evaluation set, or the targeted one on attacks `ids` (image * 10 + target)."""
-    cfg, device, kind, pixels, generations = payload
-    model = cached(("onepixel-cifar", cfg, device), lambda: _model(cfg, device)[0])
-    test = load_dataset("cifar10", "test")
-    ids_t = torch.as_tensor(ids, device=device)
-    if kind == "untargeted":
-        x, y = test.take(cfg.n_images, seed=cfg.seed).subset(ids).tensors(device)
-        criterion: Any = y
-    else:
-        k = test.num_classes
-        x, _ = test.take(cfg.targeted_per_class * k, seed=cfg.seed + 1).subset(ids // k).tensors(
-            device
-        )
-        criterion = TargetedMisclassification(torch.as_tensor(ids % k, device=device))
-    res = _attack(cfg, generations).search(model, x, criterion, pixels=pixels, image_ids=ids_t)
-    return {name: getattr(res, name).cpu().numpy() for name in RESULT_FIELDS}
+    return get_trained(recipe, device=device).eval(), what, str(recipe.folder() / "model.pt")
 
 
 def _attack(cfg: OnePixelConfig, generations: int) -> OnePixel:
@@ -149,8 +129,7 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
     device = torch.device(ctx.device)
     with ctx.timed("model"):
-        model, what = _model(cfg, ctx.device)
-    remember(("onepixel-cifar", cfg, ctx.device), model)  # in-process chunks use it
+        model, what, checkpoint = _model(cfg, ctx.device)
     test = load_dataset("cifar10", "test")
     classes = list(test.classes)
     subset = test.take(cfg.n_images, seed=cfg.seed)
@@ -174,7 +153,7 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         log.info("untargeted, d = %d: %d images, population %d, at most %d generations", d,
                  len(idx), cfg.population, cfg.max_generations)  # fmt: skip
         with ctx.timed(f"untargeted d={d}"):
-            res = _sharded(cfg, ctx, ("untargeted", d, cfg.max_generations), idx, f"d{d}")
+            res = _sharded(cfg, ctx, (model, checkpoint), d, cfg.max_generations, idx, f"d{d}")
         with torch.no_grad():
             pred = torch.cat([model(c).argmax(1) for c in res.adversarials.split(256)])
         fooled_c = (pred != y[idx]).cpu().numpy()  # honest: the model on the returned images
@@ -222,25 +201,32 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         arrays[f"d{d}_example_adv_class"] = p_adv.argmax(1)
         arrays[f"d{d}_example_p_adv"] = p_adv.max(1)
     if cfg.targeted_per_class > 0:
-        out["targeted"] = _targeted(cfg, ctx, model, test, device)
+        out["targeted"] = _targeted(cfg, ctx, (model, checkpoint), test, device)
     with atomic_path(ctx.run.file("onepixel.npz")) as tmp:
         np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     return out
 
 
-def _sharded(cfg: OnePixelConfig, ctx: Context, what: tuple[str, int, int], ids: torch.Tensor,
-             name: str) -> Any:  # fmt: skip
-    """`_search_chunk` over `ids` in fixed chunks of `cfg.chunk`, in `ctx.shards` shards; the
-    merged arrays as tensors on the run's device, by `OnePixelResult`'s field names."""
-    arrays = run_sharded(_search_chunk, (cfg, ctx.device, *what), ids.cpu().numpy(),
-                         folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
-                         shards=ctx.shards, backend=ctx.backend, desc=name)  # fmt: skip
+def _sharded(cfg: OnePixelConfig, ctx: Context, model: tuple[ModelWrapper, str], pixels: int,
+             generations: int, ids: torch.Tensor, name: str,
+             targets: int = 0) -> SimpleNamespace:  # fmt: skip
+    """The search on the items `ids` (images of the evaluation set, or image * `targets` +
+    target class) in fixed chunks of `cfg.chunk`, in `ctx.shards` shards; the merged arrays as
+    tensors on the run's device, by `OnePixelResult`'s field names."""
+    evaluation = Evaluation(
+        model[1], "cifar10", cfg.targeted_per_class * targets if targets else cfg.n_images,
+        cfg.seed + 1 if targets else cfg.seed, {name: OnePixelProbe(_attack(cfg, generations),
+        pixels)}, device=ctx.device, targets=targets,
+    )  # fmt: skip
+    arrays = evaluate(evaluation, ids, folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
+                      shards=ctx.shards, backend=ctx.backend, model=model[0], desc=name)[name]
     device = torch.device(ctx.device)
     return SimpleNamespace(**{k: torch.as_tensor(v, device=device) for k, v in arrays.items()})
 
 
-def _targeted(cfg: OnePixelConfig, ctx: Context, model: ModelWrapper, test: Any,
+def _targeted(cfg: OnePixelConfig, ctx: Context, source: tuple[ModelWrapper, str], test: Any,
               device: torch.device) -> dict[str, Any]:  # fmt: skip
+    model = source[0]
     k = test.num_classes
     tsub = test.take(cfg.targeted_per_class * k, seed=cfg.seed + 1)
     x, y = tsub.tensors(device)
@@ -255,8 +241,8 @@ def _targeted(cfg: OnePixelConfig, ctx: Context, model: ModelWrapper, test: Any,
     log.info("targeted, d = %d: %d attacks, %d generations", cfg.targeted_pixels, len(src),
              cfg.targeted_generations)  # fmt: skip
     with ctx.timed("targeted"):  # one stream per (image, target)
-        res = _sharded(cfg, ctx, ("targeted", cfg.targeted_pixels, cfg.targeted_generations),
-                       src * k + tgt, "targeted")  # fmt: skip
+        res = _sharded(cfg, ctx, source, cfg.targeted_pixels, cfg.targeted_generations,
+                       src * k + tgt, "targeted", targets=k)  # fmt: skip
     with torch.no_grad():
         pred = torch.cat([model(c).argmax(1) for c in res.adversarials.split(256)])
     ok = (pred == tgt).cpu().numpy()

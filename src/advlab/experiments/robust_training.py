@@ -27,15 +27,14 @@ from advlab.attacks import l2 as l2_distance
 from advlab.attacks import linf as linf_distance
 from advlab.data import load_dataset
 from advlab.defenses import DefenseObjective, FGSMRandomStart, PGDExamples
-from advlab.defenses.evaluation import pgd_restarts
 from advlab.errors import ConfigError
+from advlab.evaluation import Evaluation, Fooled, PGDRestarts, evaluate
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid, line_plot
 from advlab.runs import Run
-from advlab.shards import cached, remember, run_sharded
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained, load_model
 
@@ -128,20 +127,22 @@ def recipes(cfg: RobustConfig) -> dict[str, ModelRecipe]:
     return {"standard": base, "robust": robust}
 
 
-def _model(cfg: RobustConfig, device: str, side: str) -> ModelWrapper:
+def _model(cfg: RobustConfig, device: str, side: str) -> tuple[ModelWrapper, str]:
+    """One side's model and its checkpoint file (what shards on other workers load)."""
     checkpoint = cfg.standard_checkpoint if side == "standard" else cfg.robust_checkpoint
     if checkpoint:
-        return load_model(Path(checkpoint), device=device).eval()
+        return load_model(Path(checkpoint), device=device).eval(), checkpoint
     obj = objective(cfg) if side == "robust" else None
-    return get_trained(recipes(cfg)[side], device=device, objective=obj).eval()
+    recipe = recipes(cfg)[side]
+    model = get_trained(recipe, device=device, objective=obj).eval()
+    return model, str(recipe.folder() / "model.pt")
 
 
-def _models(cfg: RobustConfig, ctx: Context) -> dict[str, ModelWrapper]:
+def _models(cfg: RobustConfig, ctx: Context) -> dict[str, tuple[ModelWrapper, str]]:
     out = {}
     for side in SIDES:
         with ctx.timed(f"model {side}"):
             out[side] = _model(cfg, ctx.device, side)
-        remember(("robust", cfg, ctx.device, side), out[side])  # in-process chunks use it
     return out
 
 
@@ -172,56 +173,40 @@ class _Evaluation:
     adversarials: torch.Tensor  # of the strongest attack, for the transfer to the other model
 
 
-def _white_box_chunk(payload: tuple[Any, ...], ids: np.ndarray) -> dict[str, np.ndarray]:
-    """One chunk of the white-box evaluation (`advlab.shards`) of one side's model on images
-    `ids` of the evaluation set: which images FGSM, PGD-40 (at eps and along the curve) and
-    PGD with restarts break, and the last's adversarials. Random starts come from each
-    image's own stream, so a chunk gives its images the whole run's numbers."""
-    cfg, device, side = payload
-    model = cached(("robust", cfg, device, side), lambda: _model(cfg, device, side))
-    x, y = load_dataset(cfg.dataset, "test").take(cfg.n_images, seed=cfg.seed).subset(
-        ids).tensors(device)  # fmt: skip
-    ids_t = torch.as_tensor(ids, device=device)
-    out: dict[str, np.ndarray] = {}
-    _, _, ok = FGSM()(model, x, y, epsilons=[cfg.epsilon])
-    out["fgsm"] = ok[0].cpu().numpy()
+def _probes(cfg: RobustConfig) -> dict[str, Fooled | PGDRestarts]:
+    """The white-box attacks: FGSM, PGD-40 at eps and along the curve, PGD with restarts.
+    Random starts come from each image's own stream, so a chunk gives its images the whole
+    run's numbers."""
     others = [e for e in cfg.curve_epsilons if e not in (0, cfg.epsilon)]
-    for i, e in enumerate([cfg.epsilon, *others]):
-        _, _, ok = _pgd40(cfg)(model, x, y, epsilons=[e], image_ids=ids_t)
-        out[f"pgd40_{i}"] = ok[0].cpu().numpy()
-    fooled, adv = pgd_restarts(model, x, y, epsilon=cfg.epsilon, steps=cfg.pgd_steps,
-                               restarts=cfg.restarts, rel_stepsize=2.5 / cfg.pgd_steps,
-                               seed=cfg.seed, image_ids=ids_t)  # fmt: skip
-    out["restarts"] = fooled.cpu().numpy()
-    out["adversarials"] = adv.cpu().numpy()
-    return out
+    probes: dict[str, Fooled | PGDRestarts] = {"FGSM": Fooled(FGSM(), cfg.epsilon, streams=False)}
+    for e in [cfg.epsilon, *others]:
+        probes[f"PGD-40 at {e:g}"] = Fooled(_pgd40(cfg), e)
+    probes[_strongest(cfg)] = PGDRestarts(cfg.epsilon, cfg.pgd_steps, cfg.restarts,
+                                          2.5 / cfg.pgd_steps, cfg.seed)  # fmt: skip
+    return probes
 
 
-def _evaluate(cfg: RobustConfig, ctx: Context, model: ModelWrapper, x: torch.Tensor,
+def _evaluate(cfg: RobustConfig, ctx: Context, model: tuple[ModelWrapper, str], x: torch.Tensor,
               y: torch.Tensor, side: str) -> _Evaluation:  # fmt: skip
     eps = cfg.epsilon
-    correct = (model.predict(x) == y).cpu().numpy()
+    correct = (model[0].predict(x) == y).cpu().numpy()
     log.info("%s: FGSM, PGD-40 and PGD-%d with %d restarts on %d images", side, cfg.pgd_steps,
              cfg.restarts, len(x))  # fmt: skip
+    evaluation = Evaluation(model[1], cfg.dataset, cfg.n_images, cfg.seed, _probes(cfg),
+                            device=ctx.device)  # fmt: skip
     with ctx.timed(f"{side} white box"):
-        res = run_sharded(
-            _white_box_chunk, (cfg, ctx.device, side), np.arange(len(x)),
-            folder=ctx.run.path / "chunks" / f"{side}-white-box", chunk=cfg.chunk,
-            shards=ctx.shards, backend=ctx.backend, desc=f"{side} white box",
-        )  # fmt: skip
-    broken: dict[str, np.ndarray] = {"FGSM": res["fgsm"], "PGD-40": res["pgd40_0"],
-                                     _strongest(cfg): res["restarts"]}  # fmt: skip
-    others = [e for e in cfg.curve_epsilons if e not in (0, eps)]
+        res = evaluate(evaluation, np.arange(len(x)), folder=ctx.run.path / "chunks" /
+                       f"{side}-white-box", chunk=cfg.chunk, shards=ctx.shards,
+                       backend=ctx.backend, model=model[0], desc=f"{side} white box")  # fmt: skip
+    strongest = _strongest(cfg)
+    broken: dict[str, np.ndarray] = {"FGSM": res["FGSM"]["fooled"],
+                                     "PGD-40": res[f"PGD-40 at {eps:g}"]["fooled"],
+                                     strongest: res[strongest]["fooled"]}  # fmt: skip
     curve = []
     for e in cfg.curve_epsilons:
-        if e == 0:
-            fooled_e = ~correct  # no perturbation: the clean predictions
-        elif e == eps:
-            fooled_e = broken["PGD-40"]
-        else:
-            fooled_e = res[f"pgd40_{1 + others.index(e)}"]
+        fooled_e = ~correct if e == 0 else res[f"PGD-40 at {e:g}"]["fooled"]  # 0: clean
         curve.append(attack_summary(correct, fooled_e)["robust_accuracy"])
-    adv = torch.as_tensor(res["adversarials"], device=x.device)
+    adv = torch.as_tensor(res[strongest]["adversarials"], device=x.device)
     return _Evaluation(correct, broken, curve, adv)
 
 
@@ -248,11 +233,12 @@ def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
         raise ConfigError(f"n_images, restarts, pgd_steps, epsilon: expected >= 1, >= 1, >= 1 "
                           f"and > 0, found {cfg.n_images}, {cfg.restarts}, {cfg.pgd_steps}, "
                           f"{cfg.epsilon}")  # fmt: skip
-    models = _models(cfg, ctx)
+    sources = _models(cfg, ctx)
+    models = {side: model for side, (model, _) in sources.items()}
     device = torch.device(ctx.device)
     test = load_dataset(cfg.dataset, "test")
     x, y = test.take(cfg.n_images, seed=cfg.seed).tensors(device)
-    evals = {side: _evaluate(cfg, ctx, models[side], x, y, side) for side in SIDES}
+    evals = {side: _evaluate(cfg, ctx, sources[side], x, y, side) for side in SIDES}
     results: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     for side, other in (("standard", "robust"), ("robust", "standard")):
