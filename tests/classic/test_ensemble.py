@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advlab.classic.ensemble import StackingEnsemble, held_out_split, soft_vote
+from advlab.classic.ensemble import (
+    StackingEnsemble,
+    compare_ensembles,
+    held_out_split,
+    soft_vote,
+)
 from advlab.errors import ConfigError
 
 
@@ -70,3 +75,21 @@ def test_held_out_split_is_stratified_and_disjoint() -> None:
     assert np.bincount(y[held]).tolist() == [5, 10, 15]
     again = held_out_split(y, 0.5, seed=3)
     assert np.array_equal(again[0], fit) and np.array_equal(again[1], held)
+
+
+def test_compare_ensembles_fits_on_one_split_and_scores_the_others() -> None:
+    (a_fit, b_fit), y_fit = _problem(400, 0)
+    (a_new, b_new), y_new = _problem(300, 1)
+    probs = {"fit": {"A": a_fit, "B": b_fit}, "new": {"A": a_new, "B": b_new}}
+    out = compare_ensembles(probs, {"fit": y_fit, "new": y_new}, fit_on="fit", scored=["new"],
+                            n_estimators=50, seed=3)  # fmt: skip
+    assert set(out["learners"]["A"]) == {"fit_acc", "new_acc"}
+    assert out["learners"]["B"]["new_acc"] == float((b_new.argmax(1) == y_new).mean())
+    assert set(out["soft_vote"]) == set(out["stacking"]) == {"new_acc"}
+    vote = soft_vote([a_new, b_new]).argmax(1)
+    assert out["soft_vote"]["new_acc"] == float((vote == y_new).mean())
+    stack = StackingEnsemble(n_estimators=50, seed=3).fit([a_fit, b_fit], y_fit)
+    assert out["stacking"]["new_acc"] == float((stack.predict([a_new, b_new]) == y_new).mean())
+    assert out["stacking"]["new_acc"] > max(out["learners"][m]["new_acc"] for m in "AB") + 0.1
+    assert np.allclose(np.sum(out["importances"]), 1.0)
+

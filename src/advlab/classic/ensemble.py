@@ -13,7 +13,7 @@ recommends), it learns how they behave on new images. `held_out_split` makes tha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -128,4 +128,50 @@ def held_out_split(labels: npt.ArrayLike, fraction: float = 0.5,
     return parts["fit"], parts["held"]
 
 
-__all__ = ["StackingEnsemble", "held_out_split", "soft_vote"]
+def compare_ensembles(
+    probabilities: Mapping[str, Mapping[str, npt.ArrayLike]],
+    labels: Mapping[str, npt.ArrayLike],
+    *,
+    fit_on: str,
+    scored: Sequence[str],
+    n_estimators: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every base learner, their soft vote and their stacking, on the same splits.
+
+    Args:
+        probabilities: Split name -> learner name -> (N, K) class probabilities of that
+            learner on that split (the same learners, in the same order, on every split).
+        labels: Split name -> (N,) true labels.
+        fit_on: The split the stacking meta-learner is fitted on (its own training images
+            for the report's variant, images the learners never saw for the unbiased one).
+        scored: The splits the two ensembles are measured on.
+        n_estimators, seed: The random forest meta-learner.
+
+    Returns:
+        ``learners``: per learner, ``<split>_acc`` on every split; ``soft_vote`` and
+        ``stacking``: ``<split>_acc`` on the `scored` splits; ``importances``: the
+        meta-learner's (M, K) importances as nested lists.
+    """
+    y = {k: np.asarray(v) for k, v in labels.items()}
+    names = list(probabilities[fit_on])
+
+    def accuracy(p: np.ndarray, split: str) -> float:
+        return float((p.argmax(axis=1) == y[split]).mean())
+
+    def learners_on(split: str) -> list[npt.ArrayLike]:
+        return [probabilities[split][m] for m in names]
+
+    out: dict[str, Any] = {"learners": {
+        m: {f"{k}_acc": accuracy(np.asarray(probabilities[k][m]), k) for k in probabilities}
+        for m in names}}  # fmt: skip
+    out["soft_vote"] = {f"{k}_acc": accuracy(soft_vote(learners_on(k)), k) for k in scored}
+    stack = StackingEnsemble(n_estimators=n_estimators, seed=seed)
+    stack.fit(learners_on(fit_on), y[fit_on])
+    out["stacking"] = {f"{k}_acc": float((stack.predict(learners_on(k)) == y[k]).mean())
+                       for k in scored}  # fmt: skip
+    out["importances"] = stack.importances().tolist()
+    return out
+
+
+__all__ = ["StackingEnsemble", "compare_ensembles", "held_out_split", "soft_vote"]

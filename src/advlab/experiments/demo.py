@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from advlab.analysis.preprocessing import compare_preprocessing, preprocessing_section
 from advlab.attacks import FGSM
 from advlab.data import get_spec, load_dataset
+from advlab.data.preprocess import compare_preprocessing
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper, create_model
 from advlab.report import Report
 from advlab.report.figures import image_grid, learning_curves, line_plot
+from advlab.report.preprocessing import preprocessing_section
 from advlab.runs import Run
 from advlab.train import TrainConfig, evaluate, fit
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advlab.classic.ensemble import StackingEnsemble, soft_vote
+from advlab.classic.ensemble import compare_ensembles
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
@@ -36,7 +36,7 @@ from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, heatmap, image_grid, learning_curves, line_plot
 from advlab.runs import Run
 from advlab.train.augment import AFFINE_PRESETS, random_affine
-from advlab.train.recipes import flowers17
+from advlab.train.recipes import FlowersTraining
 from advlab.train.store import (
     ModelRecipe,
     evaluation_parts,
@@ -44,7 +44,6 @@ from advlab.train.store import (
     stored_metrics,
     train_parts,
 )
-from advlab.train.trainer import cpu_bf16_supported
 
 log = logging.getLogger(__name__)
 
@@ -59,46 +58,7 @@ REPORT_ENSEMBLE_ACCURACY = {"mk2": 0.773, "mk3": 0.788, "mk4": 0.705, "mk5": 0.7
                             "mk6": 0.744, "soft vote": 0.808, "stacking": 0.820}  # fmt: skip
 """Table 5 of the report: validation accuracy of the base learners and the ensembles."""
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
 AUGMENT_NAMES = {"none": "plain data", "zoom": "#1 zoom", "flips": "#2 flips", "mix": "#3 mix"}
-
-
-@dataclass(frozen=True)
-class FlowersTraining:
-    """How every network is trained (shared by the three experiments).
-
-    CPU defaults: 72 x 72 inputs (the smallest common size above Mk-5's 66) and few epochs;
-    the report's setting, for a GPU: ``--set image_size=128 --set epochs=50`` (150 for the
-    augmentation and ensemble studies).
-
-    ``precision``: ``fp32``; ``bf16`` (bfloat16 autocast for CPU training, weights in float32;
-    about 4x faster per epoch on a CPU with AMX); or ``auto``, bf16 where the CPU has native
-    bfloat16 kernels and fp32 elsewhere. On CUDA, training uses mixed precision either way.
-    The reports say which was used.
-    """
-
-    image_size: int = 72
-    epochs: int = 20
-    lr: float = 0.01
-    momentum: float = 0.0  # Keras' SGD default
-    batch_size: int = 32
-    held_out: float = 0.5  # share of the validation images kept from the epoch selection
-    precision: str = "auto"
-    seed: int = 0
-
-    def cpu_bf16(self) -> bool:
-        """Whether CPU training uses bfloat16 autocast (``precision`` resolved)."""
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, "
-                              f"found {self.precision!r}")  # fmt: skip
-        return self.precision == "bf16" or (self.precision == "auto" and cpu_bf16_supported())
-
-    def recipe(self, model: str, augment: str = "none", train_fraction: float = 1.0) -> ModelRecipe:
-        return flowers17(model, image_size=self.image_size, epochs=self.epochs, lr=self.lr,
-                         momentum=self.momentum, batch_size=self.batch_size, augment=augment,
-                         held_out=self.held_out, train_fraction=train_fraction,
-                         cpu_bf16=self.cpu_bf16(), seed=self.seed)  # fmt: skip
 
 
 def _check(cfg: FlowersTraining, models: tuple[str, ...]) -> None:
@@ -372,25 +332,11 @@ def _ensemble(cfg: FlowersEnsembleConfig, ctx: Context, train_fraction: float,
             probs[k][name] = predict_proba(model, x, batch_size=64).cpu().numpy()
         del model
     labels = {k: d.labels for k, d in sets.items()}
-
-    def accuracy(p: np.ndarray, k: str) -> float:
-        return float((p.argmax(axis=1) == labels[k]).mean())
-
-    out: dict[str, Any] = {"learners": {}, "n_meta": len(meta_set), "n_fit": len(fit_part)}
+    out = compare_ensembles(probs, labels, fit_on="meta", scored=("selection", "held_out"),
+                            n_estimators=cfg.trees, seed=cfg.seed)  # fmt: skip
     for name in cfg.models:
-        out["learners"][name] = {**learners[name],
-                                 **{f"{k}_acc": accuracy(probs[k][name], k)
-                                    for k in ("meta", "selection", "held_out")}}  # fmt: skip
-    vote = {k: soft_vote([probs[k][m] for m in cfg.models]) for k in sets}
-    out["soft_vote"] = {f"{k}_acc": accuracy(vote[k], k) for k in ("selection", "held_out")}
-    stack = StackingEnsemble(n_estimators=cfg.trees, seed=cfg.seed)
-    stack.fit([probs["meta"][m] for m in cfg.models], labels["meta"])
-    out["stacking"] = {
-        f"{k}_acc": float((stack.predict([probs[k][m] for m in cfg.models]) == labels[k]).mean())
-        for k in ("selection", "held_out")
-    }
-    out["importances"] = stack.importances().tolist()
-    return out
+        out["learners"][name] = {**learners[name], **out["learners"][name]}
+    return {**out, "n_meta": len(meta_set), "n_fit": len(fit_part)}
 
 
 def execute_ensemble(cfg: FlowersEnsembleConfig, ctx: Context) -> dict[str, Any]:

@@ -30,20 +30,14 @@ from advlab.classic.ensemble import held_out_split
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
-from advlab.experiments.flowers import FlowersTraining
-from advlab.experiments.flowers_transfer import (
-    SELF_PRETRAINED,
-    FlowersTransferConfig,
-    fine_tune_configuration,
-    self_pretrained_backbone,
-)
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, image_grid
 from advlab.runs import Run
+from advlab.train.recipes import SELF_PRETRAINED, FlowersTraining, self_pretrained_backbone
 from advlab.train.store import get_trained
-from advlab.train.transfer import cached_features
+from advlab.train.transfer import TransferSettings, cached_features, fine_tune_configuration
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +60,7 @@ class FlowersAttacksConfig:
     cnn: FlowersTraining = field(default_factory=FlowersTraining)
     cnn_model: str = "baseline"
     cnn_augment: str = "none"
-    transfer: FlowersTransferConfig = field(default_factory=FlowersTransferConfig)
+    transfer: TransferSettings = field(default_factory=TransferSettings)
     n_images: int = 60
     epsilons: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
     pixels: tuple[int, ...] = (1, 3, 5)
@@ -122,7 +116,9 @@ def _transfer(cfg: FlowersAttacksConfig, ctx: Context) -> tuple[ModelWrapper, di
         f_val = cached_features(backbone.frozen, xv, key)
         phase_b = t.phase_b_epochs if backbone.name == SELF_PRETRAINED else 0
         row, head = fine_tune_configuration(t, backbone, (f_train, y), (f_val[sel], yv[sel]),
-                               (f_val[hel], yv[hel]), "adam", True, 0.5, phase_b, ctx)  # fmt: skip
+                                            (f_val[hel], yv[hel]), num_classes=train.num_classes,
+                                            optimizer="adam", batch_norm=True, dropout=0.5,
+                                            phase_b_epochs=phase_b)  # fmt: skip
     net = nn.Sequential(backbone.frozen, head).eval()
     for p in net.parameters():
         p.requires_grad_(False)

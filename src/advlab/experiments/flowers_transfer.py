@@ -17,7 +17,7 @@ results and are not comparable to the report's.
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -36,22 +36,18 @@ from advlab.models.weights import weights_source
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, learning_curves
 from advlab.runs import Run
-from advlab.train import TrainConfig
-from advlab.train.recipes import resnet18_cifar10
-from advlab.train.store import get_trained, weights_sha256
+from advlab.train.recipes import SELF_PRETRAINED, self_pretrained_backbone
+from advlab.train.store import weights_sha256
 from advlab.train.transfer import (
     Backbone,
     Normalize,
-    TransferHead,
+    TransferSettings,
     cached_features,
-    fine_tune,
-    resnet18_backbone,
+    fine_tune_configuration,
     run_chunked,
 )
 
 log = logging.getLogger(__name__)
-
-SELF_PRETRAINED = "resnet18-cifar10"
 
 # fmt: off
 REPORT_TABLE_8 = {  # validation accuracy: classifier -> backbone -> accuracy
@@ -82,33 +78,17 @@ REPORT_BEST_FINE_TUNE = 0.967  # MobileNet, Adam + batch norm + dropout 0.5
 
 
 @dataclass(frozen=True)
-class FlowersTransferConfig:
+class FlowersTransferConfig(TransferSettings):
     """CPU defaults: the report's grid and phase A on advlab's self-pretrained ResNet-18 at
-    64 x 64, phase B cut from 50 epochs to 10 (each epoch trains layer4's 8.4 M weights); the
-    ImageNet backbones run at the report's 128 x 128 when their weights exist.
+    64 x 64, phase B cut from 50 epochs to 10 (`advlab.train.transfer.TransferSettings`); the
+    ImageNet backbones run at the report's 128 x 128 when their weights exist."""
 
-    ``pretrain_epochs`` and ``pretrain_fraction`` define the ResNet-18 pre-training; the
-    defaults are the training core's recipe A (the stored model is reused), smaller values
-    train a quick one (tests).
-    """
-
-    image_size: int = 64
     imagenet_size: int = 128
     imagenet_backbones: tuple[str, ...] = tuple(BACKBONES)
     classifiers: tuple[str, ...] = CLASSIFIERS
     optimizers: tuple[str, ...] = ("adam", "sgd")
     batch_norm: tuple[bool, ...] = (False, True)
     dropout: tuple[float, ...] = (0.0, 0.5)
-    hidden: int = 512
-    phase_a_epochs: int = 25
-    phase_a_lr: float = 1e-3
-    phase_b_epochs: int = 10  # the report's 50 (``--set phase_b_epochs=50``) on a GPU
-    phase_b_lr: float = 1e-4
-    batch_size: int = 32
-    held_out: float = 0.5
-    pretrain_epochs: int = 20
-    pretrain_fraction: float = 1.0
-    seed: int = 0
 
 
 def _check(cfg: FlowersTransferConfig) -> None:
@@ -125,21 +105,6 @@ def _check(cfg: FlowersTransferConfig) -> None:
         if getattr(cfg, name) < (1 if name != "phase_b_epochs" else 0):
             raise ConfigError(f"{name}: expected a positive int, found {getattr(cfg, name)}")
     tabular_classifiers(cfg.classifiers)  # raises on unknown names
-
-
-def self_pretrained_backbone(cfg: FlowersTransferConfig, device: str) -> Backbone:
-    """advlab's ResNet-18 trained on CIFAR-10 (recipe A at `cfg`'s pre-training settings, from
-    the model store), cut after layer3; its label says NOT ImageNet."""
-    recipe = resnet18_cifar10("imagenet", seed=cfg.seed)
-    recipe = dataclasses.replace(
-        recipe, train=dataclasses.replace(recipe.train, epochs=cfg.pretrain_epochs),
-        train_fraction=cfg.pretrain_fraction)  # fmt: skip
-    model = get_trained(recipe, device=device)
-    digest = weights_sha256(model.state_dict())
-    share = "" if cfg.pretrain_fraction >= 1 else f" ({percent(cfg.pretrain_fraction, 0)} of it)"
-    label = (f"advlab: torchvision ResNet-18 trained by advlab on CIFAR-10{share} for "
-             f"{cfg.pretrain_epochs} epochs (model store key {recipe.key()}); NOT ImageNet")
-    return resnet18_backbone(model, name=SELF_PRETRAINED, weights=label, digest=digest)
 
 
 def _imagenet(name: str) -> Backbone:
@@ -204,14 +169,16 @@ def execute(cfg: FlowersTransferConfig, ctx: Context) -> dict[str, Any]:
         sel_t, held_t = torch.as_tensor(select, device=device), torch.as_tensor(held, device=device)
         tr = (frozen["train"], y)
         va = (frozen["val"][sel_t], yv[sel_t])
+        ho = (frozen["val"][held_t], yv[held_t])
         runs = []
-        for opt in cfg.optimizers:
-            for bn in cfg.batch_norm:
-                for drop in cfg.dropout:
-                    row, _ = fine_tune_configuration(cfg, backbone, tr, va, (frozen["val"][held_t],
-                                                                yv[held_t]),
-                                        opt, bn, drop, phase_b, ctx)  # fmt: skip
-                    runs.append(row)
+        grid = itertools.product(cfg.optimizers, cfg.batch_norm, cfg.dropout)
+        for opt, bn, drop in grid:
+            with ctx.timed(f"fine-tune {backbone.name}"):
+                row, _ = fine_tune_configuration(cfg, backbone, tr, va, ho,
+                                                 num_classes=train.num_classes, optimizer=opt,
+                                                 batch_norm=bn, dropout=drop,
+                                                 phase_b_epochs=phase_b)  # fmt: skip
+            runs.append(row)
         result["fine_tune"] = runs
         result["n_selection"], result["n_held_out"] = len(select), len(held)
         out["backbones"][backbone.name] = result
@@ -219,45 +186,6 @@ def execute(cfg: FlowersTransferConfig, ctx: Context) -> dict[str, Any]:
         backbone.top.cpu()
     out["order"] = [b.name for b, _ in jobs]
     return out
-
-
-def fine_tune_configuration(cfg: FlowersTransferConfig, backbone: Backbone,
-               train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-               held: tuple[torch.Tensor, torch.Tensor], optimizer: str, batch_norm: bool,
-               dropout: float, phase_b_epochs: int,
-               ctx: Context) -> tuple[dict[str, Any], nn.Module]:  # fmt: skip
-    """Phases A and B of one configuration: its row of results, and the model from the
-    backbone's frozen features to the logits (the trained top and head)."""
-    torch.manual_seed(cfg.seed)
-    width = run_chunked(backbone.top, train[0][:2]).flatten(1).shape[1]
-    head = TransferHead(width, 17, hidden=cfg.hidden, batch_norm=batch_norm,
-                        dropout=dropout).to(train[0].device)  # fmt: skip
-    base = TrainConfig(optimizer=optimizer, momentum=0.0, batch_size=cfg.batch_size,
-                       seed=cfg.seed)  # fmt: skip
-    phase_a = dataclasses.replace(base, epochs=cfg.phase_a_epochs, lr=cfg.phase_a_lr,
-                                  early_stopping=cfg.phase_a_epochs)  # fmt: skip
-    phase_b = None
-    if phase_b_epochs > 0:
-        phase_b = dataclasses.replace(base, epochs=phase_b_epochs, lr=cfg.phase_b_lr,
-                                      early_stopping=phase_b_epochs)  # fmt: skip
-    label = f"{backbone.name} {optimizer} bn={batch_norm} dropout={dropout:g}"
-    log.info("fine-tuning %s", label)
-    with ctx.timed(f"fine-tune {backbone.name}"):
-        result = fine_tune(backbone, head, train, val, phase_a, phase_b, progress=False)
-    model = nn.Sequential(result.top, head, nn.Identity())
-    with torch.no_grad():
-        logits = run_chunked(model, held[0])
-    row: dict[str, Any] = {
-        "optimizer": optimizer, "batch_norm": batch_norm, "dropout": dropout,
-        "phase_a": result.phase_a.as_dict(),
-        "phase_b": None if result.phase_b is None else result.phase_b.as_dict(),
-        "held_out_acc": float((logits.argmax(1) == held[1]).float().mean()),
-    }  # fmt: skip
-    last = result.phase_b or result.phase_a
-    assert last.best_epoch is not None
-    row["val_acc"] = last.val_acc[last.best_epoch]
-    row["phase_a_val_acc"] = result.phase_a.val_acc[result.phase_a.best_epoch or 0]
-    return row, model
 
 
 def _name(r: dict[str, Any]) -> str:

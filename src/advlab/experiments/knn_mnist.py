@@ -1,7 +1,7 @@
 """`knn-mnist`: Task 1 of seed 000's Practice Lab - nearest neighbours on the full MNIST.
 
 Wires `advlab.classic.knn` (exact k-NN, the notebook's uint8 bug reproduced on purpose, k chosen
-by cross-validation) and `advlab.analysis.preprocessing` to the lab's five questions, plus the
+by cross-validation) and `advlab.data.preprocess` to the lab's five questions, plus the
 preprocessing x metric table. Defaults: all 60,000 training and 10,000 test images.
 """
 
@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.metrics import confusion_matrix
 
-from advlab.analysis.preprocessing import compare_preprocessing, preprocessing_section
 from advlab.classic.knn import (
     KNNClassifier,
     accuracy_by_k,
@@ -26,15 +24,16 @@ from advlab.classic.knn import (
     vote,
 )
 from advlab.data import load_train_test
-from advlab.data.preprocess import Centering, PCAWhitening, Standardizer, ZCAWhitening
+from advlab.data.preprocess import PREPROCESSING, compare_preprocessing, preprocess
 from advlab.errors import ConfigError
 from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import confusion_matrix_plot, image_grid, line_plot
+from advlab.report.preprocessing import preprocessing_section
 from advlab.runs import Run
 
-PREPROCESSING = ("raw", "centred", "standardised", "pca-50", "pca-100", "pca-50-whitened", "zca")
+STEPS = ("raw", "centred", "standardised", "pca-50", "pca-100", "pca-50-whitened", "zca")
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class KnnMnistConfig:
     n_buggy: int = 1000
     ks: tuple[int, ...] = tuple(range(1, 16))
     folds: int = 5
-    preprocessing: tuple[str, ...] = PREPROCESSING
+    preprocessing: tuple[str, ...] = STEPS  # names of advlab.data.preprocess.PREPROCESSING
     zca_epsilon: float = 0.1
     n_misclassified: int = 8
     memory_budget_mb: int = 512
@@ -64,25 +63,6 @@ def _check(cfg: KnnMnistConfig) -> None:
         raise ConfigError(f"ks: expected positive integers, found {list(cfg.ks)}")
     if "raw" not in cfg.preprocessing:
         raise ConfigError("preprocessing: 'raw' is needed (it is the lab's baseline)")
-
-
-def _features(name: str, train: np.ndarray, test: np.ndarray, eps: float
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened (N, 784) features after preprocessing step `name`, fitted on train."""
-    if name == "raw":
-        return train, test
-    xtr, xte = train.astype(np.float32) / 255.0, test.astype(np.float32) / 255.0
-    if name.startswith("pca-") and not name.endswith("whitened"):
-        pca = PCA(int(name.split("-")[1]), random_state=0).fit(xtr)
-        return pca.transform(xtr).astype(np.float32), pca.transform(xte).astype(np.float32)
-    step = {
-        "centred": Centering(),
-        "standardised": Standardizer(),
-        "pca-50-whitened": PCAWhitening(epsilon=eps, n_components=50),
-        "zca": ZCAWhitening(epsilon=eps),
-    }[name]
-    step.fit(xtr)
-    return step.transform(xtr), step.transform(xte)
 
 
 def execute(cfg: KnnMnistConfig, ctx: Context) -> dict[str, Any]:
@@ -158,7 +138,7 @@ def execute(cfg: KnnMnistConfig, ctx: Context) -> dict[str, Any]:
     rows = []
     for name in cfg.preprocessing:
         with ctx.timed(f"preprocess {name}"):
-            ftr, fte = _features(name, X, Q, cfg.zca_epsilon)
+            ftr, fte = preprocess(name, X, Q, epsilon=cfg.zca_epsilon)
         row: dict[str, Any] = {"preprocessing": name, "features": ftr.shape[1]}
         for metric in ("l1", "l2"):
             if name == "raw":

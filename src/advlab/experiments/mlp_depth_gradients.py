@@ -61,15 +61,19 @@ class MlpDepthGradientsConfig:
 def _job(x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
          xb: torch.Tensor, yb: torch.Tensor, *, activation: str, depth: int, seed: int,
          cfg: MlpDepthGradientsConfig) -> dict[str, Any]:
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    net = create_model("mlp", in_shape=tuple(x.shape[1:]), num_classes=10, depth=depth,
-                       width=cfg.width, activation_name=activation, init=cfg.init)
-    model = ModelWrapper(net)
-    untrained = weight_grad_max(model, xb, yb)
-    hist = fit(model, (x, y), TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                          lr=cfg.lr, momentum=0.0, seed=seed), val=(xt, yt))
-    _, acc = evaluate(model, xt, yt)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one run per worker; restored, so a caller's process keeps its own
+    try:
+        torch.manual_seed(seed)
+        net = create_model("mlp", in_shape=tuple(x.shape[1:]), num_classes=10, depth=depth,
+                           width=cfg.width, activation_name=activation, init=cfg.init)
+        model = ModelWrapper(net)
+        untrained = weight_grad_max(model, xb, yb)
+        hist = fit(model, (x, y), TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                              lr=cfg.lr, momentum=0.0, seed=seed), val=(xt, yt))
+        _, acc = evaluate(model, xt, yt)
+    finally:
+        torch.set_num_threads(threads)
     return {"activation": activation, "depth": depth, "seed": seed, "test_accuracy": acc,
             "history": hist.as_dict(), "grad_untrained": untrained.tolist(),
             "grad_trained": weight_grad_max(model, xb, yb).tolist()}

@@ -5,18 +5,27 @@ ResNet-18 on 32 x 32 CIFAR-10, 20 epochs on CPU: 83.11% test accuracy); `"cifar"
 (3 x 3 stem without max-pool, 40 epochs, written for a GPU). A model trained by the
 `advlab train` command of either recipe is found in the store under the same key.
 
-`flowers17(name, ...)` is how seed 004 trains its Flowers-17 CNNs; the flowers experiments share
-it, so that a network one of them trained is found by the others (the ensemble reuses the
-augmentation study's Mk-2 and Mk-3).
+`flowers17(name, ...)` is how seed 004 trains its Flowers-17 CNNs, with `FlowersTraining` its
+settings; the flowers experiments share it, so that a network one of them trained is found by
+the others (the ensemble reuses the augmentation study's Mk-2 and Mk-3).
+`self_pretrained_backbone` is the transfer backbone of seed 004 Part C when no ImageNet weights
+are at hand: recipe A cut after layer3, labelled NOT ImageNet.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from advlab.errors import ConfigError
-from advlab.train.store import ModelRecipe
-from advlab.train.trainer import TrainConfig
+from advlab.report import percent
+from advlab.train.store import ModelRecipe, get_trained, weights_sha256
+from advlab.train.trainer import TrainConfig, cpu_bf16_supported
+from advlab.train.transfer import Backbone, TransferSettings, resnet18_backbone
 
 STEMS = ("imagenet", "cifar")
+PRECISIONS = ("auto", "fp32", "bf16")
+SELF_PRETRAINED = "resnet18-cifar10"
 
 
 def resnet18_cifar10(stem: str = "imagenet", *, seed: int = 0) -> ModelRecipe:
@@ -63,3 +72,56 @@ def flowers17(
     return ModelRecipe(f"flowers_{model}", "flowers17", {}, train, normalize=False,
                        data_options={"image_size": image_size}, held_out=held_out,
                        train_fraction=train_fraction)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FlowersTraining:
+    """How every seed-004 network is trained (shared by the flowers experiments).
+
+    CPU defaults: 72 x 72 inputs (the smallest common size above Mk-5's 66) and few epochs;
+    the report's setting, for a GPU: ``--set image_size=128 --set epochs=50`` (150 for the
+    augmentation and ensemble studies).
+
+    ``precision``: ``fp32``; ``bf16`` (bfloat16 autocast for CPU training, weights in float32;
+    about 4x faster per epoch on a CPU with AMX); or ``auto``, bf16 where the CPU has native
+    bfloat16 kernels and fp32 elsewhere. On CUDA, training uses mixed precision either way.
+    The reports say which was used.
+    """
+
+    image_size: int = 72
+    epochs: int = 20
+    lr: float = 0.01
+    momentum: float = 0.0  # Keras' SGD default
+    batch_size: int = 32
+    held_out: float = 0.5  # share of the validation images kept from the epoch selection
+    precision: str = "auto"
+    seed: int = 0
+
+    def cpu_bf16(self) -> bool:
+        """Whether CPU training uses bfloat16 autocast (``precision`` resolved)."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, "
+                              f"found {self.precision!r}")  # fmt: skip
+        return self.precision == "bf16" or (self.precision == "auto" and cpu_bf16_supported())
+
+    def recipe(self, model: str, augment: str = "none", train_fraction: float = 1.0) -> ModelRecipe:
+        return flowers17(model, image_size=self.image_size, epochs=self.epochs, lr=self.lr,
+                         momentum=self.momentum, batch_size=self.batch_size, augment=augment,
+                         held_out=self.held_out, train_fraction=train_fraction,
+                         cpu_bf16=self.cpu_bf16(), seed=self.seed)  # fmt: skip
+
+
+def self_pretrained_backbone(settings: TransferSettings, device: str) -> Backbone:
+    """advlab's ResNet-18 trained on CIFAR-10 (recipe A at `settings`' pre-training epochs and
+    share of the data, from the model store), cut after layer3; its label says NOT ImageNet."""
+    recipe = resnet18_cifar10("imagenet", seed=settings.seed)
+    recipe = dataclasses.replace(
+        recipe, train=dataclasses.replace(recipe.train, epochs=settings.pretrain_epochs),
+        train_fraction=settings.pretrain_fraction)  # fmt: skip
+    model = get_trained(recipe, device=device)
+    digest = weights_sha256(model.state_dict())
+    fraction = settings.pretrain_fraction
+    share = "" if fraction >= 1 else f" ({percent(fraction, 0)} of it)"
+    label = (f"advlab: torchvision ResNet-18 trained by advlab on CIFAR-10{share} for "
+             f"{settings.pretrain_epochs} epochs (model store key {recipe.key()}); NOT ImageNet")
+    return resnet18_backbone(model, name=SELF_PRETRAINED, weights=label, digest=digest)

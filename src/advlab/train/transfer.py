@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,14 +221,99 @@ def fine_tune(
     return FineTuneResult(history_a, history_b, top)
 
 
+@dataclass(frozen=True)
+class TransferSettings:
+    """How seed 004 Part C fine-tunes a transfer model (the CPU defaults of `flowers-transfer`,
+    which `flowers-attacks` shares): the self-pretrained backbone, the images, both phases.
+
+    ``pretrain_epochs`` and ``pretrain_fraction`` define the ResNet-18 pre-training; the
+    defaults are the training core's recipe A (the stored model is reused), smaller values
+    train a quick one (tests). Phase B is cut from the report's 50 epochs to 10 on CPU (each
+    epoch trains layer4's 8.4 M weights): ``--set phase_b_epochs=50`` on a GPU.
+    """
+
+    image_size: int = 64
+    hidden: int = 512
+    phase_a_epochs: int = 25
+    phase_a_lr: float = 1e-3
+    phase_b_epochs: int = 10
+    phase_b_lr: float = 1e-4
+    batch_size: int = 32
+    held_out: float = 0.5
+    pretrain_epochs: int = 20
+    pretrain_fraction: float = 1.0
+    seed: int = 0
+
+
+def fine_tune_configuration(
+    settings: TransferSettings,
+    backbone: Backbone,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    held: tuple[torch.Tensor, torch.Tensor],
+    *,
+    num_classes: int,
+    optimizer: str,
+    batch_norm: bool,
+    dropout: float,
+    phase_b_epochs: int,
+) -> tuple[dict[str, Any], nn.Module]:
+    """Phases A and B of one configuration of the report's grid (optimizer, batch norm,
+    dropout), on the backbone's frozen features.
+
+    Args:
+        settings: Epochs, learning rates, batch size, head width and seed.
+        backbone: The pretrained network, cut in two.
+        train, val, held: ``(backbone.frozen(x), y)`` of the training images, the validation
+            images that choose the epoch, and the held-out ones that give the accuracy.
+        num_classes: Classes of the data (the head's outputs).
+        optimizer: ``adam`` or ``sgd`` (no momentum, as Keras' SGD).
+        batch_norm, dropout: The head's options.
+        phase_b_epochs: Epochs of phase B (0: phase A only).
+
+    Returns:
+        Its row of results (both histories, validation and held-out accuracy) and the model
+        from the backbone's frozen features to the logits (the trained top and head).
+    """
+    torch.manual_seed(settings.seed)
+    width = run_chunked(backbone.top, train[0][:2]).flatten(1).shape[1]
+    head = TransferHead(width, num_classes, hidden=settings.hidden, batch_norm=batch_norm,
+                        dropout=dropout).to(train[0].device)  # fmt: skip
+    base = TrainConfig(optimizer=optimizer, momentum=0.0, batch_size=settings.batch_size,
+                       seed=settings.seed)  # fmt: skip
+    phase_a = replace(base, epochs=settings.phase_a_epochs, lr=settings.phase_a_lr,
+                      early_stopping=settings.phase_a_epochs)  # fmt: skip
+    phase_b = None
+    if phase_b_epochs > 0:
+        phase_b = replace(base, epochs=phase_b_epochs, lr=settings.phase_b_lr,
+                          early_stopping=phase_b_epochs)  # fmt: skip
+    log.info("fine-tuning %s %s bn=%s dropout=%g", backbone.name, optimizer, batch_norm, dropout)
+    result = fine_tune(backbone, head, train, val, phase_a, phase_b, progress=False)
+    model = nn.Sequential(result.top, head, nn.Identity())
+    with torch.no_grad():
+        logits = run_chunked(model, held[0])
+    row: dict[str, Any] = {
+        "optimizer": optimizer, "batch_norm": batch_norm, "dropout": dropout,
+        "phase_a": result.phase_a.as_dict(),
+        "phase_b": None if result.phase_b is None else result.phase_b.as_dict(),
+        "held_out_acc": float((logits.argmax(1) == held[1]).float().mean()),
+    }  # fmt: skip
+    last = result.phase_b or result.phase_a
+    row["val_acc"] = last.val_acc[last.best_epoch or 0]
+    row["phase_a_val_acc"] = result.phase_a.val_acc[result.phase_a.best_epoch or 0]
+    return row, model
+
+
 __all__ = [
     "Backbone",
     "FineTuneResult",
     "InferenceNorms",
     "Normalize",
     "TransferHead",
+    "TransferSettings",
     "cached_features",
     "fine_tune",
+    "fine_tune_configuration",
     "resnet18_backbone",
     "run_chunked",
 ]

@@ -1,4 +1,4 @@
-"""Preprocessing transformers for images: centring, standardisation, PCA and ZCA whitening.
+"""The preprocessing transformers: centring, standardisation, PCA and ZCA whitening.
 
 Lab seed 000 Task 1 applies the steps of Hadrien Jean's tutorial to MNIST. Each step is a
 scikit-learn transformer, so its statistics are fitted on the training split only and it drops
