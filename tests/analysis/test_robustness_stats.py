@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from advlab.analysis.images import image_statistics
-from advlab.analysis.robustness import attack_summary, mcnemar, proportion_ci
+from advlab.analysis.robustness import (
+    attack_summary,
+    mcnemar,
+    proportion_ci,
+    success_by_bins,
+    success_rate,
+)
 from advlab.errors import ConfigError
 
 
@@ -47,3 +53,17 @@ def test_image_statistics_on_known_images() -> None:
     assert s["contrast"].tolist() == pytest.approx([0.0, 0.5040, 0.0], abs=1e-3)
     assert s["edge_density"].tolist() == [0.0, 0.25, 0.0]  # the two columns at the edge
     assert s["colour_variance"].tolist() == pytest.approx([0.0, 0.0, 2 / 9])
+
+
+def test_success_rate_and_bins() -> None:
+    ok = np.array([True, False, True, True, False, False, True, True])
+    rate = success_rate(ok)
+    assert (rate["n"], rate["successes"], rate["rate"]) == (8, 5, 0.625)
+    assert rate["ci"] == proportion_ci(5, 8)
+    assert success_rate(np.zeros(0, dtype=bool))["n"] == 0
+    values = np.arange(8.0)  # quartile bins of two items each
+    rows = success_by_bins(values, ok, bins=4)
+    assert [r["successes"] for r in rows] == [1, 2, 0, 2]
+    assert [r["n"] for r in rows] == [2, 2, 2, 2]
+    assert rows[0]["low"] == 0.0 and rows[-1]["high"] == 7.0
+    assert success_by_bins(np.zeros(0), np.zeros(0, dtype=bool)) == []

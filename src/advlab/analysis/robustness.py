@@ -57,6 +57,27 @@ def attack_summary(correct: Any, fooled: Any, level: float = 0.95) -> dict[str, 
     }
 
 
+def success_rate(ok: Any, level: float = 0.95) -> dict[str, Any]:
+    """``{"n", "successes", "rate", "ci"}`` of a bool (N,) array of outcomes (Wilson interval;
+    NaN rate for N = 0)."""
+    ok = np.asarray(_numpy(ok), dtype=bool)
+    n, k = len(ok), int(ok.sum())
+    return {"n": n, "successes": k, "rate": k / n if n else float("nan"),
+            "ci": proportion_ci(k, n, level)}  # fmt: skip
+
+
+def success_by_bins(values: Any, ok: Any, bins: int = 4) -> list[dict[str, Any]]:
+    """`success_rate` per quantile bin of `values` (N,): the bins hold about equally many
+    items; each row has the bin's ``low`` and ``high`` edges. Empty for N = 0."""
+    values, ok = np.asarray(_numpy(values)), np.asarray(_numpy(ok), dtype=bool)
+    if len(values) == 0:
+        return []
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    return [{"low": float(edges[b]), "high": float(edges[b + 1]), **success_rate(ok[which == b])}
+            for b in range(len(edges) - 1)]  # fmt: skip
+
+
 def _numpy(value: Any) -> Any:
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from advlab.analysis.images import image_statistics
-from advlab.analysis.robustness import attack_summary, proportion_ci
+from advlab.analysis.robustness import attack_summary, success_by_bins, success_rate
 from advlab.attacks import OnePixel
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
@@ -105,22 +105,6 @@ def _attack(cfg: OnePixelConfig, generations: int) -> OnePixel:
                     frozen=cfg.frozen)  # fmt: skip
 
 
-def _rate(ok: np.ndarray) -> dict[str, Any]:
-    n, k = len(ok), int(ok.sum())
-    return {"n": n, "successes": k, "rate": k / n if n else float("nan"),
-            "ci": proportion_ci(k, n)}  # fmt: skip
-
-
-def _by_bins(values: np.ndarray, ok: np.ndarray, bins: int = 4) -> list[dict[str, Any]]:
-    """Success per quantile bin of `values` (the bins hold about equally many images)."""
-    if len(values) == 0:
-        return []
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
-    which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
-    return [{"low": float(edges[b]), "high": float(edges[b + 1]), **_rate(ok[which == b])}
-            for b in range(len(edges) - 1)]  # fmt: skip
-
-
 def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
     if cfg.n_images < 1 or not cfg.pixels or min(cfg.pixels) < 1:
         raise ConfigError(f"n_images, pixels: expected >= 1 and values >= 1, found "
@@ -179,10 +163,10 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
             "mean_queries": float(res.queries.float().mean()) if len(idx) else 0.0,
             "total_queries": int(res.queries.sum()),
             "success_vs_generations": budget_curve,
-            "by_class": [_rate(fooled_c[yc == k]) for k in range(len(classes))],
-            "by_confidence": _by_bins(confidence[idx].cpu().numpy(), fooled_c),
+            "by_class": [success_rate(fooled_c[yc == k]) for k in range(len(classes))],
+            "by_confidence": success_by_bins(confidence[idx].cpu().numpy(), fooled_c),
             "by_statistic": {
-                k: _by_bins(v[idx.cpu().numpy()], fooled_c) for k, v in stats.items()
+                k: success_by_bins(v[idx.cpu().numpy()], fooled_c) for k, v in stats.items()
             },
             "locations": locations.tolist(),
             "seconds": ctx.timing.get(f"untargeted d={d}"),
@@ -257,8 +241,8 @@ def _targeted(cfg: OnePixelConfig, ctx: Context, source: tuple[ModelWrapper, str
     per_image = ok.reshape(-1, k - 1).any(axis=1) if len(ok) else np.zeros(0, dtype=bool)
     return {"n_images": len(y), "n_correct": int(correct.sum()), "n_attacks": len(ok),
             "pixels": cfg.targeted_pixels, "generations": cfg.targeted_generations,
-            **{f"attack_{key}": v for key, v in _rate(ok).items()},
-            "any_target": _rate(per_image), "matrix": matrix.tolist(),
+            **{f"attack_{key}": v for key, v in success_rate(ok).items()},
+            "any_target": success_rate(per_image), "matrix": matrix.tolist(),
             "seconds": ctx.timing.get("targeted")}  # fmt: skip
 
 
