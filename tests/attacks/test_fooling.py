@@ -3,6 +3,8 @@ fooling-image ascent of seed 003 on a numpy net and on a torch model."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -89,10 +91,14 @@ def test_fooling_image_on_the_numpy_net_stops_at_the_first_success(numpy_digits:
     x, y = x[keep][:40], y[keep][:40]
     target = (y + 1) % 10
     attack = FoolingImage(stepsize=0.05)
-    raw, _, success = attack(model, x, TargetedMisclassification(target), epsilons=None)
+    found = attack.search(model, x, TargetedMisclassification(target))
+    raw, success, steps = found.adversarials, found.success, found.steps
     assert bool(success.all())
-    steps = attack.steps_taken
+    assert steps.dtype == torch.int64 and steps.shape == (len(x),)
     assert int(steps.min()) >= 1
+    # Calling the attack gives the same images and success.
+    raw_c, _, success_c = attack(model, x, TargetedMisclassification(target), epsilons=None)
+    assert torch.equal(raw_c, raw) and torch.equal(success_c, success)
     # One step fewer is not yet fooled: the ascent stopped at its first success.
     shorter = FoolingImage(stepsize=0.05, max_steps=int(steps.max()) - 1)
     prev, _, _ = shorter(model, x, TargetedMisclassification(target), epsilons=None)
@@ -103,10 +109,27 @@ def test_fooling_image_on_the_numpy_net_stops_at_the_first_success(numpy_digits:
     assert bool((l2(x, raw) <= steps.float() * 0.05 + 1e-5).all())
     # The same ascent on the PyTorch twin takes the same path.
     twin = _torch_twin(net, model.mean.reshape(-1))
-    twin_attack = FoolingImage(stepsize=0.05)
-    raw_t, _, _ = twin_attack(twin, x, TargetedMisclassification(target), epsilons=None)
-    assert torch.equal(twin_attack.steps_taken, steps)
-    torch.testing.assert_close(raw_t, raw, rtol=0, atol=1e-4)
+    twin_found = FoolingImage(stepsize=0.05).search(twin, x, TargetedMisclassification(target))
+    assert torch.equal(twin_found.steps, steps)
+    torch.testing.assert_close(twin_found.adversarials, raw, rtol=0, atol=1e-4)
+
+
+def test_search_returns_the_steps_and_the_attack_keeps_no_state(
+    digits: tuple[ModelWrapper, torch.Tensor, torch.Tensor],
+) -> None:
+    model, x, y = digits
+    x, target = x[:8], (y[:8] + 3) % 10
+    attack = FoolingImage(stepsize=0.1, max_steps=30)
+    before = dict(vars(attack))
+    found = attack.search(model, x, TargetedMisclassification(target))
+    raw, clipped, success = attack(model, x, TargetedMisclassification(target), epsilons=None)
+    assert vars(attack) == before  # nothing of the calls is kept on the attack
+    # What the removed `steps_taken` attribute held after this call (measured on CPU).
+    assert found.steps.tolist() == [11, 18, 14, 15, 18, 14, 22, 10]
+    assert torch.equal(found.adversarials, raw) and torch.equal(clipped, raw)
+    assert torch.equal(found.success, success) and bool(success.all())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.steps = found.steps  # type: ignore[misc]
 
 
 def test_any_attack_drives_the_numpy_net(numpy_digits: NumpyData) -> None:

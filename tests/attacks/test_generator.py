@@ -20,12 +20,12 @@ def test_generators_reach_every_target_and_stop_there(digits: Data) -> None:
     x, y = x[:50], y[:50]
     target = (y + 1) % 10
     attack = SimpleGenerator(seed=0)
-    raw, clipped, success = attack(model, x, TargetedMisclassification(target), epsilons=None)
-    assert torch.equal(raw, clipped)  # unbounded: nothing is projected
+    found = attack.search(model, x, TargetedMisclassification(target))
+    raw, success, rounds = found.adversarials, found.success, found.rounds
     assert bool(success.all())
     with torch.no_grad():
         assert torch.equal(model(raw).argmax(1), target)
-    rounds = attack.rounds_taken
+    assert rounds.dtype == torch.int64 and rounds.shape == (len(x),)
     assert 1 <= float(rounds.float().mean()) <= 5  # measured 1.68
     assert float(l2(x, raw).median()) == pytest.approx(2.63, rel=0.3)
     # Fewer rounds leave the slow ones unfinished: the rounds are really needed.
@@ -34,6 +34,21 @@ def test_generators_reach_every_target_and_stop_there(digits: Data) -> None:
         short = SimpleGenerator(seed=0, max_rounds=int(rounds.max()) - 1)
         _, _, ok = short(model, x, TargetedMisclassification(target), epsilons=None)
         assert not bool(ok[slow].all())
+
+
+def test_search_returns_the_rounds_and_the_attack_keeps_no_state(digits: Data) -> None:
+    model, x, y = digits
+    x, target = x[:20], (y[:20] + 1) % 10
+    attack = SimpleGenerator(seed=0)
+    before = dict(vars(attack))
+    found = attack.search(model, x, TargetedMisclassification(target))
+    raw, clipped, success = attack(model, x, TargetedMisclassification(target), epsilons=None)
+    assert vars(attack) == before  # nothing of the calls is kept on the attack
+    assert torch.equal(raw, clipped)  # unbounded: nothing is projected
+    # The same seed, the same generators: search and the call agree bit for bit.
+    assert torch.equal(found.adversarials, raw) and torch.equal(found.success, success)
+    # What the removed `rounds_taken` attribute held after this call (measured on CPU).
+    assert found.rounds.tolist() == [2] * 14 + [1, 2, 1, 2, 2, 2]
 
 
 def test_without_the_push_the_generator_just_copies_the_input(digits: Data) -> None:

@@ -71,6 +71,19 @@ def test_near_ties_below_float32_resolution_are_resolved_in_float64() -> None:
     _, ref_i = oracle(X, Q, 3, "l2")
     np.testing.assert_array_equal(got.indices, ref_i)
     assert got.n_fallback == 4  # every query needed the float64 search
+    # The classifier returns the count with its result and keeps nothing of the call.
+    clf = KNNClassifier(k=3).fit(X, np.arange(len(X)) % 3)
+    before = dict(vars(clf))
+    nb = clf.neighbors(Q)
+    dist, ind = clf.kneighbors(Q)
+    clf.predict(Q), clf.predict_proba(Q), clf.score(Q, np.zeros(len(Q), dtype=int))
+    assert vars(clf).keys() == before.keys()
+    assert all(vars(clf)[k] is v for k, v in before.items())
+    assert nb.n_fallback == 4  # what the removed `last_fallbacks_` attribute held
+    np.testing.assert_array_equal(nb.indices, ref_i)
+    np.testing.assert_array_equal(ind, nb.indices)
+    np.testing.assert_array_equal(dist, nb.distances)
+    assert clf.neighbors(Q, n_neighbors=1).indices.shape == (4, 1)
 
 
 @pytest.mark.skipif(knn._l1 is None, reason="C kernel not built")

@@ -12,6 +12,7 @@ from advlab.defenses import (
     PixelAttention,
     attention_layer,
     gate_map,
+    logits_and_gate,
     open_pixels,
     with_pixel_attention,
 )
@@ -29,19 +30,58 @@ def _cnn() -> ModelWrapper:
 def test_gate_starts_open_and_multiplies_every_channel_by_one_weight() -> None:
     layer = PixelAttention(3, init_open=0.9)
     x = torch.rand(2, 3, 8, 8)
-    out = layer(x)
-    assert out.shape == x.shape and layer.last_map is not None
-    assert layer.last_map.shape == (2, 1, 8, 8)
-    torch.testing.assert_close(layer.last_map, torch.full((2, 1, 8, 8), 0.9), atol=1e-3, rtol=0)
-    torch.testing.assert_close(out, x * layer.last_map)
+    out, a = layer.gate(x)
+    assert out.shape == x.shape and a.shape == (2, 1, 8, 8)
+    torch.testing.assert_close(a, torch.full((2, 1, 8, 8), 0.9), atol=1e-3, rtol=0)
+    torch.testing.assert_close(out, x * a)
     # A trained gate: random weights give a map in (0, 1) that differs per pixel, the same
     # weight for the three channels of a pixel.
     nn.init.normal_(layer.branch[2].weight, std=1.0)
-    out = layer(x)
-    a = layer.last_map.detach()
+    out, a = layer.gate(x)
+    a = a.detach()
     assert bool(((a > 0) & (a < 1)).all()) and float(a.std()) > 0.01
     torch.testing.assert_close(out, x * a)
     torch.testing.assert_close(out[:, 0] / x[:, 0], out[:, 2] / x[:, 2])
+
+
+def test_gate_returns_the_map_and_the_layer_keeps_no_state() -> None:
+    layer = PixelAttention(3, init_open=0.7)
+    nn.init.normal_(layer.branch[2].weight, std=1.0)
+    x = torch.rand(3, 3, 8, 8)
+    before = dict(vars(layer))
+    out, a = layer.gate(x)
+    forward = layer(x)
+    assert vars(layer).keys() == before.keys()  # no map of the last call kept
+    assert all(vars(layer)[k] is v for k, v in before.items())
+    assert torch.equal(a, layer.attention(x))  # the map is the gate's own output
+    assert torch.equal(a, torch.sigmoid(layer.branch(x)))
+    assert torch.equal(out, x * a) and torch.equal(forward, out)
+
+
+def test_logits_and_gate_is_one_forward_pass_with_its_map() -> None:
+    model = with_pixel_attention(_cnn())
+    layer = attention_layer(model)
+    assert layer is not None
+    torch.manual_seed(2)
+    nn.init.normal_(layer.branch[2].weight, std=1.0)
+    x = torch.rand(4, 3, 8, 8)
+    before = dict(vars(model))
+    logits, a = logits_and_gate(model, x)
+    assert vars(model).keys() == before.keys()
+    assert torch.equal(logits, model(x))
+    normalised = (x - model.mean) / model.std  # type: ignore[operator]
+    assert torch.equal(a, layer.attention(normalised)) and a.shape == (4, 1, 8, 8)
+    # Both are in the graph: the map's own term reaches the gate's weights.
+    (grad,) = torch.autograd.grad((1 - a).mean(), layer.branch[2].weight)
+    assert float(grad.abs().sum()) > 0
+    # The bare network (the registered `pixel_attention` inside its wrapper) works as well.
+    net_logits, net_a = logits_and_gate(model.net, normalised)
+    assert torch.equal(net_logits, logits) and torch.equal(net_a, a)
+    with pytest.raises(ConfigError, match=r"^model: expected a PixelAttention layer first.*none"):
+        logits_and_gate(_cnn(), x)
+    inside = ModelWrapper(nn.Sequential(nn.Identity(), model.net))
+    with pytest.raises(ConfigError, match="found one elsewhere in the model"):
+        logits_and_gate(inside, x)
 
 
 def test_with_pixel_attention_wraps_the_same_network() -> None:

@@ -17,6 +17,7 @@ from advlab.defenses import (
     OnePixelExamples,
     PGDExamples,
     attention_layer,
+    logits_and_gate,
     pixel_sensitivity,
     with_pixel_attention,
 )
@@ -120,13 +121,26 @@ def test_attention_penalty_needs_the_layer_and_opens_the_gate() -> None:
     with pytest.raises(ConfigError, match="no PixelAttention"):
         DefenseObjective(attention_weight=1.0)(_rgb_cnn(), x, y)
     model = with_pixel_attention(_rgb_cnn(), init_open=0.5)
-    loss_off, _ = DefenseObjective()(model, x, y)
-    loss_on, _ = DefenseObjective(attention_weight=2.0)(model, x, y)
     layer = attention_layer(model)
-    assert layer is not None and layer.last_map is not None
-    closed = float((1 - layer.last_map.detach()).mean())
+    assert layer is not None
+    before = dict(vars(layer))
+    loss_off, logits_off = DefenseObjective()(model, x, y)
+    loss_on, logits_on = DefenseObjective(attention_weight=2.0)(model, x, y)
+    assert vars(layer) == before  # the map reaches the term as an output, not a stored one
+    assert torch.equal(logits_on, logits_off)
+    _, gate = logits_and_gate(model, x)
+    closed = float((1 - gate.detach()).mean())
     assert abs(closed - 0.5) < 1e-3
     torch.testing.assert_close(loss_on - loss_off, torch.tensor(2.0 * closed))
+    # With the gradient term as well, both terms come from the same forward pass.
+    both, logits_both = DefenseObjective(gradient_weight=0.5, attention_weight=2.0)(model, x, y)
+    sensitivity, _ = pixel_sensitivity(model, x, y, top_k=1, create_graph=False)
+    assert torch.equal(logits_both, logits_off)
+    torch.testing.assert_close(both - loss_off,
+                               0.5 * sensitivity.mean() + torch.tensor(2.0 * closed))  # fmt: skip
+    inside = ModelWrapper(nn.Sequential(nn.Identity(), model.net))
+    with pytest.raises(ConfigError, match="PixelAttention layer first"):
+        DefenseObjective(attention_weight=1.0)(inside, x, y)
 
 
 def test_one_pixel_examples_change_at_most_d_pixels() -> None:

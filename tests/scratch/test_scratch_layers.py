@@ -128,6 +128,50 @@ def test_whole_net_gradients_match_autograd(activation: str) -> None:
     assert rel_error(net.layers[2].grads["W"], num) < 1e-6
 
 
+def test_batch_loss_returns_the_scores_and_the_net_keeps_no_state() -> None:
+    rng = np.random.default_rng(5)
+    net = mlp([10, 8, 4], "relu", reg=0.01, seed=3, dtype=np.float64)
+    x, y = rng.normal(size=(6, 10)), rng.integers(0, 4, 6)
+    before = dict(vars(net))
+    full = net.batch_loss(x, y)
+    grads = [layer.grads[name].copy() for layer, name in net.parameters()]
+    assert full.value == net.loss(x, y)[0]
+    np.testing.assert_array_equal(full.dx, net.loss(x, y)[1])
+    # The scores are the network's output on the batch: what `last_scores` used to hold.
+    np.testing.assert_array_equal(full.scores, net.forward(x))
+    assert full.scores.shape == (6, 4)
+    # Without the input gradient: no dx, the same loss, scores and parameter gradients.
+    cheap = net.batch_loss(x, y, input_grad=False)
+    assert cheap.dx is None and cheap.value == full.value
+    np.testing.assert_array_equal(cheap.scores, full.scores)
+    for (layer, name), g in zip(net.parameters(), grads, strict=True):
+        np.testing.assert_array_equal(layer.grads[name], g)
+    assert net.loss(x, y, input_grad=False)[1] is None
+    # sgd counts correct answers from the scores of each batch: one batch, the initial net's.
+    initial = float((net.forward(x).argmax(1) == y).mean())
+    hist = sgd(net, x, y, lr=0.1, epochs=2, batch_size=len(x))
+    assert hist.train_acc[0] == initial
+    # Nothing of the calls is kept on the network, and no flag on its first layer.
+    assert vars(net).keys() == before.keys()
+    assert all(vars(net)[k] is v for k, v in before.items())
+    assert not any(hasattr(layer, "skip_input_grad") for layer in net.layers)
+
+
+def test_backward_params_fills_the_grads_of_backward() -> None:
+    rng = np.random.default_rng(6)
+    for layer in (Affine(5, 3, rng=rng, dtype=np.float64), ReLU()):
+        x, dout = rng.normal(size=(4, 5)), rng.normal(size=(4, 3 if layer.params else 5))
+        layer.forward(x)
+        layer.backward(dout)
+        expected = {k: v.copy() for k, v in layer.grads.items()}
+        layer.grads = {}
+        layer.forward(x)
+        assert layer.backward_params(dout) is None
+        assert layer.grads.keys() == expected.keys()
+        for k, v in expected.items():
+            np.testing.assert_array_equal(layer.grads[k], v)
+
+
 def test_input_and_score_gradients() -> None:
     rng = np.random.default_rng(4)
     net = mlp([6, 5, 3], "relu", seed=2, dtype=np.float64)

@@ -13,8 +13,8 @@ from advlab.attacks.base import (
 from advlab.attacks.carlini_wagner import CarliniWagnerL2
 from advlab.attacks.criteria import Criterion, Misclassification, TargetedMisclassification
 from advlab.attacks.distances import L0, L2, Distance, L0Pixels, LInf, l0, l0_pixels, l2, linf
-from advlab.attacks.fooling import FoolingImage
-from advlab.attacks.generator import SimpleGenerator
+from advlab.attacks.fooling import FoolingImage, FoolingImageResult
+from advlab.attacks.generator import SimpleGenerator, SimpleGeneratorResult
 from advlab.attacks.gradient import BIM, FGSM, L2PGD, LinfPGD, loss_gradient
 from advlab.attacks.jsma import JSMA
 from advlab.attacks.one_pixel import OnePixel, OnePixelResult
@@ -35,6 +35,7 @@ __all__ = [
     "Distance",
     "FixedEpsilonAttack",
     "FoolingImage",
+    "FoolingImageResult",
     "L0Pixels",
     "LInf",
     "LinfPGD",
@@ -43,6 +44,7 @@ __all__ = [
     "OnePixel",
     "OnePixelResult",
     "SimpleGenerator",
+    "SimpleGeneratorResult",
     "SparseRS",
     "SparseRSResult",
     "TargetedMisclassification",

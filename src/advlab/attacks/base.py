@@ -97,6 +97,20 @@ def get_labels(criterion: Criterion) -> tuple[torch.Tensor, bool]:
     )
 
 
+def check_logits(model: nn.Module, inputs: torch.Tensor, criterion: Criterion) -> None:
+    """AttackError unless `model` maps the first of `inputs` (checked ones, see `check_inputs`)
+    to logits (1, num_classes) and `criterion` fits N = len(inputs) and those classes; the probe
+    runs without gradients in the model's current mode (callers hold it in `eval_mode`)."""
+    with torch.no_grad():
+        probe = model(inputs[:1])
+    if not isinstance(probe, torch.Tensor) or probe.ndim != 2:
+        found = tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe)
+        raise AttackError(f"model: expected logits of shape (N, num_classes), found {found}")
+    criterion.validate(
+        num_samples=inputs.shape[0], num_classes=probe.shape[1], device=inputs.device
+    )
+
+
 def get_epsilons(epsilons: object) -> tuple[list[float | None], bool]:
     """Epsilons as a list of floats (or None) >= 0, and whether a sequence was given."""
     expected = "a finite number >= 0, None, or a non-empty sequence of them"
@@ -278,14 +292,7 @@ class Attack(ABC):
         eps_list, was_sequence = get_epsilons(epsilons)
         n = x.shape[0]
         with eval_mode(model):
-            with torch.no_grad():
-                probe = model(x[:1])
-            if not isinstance(probe, torch.Tensor) or probe.ndim != 2:
-                found = tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe)
-                raise AttackError(
-                    f"model: expected logits of shape (N, num_classes), found {found}"
-                )
-            criterion.validate(num_samples=n, num_classes=probe.shape[1], device=x.device)
+            check_logits(model, x, criterion)
             raw, clipped = self._perturb(model, x, criterion, eps_list, **kwargs)
             chunk = getattr(self, "batch_size", None)
             success = [self._is_adversarial(model, criterion, xc, n, chunk) for xc in clipped]

@@ -3,6 +3,7 @@ score, stopped at the first success."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -11,8 +12,11 @@ from torch import nn
 from advlab.attacks.base import (
     MinimizationAttack,
     check_float,
+    check_inputs,
     check_int,
+    check_logits,
     get_bounds,
+    get_criterion,
     get_labels,
     raise_if_kwargs,
 )
@@ -20,6 +24,23 @@ from advlab.attacks.criteria import Criterion
 from advlab.attacks.distances import l2
 from advlab.attacks.registry import ATTACKS
 from advlab.models.wrapper import eval_mode
+
+
+@dataclasses.dataclass(frozen=True)
+class FoolingImageResult:
+    """What the ascent found, per image.
+
+    Attributes:
+        adversarials: The returned images (N, C, H, W): the first adversarial on each image's
+            ascent path, or where the ascent ended after `max_steps` without one.
+        success: Whether the criterion calls the returned image adversarial, bool (N,) (the
+            `success` that calling the attack returns).
+        steps: Steps each image took, int64 (N,): 0 for an input that was adversarial already.
+    """
+
+    adversarials: torch.Tensor
+    success: torch.Tensor
+    steps: torch.Tensor
 
 
 @ATTACKS.register("fooling", help="Fooling image: L2-normalised ascent on a class score (CS231n)")
@@ -31,7 +52,7 @@ class FoolingImage(MinimizationAttack):
     (untargeted), then clips to the bounds; an image stops at the first step that makes it
     adversarial, so the result is the first adversarial on the ascent path, not the end of a
     fixed budget. Images still not adversarial after `max_steps` come back as they are.
-    `steps_taken` (int64 (N,)) holds the number of steps of the last call, for reports.
+    `search` returns the steps each image took as well, for reports.
 
     Args:
         stepsize: L2 length of each step in pixel units (0.1 on [0, 1] is 25.5 on 0-255).
@@ -39,7 +60,8 @@ class FoolingImage(MinimizationAttack):
 
     Returns:
         As `Attack`: raw is the first adversarial found per sample; clipped is it projected
-        onto each epsilon's L2 ball.
+        onto each epsilon's L2 ball. `search` returns a `FoolingImageResult` (the images,
+        their success and the steps each took).
 
     References:
         Szegedy, Zaremba, Sutskever, Bruna, Erhan, Goodfellow, Fergus 2014, "Intriguing
@@ -65,6 +87,38 @@ class FoolingImage(MinimizationAttack):
         **kwargs: Any,
     ) -> torch.Tensor:
         raise_if_kwargs(kwargs)
+        return self._ascend(model, inputs, criterion)[0]
+
+    def search(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion_or_labels: Criterion | torch.Tensor,
+    ) -> FoolingImageResult:
+        """Runs the ascent on a batch and returns the images with the steps each took.
+
+        The images and success are those of calling the attack with `epsilons=None`.
+
+        Args:
+            model: Classifier on pixels in its `bounds`, (N, C, H, W) -> logits.
+            inputs: Images (N, C, H, W) in the model's bounds.
+            criterion_or_labels: Misclassification / TargetedMisclassification, or labels.
+
+        Returns:
+            A `FoolingImageResult`.
+        """
+        x = check_inputs(model, inputs)
+        criterion = get_criterion(criterion_or_labels)
+        with eval_mode(model):
+            check_logits(model, x, criterion)
+            adversarials, steps = self._ascend(model, x, criterion)
+            success = self._is_adversarial(model, criterion, adversarials, x.shape[0], None)
+        return FoolingImageResult(adversarials, success, steps)
+
+    def _ascend(
+        self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images the ascent ends at and the steps each took, int64 (N,)."""
         classes, targeted = get_labels(criterion)
         low, high = get_bounds(model)
         x = inputs.detach().clone()  # (N, C, H, W) in bounds
@@ -84,5 +138,4 @@ class FoolingImage(MinimizationAttack):
                 moved = (x + self.stepsize * grad / norm.view(shape)).clamp(low, high)
                 x = torch.where(todo.view(shape), moved, x)
                 steps += todo.to(torch.int64)
-        self.steps_taken = steps
-        return x
+        return x, steps

@@ -10,6 +10,7 @@ of a single parameter tensor, trained at once.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -19,9 +20,12 @@ from torch import nn
 from advlab.attacks.base import (
     FixedEpsilonAttack,
     check_float,
+    check_inputs,
     check_int,
+    check_logits,
     generator_for,
     get_bounds,
+    get_criterion,
     get_labels,
     raise_if_kwargs,
 )
@@ -29,6 +33,22 @@ from advlab.attacks.criteria import Criterion
 from advlab.attacks.distances import l2
 from advlab.attacks.registry import ATTACKS
 from advlab.models.wrapper import eval_mode
+
+
+@dataclasses.dataclass(frozen=True)
+class SimpleGeneratorResult:
+    """What the generators made, per input.
+
+    Attributes:
+        adversarials: Each generator's last image (N, C, H, W).
+        success: Whether the criterion calls that image adversarial, bool (N,) (the `success`
+            that calling the attack returns).
+        rounds: Rounds each generator ran (fit, then push) before it stopped, int64 (N,).
+    """
+
+    adversarials: torch.Tensor
+    success: torch.Tensor
+    rounds: torch.Tensor
 
 
 @ATTACKS.register("generator", help="Simple-generator attack: fit, then fool, repeated (seed 001)")
@@ -46,7 +66,7 @@ class SimpleGenerator(FixedEpsilonAttack):
     adversarial (so it is not pushed further than needed); after
     `max_rounds` the last image is returned either way. There is no norm budget (the attack
     is `unbounded`): the images are reported with their L2 distance to the inputs, and
-    `rounds_taken` (int64 (N,)) holds the rounds each needed in the last call.
+    `search` returns the rounds each generator needed as well.
 
     Args:
         warmup_steps: Adam steps on the MSE alone before the first round, so that the
@@ -60,7 +80,8 @@ class SimpleGenerator(FixedEpsilonAttack):
 
     Returns:
         As `Attack`: `(raw, clipped, success)` with clipped equal to raw; epsilons are ignored
-        (give None).
+        (give None). `search` returns a `SimpleGeneratorResult` (the images, their success and
+        the rounds each took).
 
     References:
         Seed 001 (Machine Learning Homework 2), Exercise 2 (B)-(C); Szegedy, Zaremba,
@@ -104,6 +125,38 @@ class SimpleGenerator(FixedEpsilonAttack):
         **kwargs: Any,
     ) -> torch.Tensor:
         raise_if_kwargs(kwargs)
+        return self._train(model, inputs, criterion)[0]
+
+    def search(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion_or_labels: Criterion | torch.Tensor,
+    ) -> SimpleGeneratorResult:
+        """Trains the generators on a batch and returns their images with the rounds each took.
+
+        The images and success are those of calling the attack with `epsilons=None`.
+
+        Args:
+            model: Classifier on pixels in its `bounds`, (N, C, H, W) -> logits.
+            inputs: Images (N, C, H, W) in the model's bounds.
+            criterion_or_labels: Misclassification / TargetedMisclassification, or labels.
+
+        Returns:
+            A `SimpleGeneratorResult`.
+        """
+        x = check_inputs(model, inputs)
+        criterion = get_criterion(criterion_or_labels)
+        with eval_mode(model):
+            check_logits(model, x, criterion)
+            adversarials, rounds = self._train(model, x, criterion)
+            success = self._is_adversarial(model, criterion, adversarials, x.shape[0], None)
+        return SimpleGeneratorResult(adversarials, success, rounds)
+
+    def _train(
+        self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generators' last images and the rounds each ran, int64 (N,)."""
         classes, targeted = get_labels(criterion)
         low, high = get_bounds(model)
         x = inputs.detach()  # (N, C, H, W) in bounds
@@ -152,5 +205,4 @@ class SimpleGenerator(FixedEpsilonAttack):
                         done |= criterion(img, model(img))
                 if bool(done.all()):
                     break
-        self.rounds_taken = rounds
-        return image().detach()
+        return image().detach(), rounds

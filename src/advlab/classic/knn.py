@@ -1,7 +1,8 @@
 """Exact k-nearest neighbours under L1 and L2, fast on a CPU and on CUDA.
 
 `KNNClassifier` follows the scikit-learn estimator API (fit, predict, predict_proba,
-kneighbors, score); `nearest_neighbors` is the search underneath, usable on its own.
+kneighbors, score; `neighbors` gives the search's whole `Neighbors` result);
+`nearest_neighbors` is the search underneath, usable on its own.
 
 How the search stays exact and fast:
 
@@ -553,12 +554,19 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             raise KNNError("KNNClassifier: call fit(X, y) before predicting")
         return fitted
 
+    def neighbors(self, X: npt.ArrayLike | torch.Tensor,
+                  n_neighbors: int | None = None) -> Neighbors:
+        """The search's whole result for `X`: distances, indices (nearest first) and how many
+        queries needed the float64 fallback (`Neighbors.n_fallback`)."""
+        return self._check_fitted().query(X, n_neighbors or self.k,
+                                          memory_budget=self.memory_budget,
+                                          batch_size=self.batch_size, threads=self.threads)
+
     def kneighbors(self, X: npt.ArrayLike | torch.Tensor, n_neighbors: int | None = None,
                    return_distance: bool = True) -> Any:
-        """Distances and indices of the nearest training rows, nearest first (as scikit-learn)."""
-        nb = self._check_fitted().query(X, n_neighbors or self.k, memory_budget=self.memory_budget,
-                                        batch_size=self.batch_size, threads=self.threads)
-        self.last_fallbacks_ = nb.n_fallback
+        """Distances and indices of the nearest training rows, nearest first (as scikit-learn);
+        `neighbors` returns them with the search's fallback count."""
+        nb = self.neighbors(X, n_neighbors)
         return (nb.distances, nb.indices) if return_distance else nb.indices
 
     def _vote(self, X: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:

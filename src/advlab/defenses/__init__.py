@@ -6,6 +6,7 @@ from advlab.defenses.attention import (
     PixelAttention,
     attention_layer,
     gate_map,
+    logits_and_gate,
     open_pixels,
     with_pixel_attention,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "attention_layer",
     "fine_tune",
     "gate_map",
+    "logits_and_gate",
     "open_pixels",
     "pixel_sensitivity",
     "with_pixel_attention",

@@ -54,6 +54,27 @@ def attention_layer(model: nn.Module) -> PixelAttention | None:
     return next((m for m in model.modules() if isinstance(m, PixelAttention)), None)
 
 
+def logits_and_gate(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`model(x)` and the weights its attention gate applied in that same pass: logits (N, K)
+    and the gate (N, 1, H, W) in (0, 1), both in the autograd graph, for a regulariser on the
+    gate (`DefenseObjective`'s `attention_weight`).
+
+    `model` is laid out as `with_pixel_attention` and the registered model ``pixel_attention``
+    build it: a `ModelWrapper` whose network is ``nn.Sequential(PixelAttention, ...)``, or such
+    a network alone. ConfigError for any other model.
+    """
+    net = model.net if isinstance(model, ModelWrapper) else model
+    if not (isinstance(net, nn.Sequential) and len(net) > 0 and isinstance(net[0], PixelAttention)):
+        found = "none" if attention_layer(model) is None else "one elsewhere in the model"
+        raise ConfigError("model: expected a PixelAttention layer first in its network (as "
+                          f"with_pixel_attention puts it), found {found}")  # fmt: skip
+    layer: PixelAttention = net[0]
+    z = _normalised(model, x) if isinstance(model, ModelWrapper) else x
+    gated, weights = layer.gate(z)
+    logits: torch.Tensor = net[1:](gated)
+    return logits, weights
+
+
 def gate_map(model: ModelWrapper, x: torch.Tensor) -> torch.Tensor | None:
     """The attention gate of `model` on images `x` (N, C, H, W) in its bounds: (N, H, W) in
     (0, 1), white = open; None when the model has no `PixelAttention` layer."""
@@ -61,8 +82,12 @@ def gate_map(model: ModelWrapper, x: torch.Tensor) -> torch.Tensor | None:
     if layer is None:
         return None
     with torch.no_grad():
-        z = x if model.mean is None or model.std is None else (x - model.mean) / model.std
-        return layer.attention(z)[:, 0]
+        return layer.attention(_normalised(model, x))[:, 0]
+
+
+def _normalised(model: ModelWrapper, x: torch.Tensor) -> torch.Tensor:
+    """`x` as `model`'s network sees it: normalised as `ModelWrapper.forward` does."""
+    return x if model.mean is None or model.std is None else (x - model.mean) / model.std
 
 
 def open_pixels(

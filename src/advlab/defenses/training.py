@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from advlab.attacks import LinfPGD, Misclassification, OnePixel
-from advlab.defenses.attention import attention_layer
+from advlab.defenses.attention import attention_layer, logits_and_gate
 from advlab.errors import ConfigError
 
 
@@ -127,12 +127,18 @@ def pixel_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, top
         raise ConfigError(f"top_k: expected an int >= 1, found {top_k!r}")
     x = x.detach().requires_grad_(True)
     logits = model(x)
+    return _sensitivity(logits, x, y, top_k, create_graph), logits
+
+
+def _sensitivity(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, top_k: int,
+                 create_graph: bool) -> torch.Tensor:  # fmt: skip
+    """`pixel_sensitivity` (N,) from `logits` computed on `x`, which requires grad."""
     wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # not in half precision
     loss = F.cross_entropy(wide, y, reduction="sum")  # per-image gradients
     (grad,) = torch.autograd.grad(loss, x, create_graph=create_graph)
     per_pixel = grad.abs().sum(1).flatten(1)  # (N, H * W)
     k = min(top_k, per_pixel.shape[1])
-    return per_pixel.topk(k, dim=1).values.mean(1), logits
+    return per_pixel.topk(k, dim=1).values.mean(1)
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,9 @@ class DefenseObjective:
         gradient_weight: Weight of the pixel sensitivity (module docstring); 0 for none.
         gradient_top_k: Pixels per image the sensitivity averages over.
         attention_weight: Weight of the attention map's mean closed fraction; needs a
-            `PixelAttention` layer in the model when > 0.
+            `PixelAttention` layer first in the model's network when > 0 (as
+            `with_pixel_attention` puts it), whose map `logits_and_gate` returns with the
+            logits of the same forward pass.
         label_smoothing: Of the cross-entropy.
     """
 
@@ -213,19 +221,23 @@ class DefenseObjective:
     def __call__(self, model: nn.Module, x: torch.Tensor,
                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         x = self.mix(model, x, y)
+        if self.attention_weight > 0 and attention_layer(model) is None:
+            raise ConfigError("attention_weight > 0: the model has no PixelAttention layer "
+                              "(use advlab.defenses.with_pixel_attention)")  # fmt: skip
         if self.gradient_weight > 0:
-            sensitivity, logits = pixel_sensitivity(model, x, y, top_k=self.gradient_top_k)
+            x = x.detach().requires_grad_(True)
+        gate = None
+        if self.attention_weight > 0:  # the gate of this very forward pass, for its term
+            logits, gate = logits_and_gate(model, x)
         else:
             logits = model(x)
+        if self.gradient_weight > 0:
+            sensitivity = _sensitivity(logits, x, y, self.gradient_top_k, True)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         if self.gradient_weight > 0:
             loss = loss + self.gradient_weight * sensitivity.mean()
-        if self.attention_weight > 0:
-            layer = attention_layer(model)
-            if layer is None or layer.last_map is None:
-                raise ConfigError("attention_weight > 0: the model has no PixelAttention layer "
-                                  "(use advlab.defenses.with_pixel_attention)")  # fmt: skip
-            loss = loss + self.attention_weight * (1.0 - layer.last_map).mean()
+        if gate is not None:
+            loss = loss + self.attention_weight * (1.0 - gate).mean()
         return loss, logits
 
 

@@ -63,11 +63,12 @@ def _fool(model: torch.nn.Module, x: torch.Tensor, target: int, cfg: FoolingConf
           ) -> dict[str, Any]:  # fmt: skip
     attack = FoolingImage(stepsize=cfg.stepsize, max_steps=cfg.max_steps)
     goal = TargetedMisclassification(torch.full((len(x),), target, dtype=torch.int64))
-    raw, _, success = attack(model, x, goal, epsilons=None)
+    found = attack.search(model, x, goal)
+    raw, success = found.adversarials, found.success
     with torch.no_grad():
         p_before = torch.softmax(model(x), 1).numpy()
         p_after = torch.softmax(model(raw), 1).numpy()
-    return {"images": raw, "success": success.numpy(), "steps": attack.steps_taken.numpy(),
+    return {"images": raw, "success": success.numpy(), "steps": found.steps.numpy(),
             "l2_255": (255 * l2(x, raw)).numpy(), "linf_255": (255 * linf(x, raw)).numpy(),
             "p_before": p_before, "p_after": p_after}  # fmt: skip
 

@@ -87,12 +87,13 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
                                  push_steps=cfg.push_steps, max_rounds=cfg.max_rounds,
                                  lr=cfg.lr, seed=cfg.seed)  # fmt: skip
         with ctx.timed(f"attack {name}"):
-            adv, _, ok = attack(model, x, TargetedMisclassification(target), epsilons=None)
+            found = attack.search(model, x, TargetedMisclassification(target))
+        adv, ok = found.adversarials, found.success
         with torch.no_grad():
             conf = torch.softmax(model(adv), 1).gather(1, target[:, None]).squeeze(1)
         own = target == y_all[picks].repeat_interleave(k)  # generator towards the true class
         norms, inf = l2(x, adv), linf(x, adv)
-        rounds = attack.rounds_taken
+        rounds = found.rounds
         with atomic_path(ctx.run.file(f"grid_{name}.npz")) as tmp:
             np.savez_compressed(tmp, originals=x_all[picks].cpu().numpy(),
                                 images=adv.cpu().numpy().reshape(len(picks), k, *x.shape[1:]),

@@ -36,11 +36,10 @@ class PixelAttention(nn.Module):
             by about `init_open`.
 
     Returns:
-        Called on (N, C, H, W), returns the gated (N, C, H, W); the weights of the last call
-        are kept in `last_map`, (N, 1, H, W), for regularisers and figures.
+        Called on (N, C, H, W), returns the gated (N, C, H, W); `gate` returns the weights
+        (N, 1, H, W) with it, for regularisers (`advlab.defenses.logits_and_gate`), and
+        `attention` the weights alone, for figures.
     """
-
-    last_map: torch.Tensor | None
 
     def __init__(self, channels: int = 3, *, hidden: int = 16, kernel: int = 3,
                  init_open: float = 0.98) -> None:  # fmt: skip
@@ -62,7 +61,6 @@ class PixelAttention(nn.Module):
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.constant_(last.bias, math.log(init_open / (1.0 - init_open)))
         self.channels = channels
-        self.last_map = None
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The gate's weights for `x`: (N, 1, H, W) in (0, 1)."""
@@ -71,10 +69,13 @@ class PixelAttention(nn.Module):
                               f"found shape {tuple(x.shape)}")  # fmt: skip
         return torch.sigmoid(self.branch(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gated `x` (N, C, H, W) and the weights that gated it (N, 1, H, W)."""
         weights = self.attention(x)
-        self.last_map = weights
-        return x * weights
+        return x * weights, weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(x)[0]
 
 
 def pixel_attention(

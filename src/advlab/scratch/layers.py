@@ -2,7 +2,8 @@
 
 Each layer is a forward/backward pair: `forward(x)` caches what `backward` needs, and
 `backward(dout)` returns the gradient with respect to the layer's input and stores the
-gradients of its parameters in `grads` (same keys as `params`). Layers compute in the dtype of
+gradients of its parameters in `grads` (same keys as `params`); `backward_params(dout)` stores
+those only, for a first layer whose input gradient nobody needs. Layers compute in the dtype of
 their input and parameters: training runs in float32, gradient checks in float64
 (`Sequential.astype`).
 """
@@ -33,9 +34,10 @@ class Layer:
     def backward(self, dout: Array) -> Array:
         raise NotImplementedError
 
-    #: Set by `Sequential` on its first layer while training: the gradient with respect to the
-    #: network's input is not needed then, and skipping it saves a matrix product.
-    skip_input_grad: bool = False
+    def backward_params(self, dout: Array) -> None:
+        """`backward` without the gradient with respect to the input: fills `grads` only.
+        Layers where that gradient costs a product (`Affine`) skip it."""
+        self.backward(dout)
 
     def astype(self, dtype: npt.DTypeLike) -> None:
         for name, value in self.params.items():
@@ -68,10 +70,11 @@ class Affine(Layer):
         return self._x @ self.params["W"] + self.params["b"]
 
     def backward(self, dout: Array) -> Array:
-        self.grads = {"W": self._x.T @ dout, "b": dout.sum(0)}
-        if self.skip_input_grad:
-            return dout
+        self.backward_params(dout)
         return (dout @ self.params["W"].T).reshape(self._shape)
+
+    def backward_params(self, dout: Array) -> None:
+        self.grads = {"W": self._x.T @ dout, "b": dout.sum(0)}
 
 
 class ReLU(Layer):

@@ -25,6 +25,21 @@ from advlab.progress import progress
 from advlab.scratch.layers import ACTIVATIONS, LOSSES, Affine, Array, Layer
 
 
+@dataclass(frozen=True)
+class BatchLoss:
+    """What `Sequential.batch_loss` computed on a batch.
+
+    Attributes:
+        value: The loss, data plus regularisation.
+        dx: Its gradient with respect to the input, shaped like it; None when not asked for.
+        scores: The network's output on the batch (N, C).
+    """
+
+    value: float
+    dx: Array | None
+    scores: Array
+
+
 class Sequential:
     """Layers applied in order, a loss on the last output, L2 regularisation on weights.
 
@@ -54,29 +69,39 @@ class Sequential:
             dout = layer.backward(dout)
         return dout
 
+    def backward_params(self, dout: Array) -> None:
+        """`backward` without the gradient with respect to the input: fills every layer's
+        `grads`, the first layer skipping that product (`Layer.backward_params`)."""
+        for layer in reversed(self.layers[1:]):
+            dout = layer.backward(dout)
+        if self.layers:
+            self.layers[0].backward_params(dout)
+
     def loss(self, x: Array, y: Array, *, input_grad: bool = True) -> tuple[float, Array | None]:
         """Loss (data + regularisation) on a batch; fills every layer's `grads`; returns dx
-        (None when `input_grad` is False, which training uses to skip that product)."""
-        scores = self.forward(x)
-        self.last_scores = scores  # for the caller's accuracy bookkeeping
+        (None when `input_grad` is False, which training uses to skip that product).
+        `batch_loss` returns the same with the scores."""
+        result = self.batch_loss(x, y, input_grad=input_grad)
+        return result.value, result.dx
+
+    def batch_loss(self, x: Array, y: Array, *, input_grad: bool = True) -> BatchLoss:
+        """One forward and backward pass on a batch: the loss (data + regularisation), dx (None
+        when `input_grad` is False: the first layer then skips that product) and the scores,
+        for the caller's accuracy bookkeeping; fills every layer's `grads`."""
+        scores = self.forward(x)  # (N, C)
         value, dscores = LOSSES[self.loss_name](scores, y)
-        first = self.layers[0] if self.layers else None
-        if first is not None:
-            first.skip_input_grad = not input_grad
-        try:
-            dx: Array | None = self.backward(dscores)
-        finally:
-            if first is not None:
-                first.skip_input_grad = False
-        if not input_grad:
-            dx = None
+        dx: Array | None = None
+        if input_grad:
+            dx = self.backward(dscores)
+        else:
+            self.backward_params(dscores)
         if self.reg:
             for layer in self.layers:
                 if "W" in layer.params:
                     W = layer.params["W"]
                     value += self.reg * float((W * W).sum())
                     layer.grads["W"] = layer.grads["W"] + 2 * self.reg * W
-        return value, dx
+        return BatchLoss(value, dx, scores)
 
     # -- the attack protocol ---------------------------------------------------------------
 
@@ -192,13 +217,14 @@ def sgd(
             for s in range(0, len(x), batch_size):
                 idx = order[s:s + batch_size]
                 xb, yb = x[idx], y[idx]
-                value, _ = net.loss(xb, yb, input_grad=False)
+                step = net.batch_loss(xb, yb, input_grad=False)
+                value = step.value
                 if not math.isfinite(value):
                     finite = False
                     break
                 loss_sum += value * len(idx)
                 if net.loss_name == "softmax":
-                    correct += int((net.last_scores.argmax(1) == yb).sum())
+                    correct += int((step.scores.argmax(1) == yb).sum())
                 for layer, name in params:
                     layer.params[name] -= lr * layer.grads[name]
         if not finite:
