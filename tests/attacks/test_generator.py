@@ -47,8 +47,13 @@ def test_search_returns_the_rounds_and_the_attack_keeps_no_state(digits: Data) -
     assert torch.equal(raw, clipped)  # unbounded: nothing is projected
     # The same seed, the same generators: search and the call agree bit for bit.
     assert torch.equal(found.adversarials, raw) and torch.equal(found.success, success)
-    # What the removed `rounds_taken` attribute held after this call (measured on CPU).
-    assert found.rounds.tolist() == [2] * 14 + [1, 2, 1, 2, 2, 2]
+    # The rounds are the generators' own count: one round fewer leaves those images unfooled
+    # (an exact list would depend on the processor's rounding).
+    assert bool((found.rounds >= 1).all()) and int(found.rounds.max()) >= 2
+    for r in sorted(set(found.rounds.tolist()) - {1}):
+        short = SimpleGenerator(seed=0, max_rounds=r - 1).search(
+            model, x, TargetedMisclassification(target))
+        assert not bool(short.success[found.rounds == r].any())
 
 
 def test_without_the_push_the_generator_just_copies_the_input(digits: Data) -> None:
