@@ -37,7 +37,7 @@ def test_flowers_transfer_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             progress=False)  # fmt: skip
         return model
 
-    monkeypatch.setattr("advlab.experiments.flowers_transfer.get_trained", quick_pretraining)
+    monkeypatch.setattr("advlab.train.recipes.get_trained", quick_pretraining)
     settings = ["image_size=32", "imagenet_backbones=[mobilenet,vgg16]", "optimizers=[adam]",
                 "batch_norm=[true]", "dropout=[0.5]", "phase_a_epochs=3", "phase_b_epochs=1",
                 "classifiers=[naive_bayes,knn,logistic_regression]", "pretrain_epochs=1",
