@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any, ClassVar, TypeGuard, final, overload
 
@@ -299,6 +299,25 @@ class Attack(ABC):
         if was_sequence:
             return raw, clipped, success
         return raw[0], clipped[0], success[0]
+
+    def _counted_search(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion_or_labels: Criterion | torch.Tensor,
+        perturb: Callable[[nn.Module, torch.Tensor, Criterion], tuple[torch.Tensor, torch.Tensor]],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For the ``search`` methods of unbounded attacks: the inputs and model checked as
+        `__call__` checks them, then ``perturb(model, x, criterion) -> (adversarials, counts)``
+        in eval mode; returns the adversarials, the criterion's success on them and the
+        counts (steps, rounds: what the search reports per image)."""
+        x = check_inputs(model, inputs)
+        criterion = get_criterion(criterion_or_labels)
+        with eval_mode(model):
+            check_logits(model, x, criterion)
+            adversarials, counts = perturb(model, x, criterion)
+            success = self._is_adversarial(model, criterion, adversarials, x.shape[0], None)
+        return adversarials, success, counts
 
     @staticmethod
     def _is_adversarial(

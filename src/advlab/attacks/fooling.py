@@ -12,11 +12,8 @@ from torch import nn
 from advlab.attacks.base import (
     MinimizationAttack,
     check_float,
-    check_inputs,
     check_int,
-    check_logits,
     get_bounds,
-    get_criterion,
     get_labels,
     raise_if_kwargs,
 )
@@ -97,23 +94,11 @@ class FoolingImage(MinimizationAttack):
     ) -> FoolingImageResult:
         """Runs the ascent on a batch and returns the images with the steps each took.
 
-        The images and success are those of calling the attack with `epsilons=None`.
-
-        Args:
-            model: Classifier on pixels in its `bounds`, (N, C, H, W) -> logits.
-            inputs: Images (N, C, H, W) in the model's bounds.
-            criterion_or_labels: Misclassification / TargetedMisclassification, or labels.
-
-        Returns:
-            A `FoolingImageResult`.
+        Takes what `__call__` takes (model, images, criterion or labels); the images and
+        success are those of calling the attack with `epsilons=None`.
         """
-        x = check_inputs(model, inputs)
-        criterion = get_criterion(criterion_or_labels)
-        with eval_mode(model):
-            check_logits(model, x, criterion)
-            adversarials, steps = self._ascend(model, x, criterion)
-            success = self._is_adversarial(model, criterion, adversarials, x.shape[0], None)
-        return FoolingImageResult(adversarials, success, steps)
+        found = self._counted_search(model, inputs, criterion_or_labels, self._ascend)
+        return FoolingImageResult(*found)
 
     def _ascend(
         self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion

@@ -20,12 +20,9 @@ from torch import nn
 from advlab.attacks.base import (
     FixedEpsilonAttack,
     check_float,
-    check_inputs,
     check_int,
-    check_logits,
     generator_for,
     get_bounds,
-    get_criterion,
     get_labels,
     raise_if_kwargs,
 )
@@ -135,23 +132,11 @@ class SimpleGenerator(FixedEpsilonAttack):
     ) -> SimpleGeneratorResult:
         """Trains the generators on a batch and returns their images with the rounds each took.
 
-        The images and success are those of calling the attack with `epsilons=None`.
-
-        Args:
-            model: Classifier on pixels in its `bounds`, (N, C, H, W) -> logits.
-            inputs: Images (N, C, H, W) in the model's bounds.
-            criterion_or_labels: Misclassification / TargetedMisclassification, or labels.
-
-        Returns:
-            A `SimpleGeneratorResult`.
+        Takes what `__call__` takes (model, images, criterion or labels); the images and
+        success are those of calling the attack with `epsilons=None`.
         """
-        x = check_inputs(model, inputs)
-        criterion = get_criterion(criterion_or_labels)
-        with eval_mode(model):
-            check_logits(model, x, criterion)
-            adversarials, rounds = self._train(model, x, criterion)
-            success = self._is_adversarial(model, criterion, adversarials, x.shape[0], None)
-        return SimpleGeneratorResult(adversarials, success, rounds)
+        found = self._counted_search(model, inputs, criterion_or_labels, self._train)
+        return SimpleGeneratorResult(*found)
 
     def _train(
         self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion
