@@ -33,6 +33,7 @@ from torch import nn
 from advlab.attacks import JSMA, LinfPGD, OnePixel, TargetedMisclassification, l0_pixels
 from advlab.attacks.base import Attack
 from advlab.attacks.criteria import Criterion
+from advlab.backends import Backend
 from advlab.data import load_dataset
 from advlab.defenses import open_pixels
 from advlab.errors import ConfigError
@@ -242,7 +243,7 @@ def evaluate(
     folder: Path,
     chunk: int,
     shards: int = 1,
-    backend: Any = None,
+    backend: Backend | None = None,
     model: nn.Module | None = None,
     desc: str = "evaluation",
 ) -> dict[str, Arrays]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from advlab.backends import LocalBackend, cpu_count
+from advlab.backends import Backend, LocalBackend, cpu_count
 from advlab.errors import ConfigError, RunError
 from advlab.fileio import atomic_path
 from advlab.progress import progress
@@ -115,7 +115,7 @@ def run_sharded(
     folder: Path,
     chunk: int,
     shards: int = 1,
-    backend: Any = None,
+    backend: Backend | None = None,
     desc: str = "chunks",
     prepare: Callable[[Any], Any] | None = None,
     state: Any = None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from advlab.backends import Backend
 from advlab.errors import ConfigError, RunError
 from advlab.fileio import write_atomic
 from advlab.overrides import build_config, format_value
@@ -34,7 +35,7 @@ class Context:
     progress: bool
     timing: dict[str, float] = dataclasses.field(default_factory=dict)
     shards: int = 1  # attack evaluations: tasks to cut their fixed chunks into (`advlab.shards`)
-    backend: Any = None  # where shards run (`advlab.backends.Backend`); None: a local pool
+    backend: Backend | None = None  # where shards run; None: a local process pool
 
     def timed(self, name: str) -> _Timer:
         """``with ctx.timed("train"):`` records wall seconds in timing.json."""
@@ -93,7 +94,7 @@ def run_experiment(
     resume: bool = False,
     progress: bool = False,
     shards: int = 1,
-    backend: Any = None,
+    backend: Backend | None = None,
 ) -> Run:
     """Run experiment `name` and return its run folder (see `advlab run --help`).
 
