@@ -1,5 +1,8 @@
 """Defences: Adaptive Pixel Resilience's parts and adversarial training, on advlab's attacks
-and trainer (`advlab.train.fit(..., objective=DefenseObjective(...))`)."""
+and trainer (`advlab.train.fit(..., objective=DefenseObjective(...))`).
+
+Every defence is registered in `DEFENSES`; build one with `create_defense(name, **settings)`.
+"""
 
 from advlab.defenses.apr import APRConfig, apr_model, apr_objective, fine_tune
 from advlab.defenses.attention import (
@@ -9,6 +12,7 @@ from advlab.defenses.attention import (
     open_pixels,
     with_pixel_attention,
 )
+from advlab.defenses.registry import DEFENSES, create_defense
 from advlab.defenses.training import (
     DefenseObjective,
     FGSMRandomStart,
@@ -18,6 +22,7 @@ from advlab.defenses.training import (
 )
 
 __all__ = [
+    "DEFENSES",
     "APRConfig",
     "DefenseObjective",
     "FGSMRandomStart",
@@ -27,6 +32,7 @@ __all__ = [
     "apr_model",
     "apr_objective",
     "attention_layer",
+    "create_defense",
     "fine_tune",
     "gate_map",
     "open_pixels",
