@@ -10,7 +10,8 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from advlab.classic import knn
-from advlab.classic.knn import KNNClassifier, KNNError, nearest_neighbors, vote
+from advlab.classic.knn import KNNClassifier, nearest_neighbors, vote
+from advlab.errors import KNNError
 from conftest import require_data
 
 

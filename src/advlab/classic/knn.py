@@ -39,7 +39,7 @@ import numpy.typing as npt
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from advlab.errors import AdvlabError
+from advlab.errors import KNNError
 from advlab.progress import progress
 
 try:  # the compiled kernel is optional: without a C compiler the install falls back to torch
@@ -54,10 +54,6 @@ METRICS: tuple[str, ...] = ("l1", "l2")
 RERANK_MARGIN = 8
 _U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32
 _DEFAULT_BUDGET = 512 * 2**20
-
-
-class KNNError(AdvlabError, ValueError):
-    """Bad input to the k-NN search: shapes, values, k or metric."""
 
 
 def kernel_isa() -> str:
