@@ -41,6 +41,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from advlab.errors import KNNError
 from advlab.progress import progress
+from advlab.validation import check_in, check_int
 
 try:  # the compiled kernel is optional: without a C compiler the install falls back to torch
     from advlab.classic import _l1  # type: ignore[attr-defined]
@@ -109,14 +110,8 @@ def _as_2d(X: Any, name: str) -> npt.NDArray[Any]:
     return arr.astype(np.float64, copy=False) if arr.dtype.kind != "f" else arr
 
 
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise KNNError(f"metric: expected one of {', '.join(METRICS)}, found {metric!r}")
-
-
 def _check_k(k: Any, n_train: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise KNNError(f"k: expected a positive integer, found {k!r}")
+    k = check_int("k", k, minimum=1, error=KNNError)
     if k > n_train:
         raise KNNError(f"k: expected at most the number of training samples ({n_train}), found {k}")
     return int(k)
@@ -439,7 +434,7 @@ def nearest_neighbors(
     threads: int | None = None,
 ) -> Neighbors:
     """The exact k nearest training rows of every query row (see the module docstring)."""
-    _check_metric(metric)
+    check_in("metric", metric, METRICS, error=KNNError)
     Xt = _as_2d(X_train, "X_train")
     return _Fitted(Xt, metric, torch.device(device)).query(
         X_query, k, memory_budget=memory_budget, batch_size=batch_size, threads=threads)
@@ -531,7 +526,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.threads = threads
 
     def fit(self, X: npt.ArrayLike | torch.Tensor, y: npt.ArrayLike | torch.Tensor) -> Self:
-        _check_metric(self.metric)
+        check_in("metric", self.metric, METRICS, error=KNNError)
         Xa = _as_2d(X, "X")
         ya = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
         if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
@@ -641,7 +636,7 @@ def uint8_wraparound_distances(X_train: npt.NDArray[np.uint8], x: npt.NDArray[np
     wraps the square too. `x` may be one row (D,) or a few rows (q, D); the result is (n,) or
     (q, n).
     """
-    _check_metric(metric)
+    check_in("metric", metric, METRICS, error=KNNError)
     if X_train.dtype != np.uint8 or x.dtype != np.uint8:
         raise KNNError(f"uint8_wraparound_distances: expected uint8 arrays, found "
                        f"{X_train.dtype} and {x.dtype}")
