@@ -486,13 +486,13 @@ class _Fitted:
 # voting
 
 
-def vote(labels: npt.NDArray[np.int64], n_classes: int
+def vote(labels: npt.NDArray[np.int64], num_classes: int
          ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Majority vote over neighbour labels (nearest first) with the module's tie rule.
 
-    Returns (winning class index per row, vote fractions (n, n_classes)).
+    Returns (winning class index per row, vote fractions (n, num_classes)).
     """
-    counts = np.zeros((labels.shape[0], n_classes), dtype=np.int64)
+    counts = np.zeros((labels.shape[0], num_classes), dtype=np.int64)
     rows = np.repeat(np.arange(labels.shape[0]), labels.shape[1])
     np.add.at(counts, (rows, labels.ravel()), 1)
     tied = counts == counts.max(1, keepdims=True)
@@ -569,14 +569,14 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
 
 def accuracy_by_k(neighbor_labels: npt.NDArray[np.int64], y_true: npt.ArrayLike,
-                  ks: tuple[int, ...] | list[int], n_classes: int) -> npt.NDArray[np.float64]:
+                  ks: tuple[int, ...] | list[int], num_classes: int) -> npt.NDArray[np.float64]:
     """Accuracy of the k-NN vote for each k in `ks`, from the labels of the nearest neighbours
     (nearest first, at least max(ks) columns): one search serves every k."""
     y = np.asarray(y_true)
     if neighbor_labels.shape[1] < max(ks):
         raise KNNError(f"ks: expected at most {neighbor_labels.shape[1]} neighbours, "
                        f"found k = {max(ks)}")
-    return np.array([(vote(neighbor_labels[:, :k], n_classes)[0] == y).mean() for k in ks])
+    return np.array([(vote(neighbor_labels[:, :k], num_classes)[0] == y).mean() for k in ks])
 
 
 @dataclass(frozen=True)
