@@ -19,8 +19,15 @@ def test_list_reads_registries() -> None:
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0
     for line in ("experiments:", "  demo ", "models:", "  small_cnn", "attacks:", "  fgsm",
-                 "datasets:", "  cifar10", "  mnist-sample"):  # fmt: skip
+                 "defenses:", "  adversarial-training", "datasets:", "  cifar10",
+                 "  mnist-sample"):  # fmt: skip
         assert line in result.output
+    defenses = runner.invoke(app, ["list", "defenses"])
+    assert defenses.exit_code == 0 and defenses.output.startswith("defenses:\n")
+    assert "  pgd                  Linf PGD from a random start" in defenses.output
+    assert "attacks:" not in defenses.output
+    experiments = runner.invoke(app, ["list", "experiments"]).output
+    assert "  demo                   small CNN on the embedded MNIST sample" in experiments
     bad = runner.invoke(app, ["list", "widgets"])
     assert bad.exit_code != 0
 

@@ -206,12 +206,14 @@ def demo(device: Device = "cpu", out: Out = Path("runs")) -> None:
 @app.command("list")
 def list_(
     what: Annotated[
-        str | None, typer.Argument(help="experiments, models, attacks or datasets (default all).")
+        str | None,
+        typer.Argument(help="experiments, models, attacks, defenses or datasets (default all)."),
     ] = None,
 ) -> None:
-    """List what advlab knows: experiments, models, attacks, datasets (from the registries)."""
+    """List what advlab knows: experiments, models, attacks, defences, datasets (the registries)."""
     from advlab.attacks import ATTACKS
     from advlab.data import DATASETS
+    from advlab.defenses import DEFENSES
     from advlab.experiments import EXPERIMENTS
     from advlab.models import MODELS
 
@@ -219,6 +221,7 @@ def list_(
         "experiments": EXPERIMENTS,
         "models": MODELS,
         "attacks": ATTACKS,
+        "defenses": DEFENSES,
         "datasets": DATASETS,
     }
     if what is not None and what not in registries:
@@ -387,7 +390,8 @@ def weights_info() -> None:
     from advlab.errors import WeightsNotFoundError
     from advlab.models.weights import WEIGHTS, find_weights
 
-    for name, cfg in WEIGHTS.items():
+    for name in WEIGHTS:
+        cfg = WEIGHTS.get(name)
         try:
             where = str(find_weights(cfg))
         except WeightsNotFoundError:

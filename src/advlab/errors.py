@@ -34,6 +34,10 @@ class ConfigError(AdvlabError):
     """A configuration value or command-line argument is invalid."""
 
 
+class KNNError(ConfigError, ValueError):
+    """Bad input to the k-NN search (`advlab.classic.knn`): shapes, values, k or metric."""
+
+
 class WeightsNotFoundError(AdvlabError):
     """Pretrained weights were requested but no lookup location holds their file."""
 
@@ -48,3 +52,8 @@ class RunError(AdvlabError):
 
 class AttackError(AdvlabError):
     """An attack was called with invalid inputs (shape, range, labels, epsilons)."""
+
+
+class SourceError(AdvlabError):
+    """A frame source (`advlab.emotion.open_source`: camera, video, image folder) that cannot be
+    opened or read."""

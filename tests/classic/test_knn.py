@@ -10,7 +10,8 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from advlab.classic import knn
-from advlab.classic.knn import KNNClassifier, KNNError, nearest_neighbors, vote
+from advlab.classic.knn import KNNClassifier, nearest_neighbors, vote
+from advlab.errors import KNNError
 from conftest import require_data
 
 
@@ -147,9 +148,11 @@ def test_sklearn_api_and_agreement_on_digits() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: KNNClassifier(metric="cosine").fit(np.ones((3, 2)), [0, 1, 1]), "metric"),
+        (lambda: KNNClassifier(metric="cosine").fit(np.ones((3, 2)), [0, 1, 1]),
+         r"^metric: expected one of l1, l2, found 'cosine'$"),
         (lambda: KNNClassifier(k=4).fit(np.eye(3), [0, 1, 1]), "at most the number of training"),
-        (lambda: KNNClassifier(k=0).fit(np.eye(3), [0, 1, 1]), "positive integer"),
+        (lambda: KNNClassifier(k=0).fit(np.eye(3), [0, 1, 1]),
+         r"^k: expected an int >= 1, found 0$"),
         (lambda: KNNClassifier().fit(np.eye(3), [0, 1, 1]).predict(np.ones((2, 4))),
          "expected 3 features"),
         (lambda: KNNClassifier().fit(np.array([[0.0, np.nan]]), [0]), "NaN/inf"),

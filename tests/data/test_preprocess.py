@@ -268,8 +268,8 @@ def test_standardizer_rejects_wrong_channel_count() -> None:
     [
         (Centering(axis="sample"), r"axis: expected one of"),  # type: ignore[arg-type]
         (Standardizer(per="channel", channel_axis=0), r"channel_axis: expected an axis in 1\.\.2"),
-        (Standardizer(eps=-1.0), r"eps: expected a finite real number >= 0, found -1\.0"),
-        (PCAWhitening(epsilon=-0.1), r"epsilon: expected a finite real number >= 0"),
+        (Standardizer(eps=-1.0), r"eps: expected a finite number >= 0, found -1\.0"),
+        (PCAWhitening(epsilon=-0.1), r"epsilon: expected a finite number >= 0"),
         (PCAWhitening(n_components=65), r"n_components: expected None or an int in 1\.\.64"),
         (PCAWhitening(epsilon=0.0), r"epsilon: the covariance of X .* has zero eigenvalues"),
         (ZCAWhitening(dtype=np.int32), r"dtype: expected a floating dtype.*found int32"),

@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from advlab.data import load_dataset
-from advlab.emotion import EmotionRecognizer, Frame, HaarFaceDetector, SourceError, open_source
+from advlab.emotion import EmotionRecognizer, Frame, HaarFaceDetector, open_source
 from advlab.emotion.clip import ClipSpec, make_clip, manifest_path
 from advlab.emotion.live import run_live
 from advlab.emotion.recognizer import iou
-from advlab.errors import ConfigError
+from advlab.errors import ConfigError, SourceError
 from advlab.models import ModelWrapper, create_model
 from conftest import require_data
 

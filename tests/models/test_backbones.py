@@ -93,8 +93,10 @@ def test_imagenet_weights_load_through_a_verified_file(
     file = tmp_path / "download.pth"
     torch.save(published, file)
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    monkeypatch.setitem(W.WEIGHTS, "vgg16.imagenet",
-                        dataclasses.replace(W.WEIGHTS["vgg16.imagenet"], sha256=digest))
+    weights = W.WEIGHTS.copy()
+    weights.add("vgg16.imagenet", dataclasses.replace(W.WEIGHTS.get("vgg16.imagenet"),
+                                                      sha256=digest), replace=True)  # fmt: skip
+    monkeypatch.setattr(W, "WEIGHTS", weights)
     with pytest.raises(WeightsNotFoundError, match=r"vgg16-397923af\.pth"):
         build_backbone("vgg16", weights="imagenet")
     W.import_weights(file)

@@ -10,7 +10,13 @@ import pytest
 import torch
 from torchvision.models import ResNet18_Weights
 
-from advlab.errors import ChecksumError, ConfigError, DataError, WeightsNotFoundError
+from advlab.errors import (
+    ChecksumError,
+    ConfigError,
+    DataError,
+    RegistryError,
+    WeightsNotFoundError,
+)
 from advlab.models import create_model
 from advlab.models import weights as W
 
@@ -30,9 +36,16 @@ def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     return cache / "weights", hub / "checkpoints"
 
 
+def _register(monkeypatch: pytest.MonkeyPatch, cfg: W.WeightsConfig) -> None:
+    """Register `cfg` under its name for this test only (replacing the entry of that name)."""
+    weights = W.WEIGHTS.copy()
+    weights.add(cfg.name, cfg, replace=True)
+    monkeypatch.setattr(W, "WEIGHTS", weights)
+
+
 def _patch_sha(monkeypatch: pytest.MonkeyPatch, name: str, sha256: str) -> W.WeightsConfig:
-    cfg = dataclasses.replace(W.WEIGHTS[name], sha256=sha256)
-    monkeypatch.setitem(W.WEIGHTS, name, cfg)
+    cfg = dataclasses.replace(W.WEIGHTS.get(name), sha256=sha256)
+    _register(monkeypatch, cfg)
     return cfg
 
 
@@ -51,7 +64,7 @@ def test_config_comes_from_torchvision() -> None:
     assert cfg.url == ResNet18_Weights.IMAGENET1K_V1.url
     assert cfg.file == "resnet18-f37072fd.pth" == cfg.url.rsplit("/", 1)[-1]
     assert cfg.sha256 is None and cfg.expected_digest == "f37072fd"
-    with pytest.raises(ConfigError, match=r"known: inception_v3\.imagenet, resnet18\.imagenet"):
+    with pytest.raises(RegistryError, match=r"known: inception_v3\.imagenet, resnet18\.imagenet"):
         W.get_config("resnet18.cifar")
     from torchvision.models import Inception_V3_Weights, VGG16_Weights
 
@@ -115,9 +128,9 @@ def test_import_by_name_prefix(
     fake.write_bytes(b"not really weights")
     prefix = _sha256(fake)[:8]
     cfg = W.WeightsConfig(name="toy.test", tag="test", file=f"toy-{prefix}.pth", url="u")
-    monkeypatch.setitem(W.WEIGHTS, cfg.name, cfg)
+    _register(monkeypatch, cfg)
     assert W.import_weights(fake, name="toy.test") == ours / f"toy-{prefix}.pth"
-    with pytest.raises(ConfigError, match="unknown pretrained weights"):
+    with pytest.raises(RegistryError, match=r"unknown pretrained weights 'toy\.other'"):
         W.import_weights(fake, name="toy.other")
     with pytest.raises(DataError, match="expected a file"):
         W.import_weights(tmp_path / "absent.pth")

@@ -56,7 +56,7 @@ def test_seeded_and_different_across_steps() -> None:
 def test_bad_input() -> None:
     with pytest.raises(ConfigError, match=r"expected images \(N, C, H, W\), got .* \(4, 3072\)"):
         crop_flip(images(4).flatten(1))
-    with pytest.raises(ConfigError, match="padding: expected an int >= 0, got -1"):
+    with pytest.raises(ConfigError, match=r"^crop_flip padding: expected an int >= 0, found -1$"):
         crop_flip(images(4), padding=-1)
     with pytest.raises(ConfigError, match=r"expected dy, dx, flip of shape \(4,\)"):
         z = torch.zeros(3, dtype=torch.long)

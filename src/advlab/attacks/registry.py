@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from advlab.attacks.base import Attack
-from advlab.errors import ConfigError
-from advlab.registry import Registry
+from advlab.registry import Registry, check_kwargs
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 
@@ -15,15 +13,11 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 def create_attack(name: str, **kwargs: Any) -> Attack:
     """Builds the attack registered as `name` with keyword parameters `kwargs`.
 
-    Raises RegistryError for an unknown name and ConfigError for parameters the attack does
-    not take.
+    Raises:
+        RegistryError: `name` is not registered.
+        ConfigError: `kwargs` holds a parameter the attack does not take (the message lists
+            the accepted ones).
     """
     cls = ATTACKS.get(name)
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError as err:
-        accepted = ", ".join(inspect.signature(cls).parameters) or "(none)"
-        raise ConfigError(
-            f"attack {name!r}: {err}; accepted keyword parameters: {accepted}"
-        ) from None
+    check_kwargs("create_attack", name, cls, kwargs)
     return cls(**kwargs)

@@ -59,7 +59,7 @@ class StackingEnsemble:
         seed: Its random_state.
 
     Attributes (after `fit`):
-        n_learners, n_classes: M and K.
+        n_learners, num_classes: M and K.
         meta_: The fitted meta-learner.
     """
 
@@ -76,7 +76,7 @@ class StackingEnsemble:
         if y.shape != (stacked.shape[1],):
             raise ConfigError(f"labels: expected shape ({stacked.shape[1]},) to match the "
                               f"probabilities, found {y.shape}")  # fmt: skip
-        self.n_learners, _, self.n_classes = stacked.shape
+        self.n_learners, _, self.num_classes = stacked.shape
         meta: Any = self.meta if self.meta is not None else RandomForestClassifier(
             n_estimators=self.n_estimators, random_state=self.seed, n_jobs=1)
         self.meta_ = meta.fit(self._features(stacked), y)
@@ -89,9 +89,9 @@ class StackingEnsemble:
         if not hasattr(self, "meta_"):
             raise ConfigError("StackingEnsemble: call fit() before predicting")
         stacked = _stack(probabilities)
-        if (stacked.shape[0], stacked.shape[2]) != (self.n_learners, self.n_classes):
+        if (stacked.shape[0], stacked.shape[2]) != (self.n_learners, self.num_classes):
             raise ConfigError(f"probabilities: fitted on {self.n_learners} learners x "
-                              f"{self.n_classes} classes, found {stacked.shape[0]} x "
+                              f"{self.num_classes} classes, found {stacked.shape[0]} x "
                               f"{stacked.shape[2]}")  # fmt: skip
         return stacked
 
@@ -111,10 +111,10 @@ class StackingEnsemble:
         if not hasattr(self, "meta_"):
             raise ConfigError("StackingEnsemble: call fit() before asking for importances")
         values = np.asarray(getattr(self.meta_, "feature_importances_", None))
-        if values.shape != (self.n_learners * self.n_classes,):
+        if values.shape != (self.n_learners * self.num_classes,):
             raise ConfigError(f"meta-learner {type(self.meta_).__name__} has no "
                               "feature_importances_ of one value per feature")  # fmt: skip
-        return values.reshape(self.n_learners, self.n_classes)
+        return values.reshape(self.n_learners, self.num_classes)
 
 
 def held_out_split(labels: npt.ArrayLike, fraction: float = 0.5,

@@ -40,8 +40,9 @@ import numpy.typing as npt
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from advlab.errors import AdvlabError
+from advlab.errors import KNNError
 from advlab.progress import progress
+from advlab.validation import check_in, check_int
 
 try:  # the compiled kernel is optional: without a C compiler the install falls back to torch
     from advlab.classic import _l1  # type: ignore[attr-defined]
@@ -55,10 +56,6 @@ METRICS: tuple[str, ...] = ("l1", "l2")
 RERANK_MARGIN = 8
 _U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32
 _DEFAULT_BUDGET = 512 * 2**20
-
-
-class KNNError(AdvlabError, ValueError):
-    """Bad input to the k-NN search: shapes, values, k or metric."""
 
 
 def kernel_isa() -> str:
@@ -114,14 +111,8 @@ def _as_2d(X: Any, name: str) -> npt.NDArray[Any]:
     return arr.astype(np.float64, copy=False) if arr.dtype.kind != "f" else arr
 
 
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise KNNError(f"metric: expected one of {', '.join(METRICS)}, found {metric!r}")
-
-
 def _check_k(k: Any, n_train: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise KNNError(f"k: expected a positive integer, found {k!r}")
+    k = check_int("k", k, minimum=1, error=KNNError)
     if k > n_train:
         raise KNNError(f"k: expected at most the number of training samples ({n_train}), found {k}")
     return int(k)
@@ -444,7 +435,7 @@ def nearest_neighbors(
     threads: int | None = None,
 ) -> Neighbors:
     """The exact k nearest training rows of every query row (see the module docstring)."""
-    _check_metric(metric)
+    check_in("metric", metric, METRICS, error=KNNError)
     Xt = _as_2d(X_train, "X_train")
     return _Fitted(Xt, metric, torch.device(device)).query(
         X_query, k, memory_budget=memory_budget, batch_size=batch_size, threads=threads)
@@ -496,13 +487,13 @@ class _Fitted:
 # voting
 
 
-def vote(labels: npt.NDArray[np.int64], n_classes: int
+def vote(labels: npt.NDArray[np.int64], num_classes: int
          ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Majority vote over neighbour labels (nearest first) with the module's tie rule.
 
-    Returns (winning class index per row, vote fractions (n, n_classes)).
+    Returns (winning class index per row, vote fractions (n, num_classes)).
     """
-    counts = np.zeros((labels.shape[0], n_classes), dtype=np.int64)
+    counts = np.zeros((labels.shape[0], num_classes), dtype=np.int64)
     rows = np.repeat(np.arange(labels.shape[0]), labels.shape[1])
     np.add.at(counts, (rows, labels.ravel()), 1)
     tied = counts == counts.max(1, keepdims=True)
@@ -536,7 +527,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.threads = threads
 
     def fit(self, X: npt.ArrayLike | torch.Tensor, y: npt.ArrayLike | torch.Tensor) -> Self:
-        _check_metric(self.metric)
+        check_in("metric", self.metric, METRICS, error=KNNError)
         Xa = _as_2d(X, "X")
         ya = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
         if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
@@ -586,14 +577,14 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
 
 def accuracy_by_k(neighbor_labels: npt.NDArray[np.int64], y_true: npt.ArrayLike,
-                  ks: tuple[int, ...] | list[int], n_classes: int) -> npt.NDArray[np.float64]:
+                  ks: tuple[int, ...] | list[int], num_classes: int) -> npt.NDArray[np.float64]:
     """Accuracy of the k-NN vote for each k in `ks`, from the labels of the nearest neighbours
     (nearest first, at least max(ks) columns): one search serves every k."""
     y = np.asarray(y_true)
     if neighbor_labels.shape[1] < max(ks):
         raise KNNError(f"ks: expected at most {neighbor_labels.shape[1]} neighbours, "
                        f"found k = {max(ks)}")
-    return np.array([(vote(neighbor_labels[:, :k], n_classes)[0] == y).mean() for k in ks])
+    return np.array([(vote(neighbor_labels[:, :k], num_classes)[0] == y).mean() for k in ks])
 
 
 @dataclass(frozen=True)
@@ -653,7 +644,7 @@ def uint8_wraparound_distances(X_train: npt.NDArray[np.uint8], x: npt.NDArray[np
     wraps the square too. `x` may be one row (D,) or a few rows (q, D); the result is (n,) or
     (q, n).
     """
-    _check_metric(metric)
+    check_in("metric", metric, METRICS, error=KNNError)
     if X_train.dtype != np.uint8 or x.dtype != np.uint8:
         raise KNNError(f"uint8_wraparound_distances: expected uint8 arrays, found "
                        f"{X_train.dtype} and {x.dtype}")

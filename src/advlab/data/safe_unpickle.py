@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import pickle
-from pathlib import Path
 from typing import Any
 
 from advlab.errors import DataError, UnsafeFileError
@@ -53,8 +52,3 @@ def safe_loads(data: bytes, *, source: str) -> Any:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as exc:
         raise DataError(f"{source}: not a valid pickle ({type(exc).__name__}: {exc})") from exc
-
-
-def safe_load(path: Path) -> Any:
-    """Unpickle the file at `path` with the restricted unpickler."""
-    return safe_loads(path.read_bytes(), source=str(path))

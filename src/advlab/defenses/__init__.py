@@ -1,5 +1,8 @@
 """Defences: Adaptive Pixel Resilience's parts and adversarial training, on advlab's attacks
-and trainer (`advlab.train.fit(..., objective=DefenseObjective(...))`)."""
+and trainer (`advlab.train.fit(..., objective=DefenseObjective(...))`).
+
+Every defence is registered in `DEFENSES`; build one with `create_defense(name, **settings)`.
+"""
 
 from advlab.defenses.apr import APRConfig, apr_model, apr_objective, fine_tune
 from advlab.defenses.attention import (
@@ -10,6 +13,7 @@ from advlab.defenses.attention import (
     open_pixels,
     with_pixel_attention,
 )
+from advlab.defenses.registry import DEFENSES, create_defense
 from advlab.defenses.training import (
     DefenseObjective,
     FGSMRandomStart,
@@ -19,6 +23,7 @@ from advlab.defenses.training import (
 )
 
 __all__ = [
+    "DEFENSES",
     "APRConfig",
     "DefenseObjective",
     "FGSMRandomStart",
@@ -28,6 +33,7 @@ __all__ = [
     "apr_model",
     "apr_objective",
     "attention_layer",
+    "create_defense",
     "fine_tune",
     "gate_map",
     "logits_and_gate",

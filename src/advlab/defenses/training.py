@@ -43,16 +43,7 @@ from torch.nn import functional as F
 from advlab.attacks import LinfPGD, Misclassification, OnePixel
 from advlab.defenses.attention import attention_layer, logits_and_gate
 from advlab.errors import ConfigError
-
-
-def _check_fraction(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}: expected a number in [0, 1], found {value!r}")
-
-
-def _check_nonnegative(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0.0:
-        raise ConfigError(f"{name}: expected a number >= 0, found {value!r}")
+from advlab.validation import check_fraction, check_number
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ class FGSMRandomStart:
     alpha: float = 1.25
 
     def __post_init__(self) -> None:
-        _check_nonnegative("epsilon", self.epsilon)
+        check_number("epsilon", self.epsilon, minimum=0)
         if not self.alpha > 0:
             raise ConfigError(f"alpha: expected a number > 0, found {self.alpha!r}")
 
@@ -86,7 +77,7 @@ class PGDExamples:
     rel_stepsize: float = 2.5 / 7
 
     def __post_init__(self) -> None:
-        _check_nonnegative("epsilon", self.epsilon)
+        check_number("epsilon", self.epsilon, minimum=0)
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError(f"steps: expected an int >= 1, found {self.steps!r}")
 
@@ -170,10 +161,10 @@ class DefenseObjective:
         if self.attack is not None and not callable(self.attack):
             raise ConfigError(f"attack: expected a callable (model, x, y) -> x_adv or None, "
                               f"found {self.attack!r}")  # fmt: skip
-        _check_fraction("adversarial_fraction", self.adversarial_fraction)
-        _check_nonnegative("gradient_weight", self.gradient_weight)
-        _check_nonnegative("attention_weight", self.attention_weight)
-        _check_fraction("label_smoothing", self.label_smoothing)
+        check_fraction("adversarial_fraction", self.adversarial_fraction)
+        check_number("gradient_weight", self.gradient_weight, minimum=0)
+        check_number("attention_weight", self.attention_weight, minimum=0)
+        check_fraction("label_smoothing", self.label_smoothing)
         if not isinstance(self.gradient_top_k, int) or self.gradient_top_k < 1:
             raise ConfigError(f"gradient_top_k: expected an int >= 1, found "
                               f"{self.gradient_top_k!r}")  # fmt: skip

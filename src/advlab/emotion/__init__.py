@@ -3,7 +3,7 @@ batched classification of every face in a frame, temporal smoothing, and synthet
 
 from advlab.emotion.faces import HaarFaceDetector
 from advlab.emotion.recognizer import EmotionRecognizer, FaceResult, FrameResult
-from advlab.emotion.sources import Frame, SourceError, open_source
+from advlab.emotion.sources import Frame, open_source
 
 __all__ = [
     "EmotionRecognizer",
@@ -11,6 +11,5 @@ __all__ = [
     "Frame",
     "FrameResult",
     "HaarFaceDetector",
-    "SourceError",
     "open_source",
 ]

@@ -18,15 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from advlab.emotion.faces import _cv2
-from advlab.errors import AdvlabError
+from advlab.errors import SourceError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
-class SourceError(AdvlabError):
-    """A frame source that cannot be opened or read."""
 
 
 @dataclass(frozen=True)
@@ -120,4 +116,4 @@ def open_source(spec: str | int, *, retries: int = 10) -> Iterator[Frame]:
     return stream()
 
 
-__all__ = ["IMAGE_SUFFIXES", "Frame", "SourceError", "open_source"]
+__all__ = ["IMAGE_SUFFIXES", "Frame", "open_source"]

@@ -1,4 +1,4 @@
-"""Experiments: one small module per lab, registered in `EXPERIMENTS`."""
+"""Experiments: one small module per lab, registered in `EXPERIMENTS` by `register_experiment`."""
 
 from advlab.experiments import apr_cifar as _apr_cifar  # noqa: F401
 from advlab.experiments import cifar_scratch as _cifar_scratch  # noqa: F401
@@ -23,6 +23,7 @@ from advlab.experiments.base import (
     Experiment,
     build_config,
     rebuild_report,
+    register_experiment,
     run_experiment,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "Experiment",
     "build_config",
     "rebuild_report",
+    "register_experiment",
     "run_experiment",
 ]

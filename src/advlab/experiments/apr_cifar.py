@@ -29,7 +29,7 @@ from advlab.data import load_dataset
 from advlab.defenses import APRConfig, fine_tune, gate_map, open_pixels
 from advlab.errors import ConfigError
 from advlab.evaluation import Evaluation, Fooled, JSMABothWays, OnePixelProbe, Probe, evaluate
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
@@ -449,10 +449,11 @@ def _masking(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run, rep: Report
     rep.text(sec, "\n".join(lines))
 
 
-EXPERIMENTS.add(
+register_experiment(
     "apr-cifar",
-    Experiment(name="apr-cifar", summary="seed 000 Task 4: Adaptive Pixel Resilience on the "
-               "CIFAR-10 ResNet-18: ablation, trade-off, adaptive attackers",
-               config=APRCifarConfig, execute=execute, report=report),
-    "seed 000 Task 4: Adaptive Pixel Resilience on the CIFAR-10 ResNet-18",
+    "seed 000 Task 4: Adaptive Pixel Resilience on the CIFAR-10 ResNet-18: ablation, trade-off, "
+    "adaptive attackers",
+    config=APRCifarConfig,
+    execute=execute,
+    report=report,
 )

@@ -55,11 +55,11 @@ class _Timer:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A registered experiment.
+    """A registered experiment (`register_experiment` makes one).
 
     Args:
         name: Registry name (``advlab run NAME``).
-        summary: One line for ``advlab list``.
+        summary: One line for ``advlab list``, the registry's help for `name`.
         config: Config dataclass; its defaults reproduce the lab's setting; has a ``seed``.
         execute: ``(config, context) -> metrics``; saves figures/artifacts in the run folder.
         report: ``(config, metrics, run) -> Report``; must work from the run folder alone.
@@ -72,7 +72,24 @@ class Experiment:
     report: Callable[[Any, dict[str, Any], Run], Report]
 
 
-EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+EXPERIMENTS: Registry[Experiment] = Registry("experiment", describe=lambda exp: exp.summary)
+
+
+def register_experiment(
+    name: str,
+    summary: str,
+    *,
+    config: type[Any],
+    execute: Callable[[Any, Context], dict[str, Any]],
+    report: Callable[[Any, dict[str, Any], Run], Report],
+) -> Experiment:
+    """Register an experiment as `name` (``advlab run NAME``), once: `summary` is its line in
+    ``advlab list``; the other arguments are `Experiment`'s.
+
+    Raises:
+        RegistryError: `name` is already registered.
+    """
+    return EXPERIMENTS.add(name, Experiment(name, summary, config, execute, report))
 
 
 def write_report(exp: Experiment, cfg: Any, metrics: dict[str, Any], run: Run) -> Path:

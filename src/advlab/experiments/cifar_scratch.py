@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from advlab.data.cs231n import cs231n_cifar10
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.report import Report
 from advlab.report.figures import line_plot
 from advlab.runs import Run
@@ -237,17 +237,12 @@ for _name, _cfg, _summary in (
     ("cifar-scratch-twolayer", TwoLayerConfig,
      "seed 003: numpy two-layer ReLU net on CIFAR-10 (report: 51.4%)"),
 ):
-    EXPERIMENTS.add(
-        _name,
-        Experiment(name=_name, summary=_summary, config=_cfg, execute=_execute,
-                   report=_reporter(_name)),
-        _summary,
-    )
+    register_experiment(_name, _summary, config=_cfg, execute=_execute, report=_reporter(_name))
 
-EXPERIMENTS.add(
+register_experiment(
     "cifar-scratch-linear",
-    Experiment(name="cifar-scratch-linear",
-               summary="seed 003 part 1: a linear model fitted by gradient descent at lr 1e-4",
-               config=LinearFitConfig, execute=_execute_linear, report=_report_linear),
     "seed 003 part 1: a linear model fitted by gradient descent at lr 1e-4",
+    config=LinearFitConfig,
+    execute=_execute_linear,
+    report=_report_linear,
 )

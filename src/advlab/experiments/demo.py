@@ -16,7 +16,7 @@ import torch
 from advlab.attacks import FGSM
 from advlab.data import get_spec, load_dataset
 from advlab.data.preprocess import compare_preprocessing
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper, create_model
 from advlab.report import Report
@@ -235,14 +235,10 @@ def _analysis(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS.add(
+register_experiment(
     "demo",
-    Experiment(
-        name="demo",
-        summary="small CNN on the embedded MNIST sample, attacked with FGSM (offline, ~1 min)",
-        config=DemoConfig,
-        execute=execute,
-        report=report,
-    ),
     "small CNN on the embedded MNIST sample, attacked with FGSM (offline, ~1 min)",
+    config=DemoConfig,
+    execute=execute,
+    report=report,
 )

@@ -21,7 +21,7 @@ import numpy as np
 from advlab.analysis.robustness import proportion_ci
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models.wrapper import predict_proba
 from advlab.report import Report, percent
@@ -165,10 +165,11 @@ def report(cfg: FERTrainConfig, metrics: dict[str, Any], run: Run) -> Report:
     return rep
 
 
-EXPERIMENTS.add(
+register_experiment(
     "fer-train",
-    Experiment(name="fer-train", summary="seed 001 Ex. 3: a FER2013 emotion CNN, PrivateTest "
-               "accuracy, per-class precision/recall, Keras .h5 export",
-               config=FERTrainConfig, execute=execute, report=report),
-    "seed 001 Ex. 3: emotion recognition",
+    "seed 001 Ex. 3: a FER2013 emotion CNN, PrivateTest accuracy, per-class precision/recall, "
+    "Keras .h5 export",
+    config=FERTrainConfig,
+    execute=execute,
+    report=report,
 )

@@ -23,7 +23,7 @@ from advlab.analysis.robustness import attack_summary
 from advlab.attacks import BIM, FGSM
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import adversarial_example, line_plot
@@ -295,14 +295,10 @@ def _analysis(cfg: FGSMMnistConfig, metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS.add(
+register_experiment(
     "fgsm-mnist",
-    Experiment(
-        name="fgsm-mnist",
-        summary="seed 002: FGSM and iterated FGSM on an MNIST CNN, PyTorch and JAX",
-        config=FGSMMnistConfig,
-        execute=execute,
-        report=report,
-    ),
     "seed 002: FGSM and iterated FGSM on an MNIST CNN, PyTorch and JAX",
+    config=FGSMMnistConfig,
+    execute=execute,
+    report=report,
 )

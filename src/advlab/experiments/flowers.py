@@ -27,7 +27,7 @@ import torch
 from advlab.classic.ensemble import compare_ensembles
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.models.flowers import ARCHITECTURES, minimum_size
@@ -422,24 +422,26 @@ def report_ensemble(cfg: FlowersEnsembleConfig, metrics: dict[str, Any], run: Ru
     return rep
 
 
-EXPERIMENTS.add(
+register_experiment(
     "flowers-cnn",
-    Experiment(name="flowers-cnn", summary="seed 004 Part A: the baseline and Mk-1..Mk-6 CNNs "
-               "on Flowers-17, epoch of minimum validation loss, held-out accuracy",
-               config=FlowersCNNConfig, execute=execute_cnn, report=report_cnn),
-    "seed 004 Part A: the seven Flowers-17 CNNs",
+    "seed 004 Part A: the baseline and Mk-1..Mk-6 CNNs on Flowers-17, epoch of minimum "
+    "validation loss, held-out accuracy",
+    config=FlowersCNNConfig,
+    execute=execute_cnn,
+    report=report_cnn,
 )
-EXPERIMENTS.add(
+register_experiment(
     "flowers-augment",
-    Experiment(name="flowers-augment", summary="seed 004 Part A: Mk-2 and Mk-3 with the "
-               "augmentation configurations #1-#3 on Flowers-17",
-               config=FlowersAugmentConfig, execute=execute_augment, report=report_augment),
-    "seed 004 Part A: augmentation configurations #1-#3",
+    "seed 004 Part A: Mk-2 and Mk-3 with the augmentation configurations #1-#3 on Flowers-17",
+    config=FlowersAugmentConfig,
+    execute=execute_augment,
+    report=report_augment,
 )
-EXPERIMENTS.add(
+register_experiment(
     "flowers-ensemble",
-    Experiment(name="flowers-ensemble", summary="seed 004 Part B: Mk-2..Mk-6 combined by soft "
-               "voting and random-forest stacking, the report's and the unbiased variant",
-               config=FlowersEnsembleConfig, execute=execute_ensemble, report=report_ensemble),
-    "seed 004 Part B: CNN ensembles",
+    "seed 004 Part B: Mk-2..Mk-6 combined by soft voting and random-forest stacking, the "
+    "report's and the unbiased variant",
+    config=FlowersEnsembleConfig,
+    execute=execute_ensemble,
+    report=report_ensemble,
 )

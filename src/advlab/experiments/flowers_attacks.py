@@ -29,7 +29,7 @@ from advlab.attacks import FGSM, JSMA, Misclassification, OnePixel, l0
 from advlab.classic.ensemble import held_out_split
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
@@ -304,10 +304,11 @@ def report(cfg: FlowersAttacksConfig, metrics: dict[str, Any], run: Run) -> Repo
     return rep
 
 
-EXPERIMENTS.add(
+register_experiment(
     "flowers-attacks",
-    Experiment(name="flowers-attacks", summary="seed 004 research part: FGSM, one-pixel and "
-               "JSMA on the best Flowers-17 CNN and transfer model",
-               config=FlowersAttacksConfig, execute=execute, report=report),
-    "seed 004: attacks on the flower models",
+    "seed 004 research part: FGSM, one-pixel and JSMA on the best Flowers-17 CNN and transfer "
+    "model",
+    config=FlowersAttacksConfig,
+    execute=execute,
+    report=report,
 )

@@ -30,7 +30,7 @@ from advlab.classic.ensemble import held_out_split
 from advlab.classic.tabular import CLASSIFIERS, tabular_classifiers
 from advlab.data import load_dataset
 from advlab.errors import ConfigError, WeightsNotFoundError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.models.backbones import BACKBONES, backbone_table, build_backbone
 from advlab.models.weights import weights_source
 from advlab.report import Report, percent
@@ -283,11 +283,11 @@ def report(cfg: FlowersTransferConfig, metrics: dict[str, Any], run: Run) -> Rep
     return rep
 
 
-EXPERIMENTS.add(
+register_experiment(
     "flowers-transfer",
-    Experiment(name="flowers-transfer", summary="seed 004 Part C: backbone table, feature "
-               "extraction + scikit-learn classifiers, two-phase fine-tuning (self-pretrained "
-               "ResNet-18 when no ImageNet weights are present)",
-               config=FlowersTransferConfig, execute=execute, report=report),
-    "seed 004 Part C: transfer learning",
+    "seed 004 Part C: backbone table, feature extraction + scikit-learn classifiers, two-phase "
+    "fine-tuning (self-pretrained ResNet-18 when no ImageNet weights are present)",
+    config=FlowersTransferConfig,
+    execute=execute,
+    report=report,
 )

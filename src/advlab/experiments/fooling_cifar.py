@@ -21,7 +21,7 @@ from advlab.attacks import FoolingImage, TargetedMisclassification, l2, linf
 from advlab.data import load_dataset
 from advlab.data.cs231n import cs231n_cifar10
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper, NumpyClassifier
 from advlab.report import Report
@@ -248,14 +248,10 @@ def _analysis(cfg: FoolingConfig, metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS.add(
+register_experiment(
     "fooling-cifar",
-    Experiment(
-        name="fooling-cifar",
-        summary="seed 003 §4: fooling image truck -> automobile for the numpy two-layer net",
-        config=FoolingConfig,
-        execute=execute,
-        report=report,
-    ),
     "seed 003 §4: fooling image truck -> automobile for the numpy two-layer net",
+    config=FoolingConfig,
+    execute=execute,
+    report=report,
 )

@@ -20,7 +20,7 @@ import torch
 from advlab.attacks import SimpleGenerator, TargetedMisclassification, l2, linf
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import image_grid
@@ -212,5 +212,4 @@ for _name, _cfg, _summary in (
     ("generator-cifar", GeneratorCifarConfig,
      "seed 001 Ex. 2 (C): simple-generator adversarials, one CIFAR-10 image x 10 classes"),
 ):  # fmt: skip
-    EXPERIMENTS.add(_name, Experiment(name=_name, summary=_summary, config=_cfg,
-                                      execute=execute, report=report), _summary)  # fmt: skip
+    register_experiment(_name, _summary, config=_cfg, execute=execute, report=report)

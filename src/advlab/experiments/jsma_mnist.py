@@ -19,7 +19,7 @@ from advlab.analysis.robustness import proportion_ci
 from advlab.attacks import JSMA, TargetedMisclassification, l0
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import heatmap, image_grid
@@ -196,14 +196,10 @@ def _analysis(metrics: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
-EXPERIMENTS.add(
+register_experiment(
     "jsma-mnist",
-    Experiment(
-        name="jsma-mnist",
-        summary="JSMA (Papernot et al. 2016) on an MNIST CNN: success, distortion, class grid",
-        config=JSMAConfig,
-        execute=execute,
-        report=report,
-    ),
     "JSMA (Papernot et al. 2016) on an MNIST CNN: success, distortion, class grid",
+    config=JSMAConfig,
+    execute=execute,
+    report=report,
 )

@@ -26,7 +26,7 @@ from advlab.classic.knn import (
 from advlab.data import load_train_test
 from advlab.data.preprocess import PREPROCESSING, compare_preprocessing, preprocess
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import confusion_matrix_plot, image_grid, line_plot
@@ -389,14 +389,10 @@ def _analysis(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS.add(
+register_experiment(
     "knn-mnist",
-    Experiment(
-        name="knn-mnist",
-        summary="seed 000 Task 1: exact 1-NN/k-NN on MNIST, the uint8 bug, k by CV, preprocessing",
-        config=KnnMnistConfig,
-        execute=execute,
-        report=report,
-    ),
     "seed 000 Task 1: exact 1-NN/k-NN on MNIST, the uint8 bug, k by CV, preprocessing",
+    config=KnnMnistConfig,
+    execute=execute,
+    report=report,
 )

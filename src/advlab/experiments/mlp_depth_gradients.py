@@ -21,7 +21,7 @@ from advlab.analysis.gradients import derivative_range, weight_grad_max
 from advlab.analysis.stats import format_mean_std
 from advlab.data import load_train_test
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.models import ModelWrapper, create_model
 from advlab.models.small import ACTIVATIONS, INITS
 from advlab.report import Report
@@ -263,14 +263,10 @@ def _analysis(cfg: MlpDepthGradientsConfig, metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS.add(
+register_experiment(
     "mlp-depth-gradients",
-    Experiment(
-        name="mlp-depth-gradients",
-        summary="seed 001 Ex. 1: deep MLPs (depth x ReLU/tanh/sigmoid/LeCun), gradients per layer",
-        config=MlpDepthGradientsConfig,
-        execute=execute,
-        report=report,
-    ),
     "seed 001 Ex. 1: deep MLPs (depth x ReLU/tanh/sigmoid/LeCun), gradients per layer",
+    config=MlpDepthGradientsConfig,
+    execute=execute,
+    report=report,
 )

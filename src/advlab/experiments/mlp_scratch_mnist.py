@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from advlab.data import load_train_test
 from advlab.errors import ConfigError
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.report import Report
 from advlab.report.figures import line_plot
 from advlab.runs import Run
@@ -196,14 +196,10 @@ def _analysis(cfg: MlpScratchMnistConfig, metrics: dict[str, Any], base: dict[st
 """
 
 
-EXPERIMENTS.add(
+register_experiment(
     "mlp-scratch-mnist",
-    Experiment(
-        name="mlp-scratch-mnist",
-        summary="seed 000 Task 2: numpy MLP (sigmoid/ReLU) with hand-written backprop on MNIST",
-        config=MlpScratchMnistConfig,
-        execute=execute,
-        report=report,
-    ),
     "seed 000 Task 2: numpy MLP (sigmoid/ReLU) with hand-written backprop on MNIST",
+    config=MlpScratchMnistConfig,
+    execute=execute,
+    report=report,
 )

@@ -26,7 +26,7 @@ from advlab.attacks import OnePixel
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
 from advlab.evaluation import Evaluation, OnePixelProbe, evaluate
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment, rerun_command
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report
@@ -449,14 +449,10 @@ def _analysis(cfg: OnePixelConfig, metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS.add(
+register_experiment(
     "onepixel-cifar",
-    Experiment(
-        name="onepixel-cifar",
-        summary="seed 000 Task 3: one-pixel attack (DE) on a CIFAR-10 ResNet-18, full analysis",
-        config=OnePixelConfig,
-        execute=execute,
-        report=report,
-    ),
     "seed 000 Task 3: one-pixel attack (DE) on a CIFAR-10 ResNet-18, full analysis",
+    config=OnePixelConfig,
+    execute=execute,
+    report=report,
 )

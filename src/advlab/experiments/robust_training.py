@@ -29,7 +29,7 @@ from advlab.data import load_dataset
 from advlab.defenses import DefenseObjective, FGSMRandomStart, PGDExamples
 from advlab.errors import ConfigError
 from advlab.evaluation import Evaluation, Fooled, PGDRestarts, evaluate
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import Context, register_experiment
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
@@ -388,17 +388,19 @@ def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
     return rep
 
 
-EXPERIMENTS.add(
+register_experiment(
     "robust-mnist",
-    Experiment(name="robust-mnist", summary="seed 001 Ex. 2 D: adversarial training of the "
-               "MNIST CNN, evaluated with PGD-100 x 10 restarts and every attack",
-               config=RobustConfig, execute=execute, report=report),
-    "seed 001 Ex. 2 D: adversarial training of the MNIST CNN, evaluated with every attack",
+    "seed 001 Ex. 2 D: adversarial training of the MNIST CNN, evaluated with PGD-100 x 10 "
+    "restarts and every attack",
+    config=RobustConfig,
+    execute=execute,
+    report=report,
 )
-EXPERIMENTS.add(
+register_experiment(
     "robust-cifar",
-    Experiment(name="robust-cifar", summary="seed 001 Ex. 2 D: adversarial training on "
-               "CIFAR-10, robust against clean accuracy at eps 8/255",
-               config=RobustCifarConfig, execute=execute, report=report),
-    "seed 001 Ex. 2 D: adversarial training on CIFAR-10, robust against clean accuracy",
+    "seed 001 Ex. 2 D: adversarial training on CIFAR-10, robust against clean accuracy at "
+    "eps 8/255",
+    config=RobustCifarConfig,
+    execute=execute,
+    report=report,
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advlab.data import get_spec
-from advlab.experiments.base import EXPERIMENTS, Context, Experiment
+from advlab.experiments.base import Context, register_experiment
 from advlab.report import Report
 from advlab.report.figures import learning_curves
 from advlab.runs import Run
@@ -140,14 +140,10 @@ def _analysis(hist: dict[str, Any], split: str) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS.add(
+register_experiment(
     "train",
-    Experiment(
-        name="train",
-        summary="train a registered model on a dataset, store it, report learning curves",
-        config=TrainRunConfig,
-        execute=execute,
-        report=report,
-    ),
     "train a registered model on a dataset, store it, report learning curves",
+    config=TrainRunConfig,
+    execute=execute,
+    report=report,
 )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from advlab.errors import ConfigError
-from advlab.registry import Registry
+from advlab.registry import Registry, check_kwargs
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -21,13 +19,9 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
 
     Raises:
         RegistryError: `name` is not registered.
-        ConfigError: `cfg` holds a parameter the model does not take.
+        ConfigError: `cfg` holds a parameter the model does not take, or lacks a required one
+            (the message lists the accepted ones).
     """
     factory = MODELS.get(name)
-    accepted = inspect.signature(factory).parameters
-    unknown = sorted(set(cfg) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r}: unknown parameter(s) {unknown}; it takes {sorted(accepted)}"
-        )
+    check_kwargs("create_model", name, factory, cfg)
     return factory(**cfg)

@@ -15,12 +15,7 @@ from advlab.errors import ConfigError
 from advlab.models import weights as _weights
 from advlab.models.registry import MODELS
 from advlab.models.small import ACTIVATIONS, activation
-
-
-def _check_positive(model: str, **values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{model}: {name} must be an int >= 1, found {value!r}")
+from advlab.validation import check_int
 
 
 def _keras_init(model: nn.Module) -> None:
@@ -63,9 +58,9 @@ def mnist_cnn(
         Chollet, "Simple MNIST convnet", Keras code examples (2015, updated 2020),
         https://keras.io/examples/vision/mnist_convnet/.
     """
-    _check_positive(
-        "mnist_cnn", in_channels=in_channels, num_classes=num_classes, image_size=image_size
-    )
+    check_int("mnist_cnn in_channels", in_channels, minimum=1)
+    check_int("mnist_cnn num_classes", num_classes, minimum=1)
+    check_int("mnist_cnn image_size", image_size, minimum=1)
     if image_size < 10:
         raise ConfigError(f"mnist_cnn: image_size must be >= 10, found {image_size!r}")
     if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
@@ -119,8 +114,11 @@ def fast_mnist(
         Wong, Rice & Kolter, "Fast is better than free: revisiting adversarial training",
         ICLR 2020 (MNIST model of their code release).
     """
-    _check_positive("fast_mnist", in_channels=in_channels, num_classes=num_classes,
-                    image_size=image_size, width=width, hidden=hidden)  # fmt: skip
+    check_int("fast_mnist in_channels", in_channels, minimum=1)
+    check_int("fast_mnist num_classes", num_classes, minimum=1)
+    check_int("fast_mnist image_size", image_size, minimum=1)
+    check_int("fast_mnist width", width, minimum=1)
+    check_int("fast_mnist hidden", hidden, minimum=1)
     if image_size % 4:
         raise ConfigError(f"fast_mnist: image_size must be divisible by 4, found {image_size}")
     side = image_size // 4
@@ -177,7 +175,8 @@ def lenet5(
         LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document
         recognition", Proceedings of the IEEE 86(11).
     """
-    _check_positive("lenet5", in_channels=in_channels, num_classes=num_classes)
+    check_int("lenet5 in_channels", in_channels, minimum=1)
+    check_int("lenet5 num_classes", num_classes, minimum=1)
     if image_size not in (28, 32):
         raise ConfigError(f"lenet5: image_size must be 28 or 32, found {image_size!r}")
     if not isinstance(activation_name, str) or activation_name not in ACTIVATIONS:
@@ -233,7 +232,9 @@ def cifar_cnn(*, in_channels: int = 3, num_classes: int = 10, width: int = 32) -
         recognition", ICLR (stacked 3x3 blocks); Ioffe, Szegedy 2015, "Batch normalization",
         ICML.
     """
-    _check_positive("cifar_cnn", in_channels=in_channels, num_classes=num_classes, width=width)
+    check_int("cifar_cnn in_channels", in_channels, minimum=1)
+    check_int("cifar_cnn num_classes", num_classes, minimum=1)
+    check_int("cifar_cnn width", width, minimum=1)
     layers: list[nn.Module] = []
     c_in = in_channels
     for c_out in (width, 2 * width, 4 * width):  # side 32 -> 16 -> 8 -> 4
@@ -268,8 +269,10 @@ def fer_cnn(*, in_channels: int = 1, num_classes: int = 7, width: int = 32,
         recognition", ICLR; Khaireddin, Chen 2021, "Facial emotion recognition: state of the
         art performance on FER2013", arXiv:2105.03588 (a VGG variant at 73.3%).
     """
-    _check_positive("fer_cnn", in_channels=in_channels, num_classes=num_classes, width=width,
-                    blocks=blocks)  # fmt: skip
+    check_int("fer_cnn in_channels", in_channels, minimum=1)
+    check_int("fer_cnn num_classes", num_classes, minimum=1)
+    check_int("fer_cnn width", width, minimum=1)
+    check_int("fer_cnn blocks", blocks, minimum=1)
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"fer_cnn: dropout must be in [0, 1), found {dropout!r}")
     layers: list[nn.Module] = []
@@ -324,7 +327,7 @@ def resnet18(
     References:
         He, Zhang, Ren, Sun 2016, "Deep residual learning for image recognition", CVPR.
     """
-    _check_positive("resnet18", num_classes=num_classes)
+    check_int("resnet18 num_classes", num_classes, minimum=1)
     if stem not in STEMS:
         raise ConfigError(f"resnet18: stem must be one of {list(STEMS)}, found {stem!r}")
     if weights not in (None, _weights.RANDOM, "imagenet"):

@@ -25,16 +25,14 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from advlab.errors import ChecksumError, ConfigError, DataError, WeightsNotFoundError
 from advlab.fileio import atomic_path, cache_dir, file_digest
-
-if TYPE_CHECKING:
-    from torchvision.models import WeightsEnum
+from advlab.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -95,63 +93,42 @@ class WeightsConfig:
         return digest.lower().startswith(self.expected_digest)
 
 
-def from_torchvision(name: str, tag: str, enum: WeightsEnum) -> WeightsConfig:
-    """A `WeightsConfig` for a torchvision weights enum member (its url and file name).
-
-    Args:
-        name: Registry key, ``"<architecture>.<tag>"``.
-        tag: Provenance tag, e.g. ``"imagenet"``.
-        enum: A torchvision weights enum member, e.g. ``ResNet18_Weights.IMAGENET1K_V1``.
-
-    Returns:
-        The config; its sha256 is the prefix embedded in torchvision's file name.
-    """
-    url: str = enum.url
-    docs = str(enum.meta.get("_docs", "")).strip()
-    return WeightsConfig(
-        name=name,
-        tag=tag,
-        file=url.rsplit("/", 1)[-1],
-        url=url,
-        description=f"torchvision {type(enum).__name__}.{enum.name}. {docs}".strip(),
-    )
-
-
-# Looked up at call time (not captured by the model factories), so tests can swap an entry.
+# Looked up at call time (not captured by the model factories), so tests can swap the registry.
 # Written out (a test checks it equals torchvision's metadata) so that importing advlab does
 # not import torchvision's model zoo.
-WEIGHTS: dict[str, WeightsConfig] = {
-    "resnet18.imagenet": WeightsConfig(
+WEIGHTS: Registry[WeightsConfig] = Registry(
+    "pretrained weights", describe=lambda cfg: cfg.description
+)
+
+for _cfg in (
+    WeightsConfig(
         name="resnet18.imagenet",
         tag="imagenet",
         file="resnet18-f37072fd.pth",
         url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
         description="torchvision ResNet18_Weights.IMAGENET1K_V1 (ImageNet-1k, acc@1 69.758).",
     ),
-    "vgg16.imagenet": WeightsConfig(
+    WeightsConfig(
         name="vgg16.imagenet",
         tag="imagenet",
         file="vgg16-397923af.pth",
         url="https://download.pytorch.org/models/vgg16-397923af.pth",
         description="torchvision VGG16_Weights.IMAGENET1K_V1 (ImageNet-1k, acc@1 71.592).",
     ),
-    "inception_v3.imagenet": WeightsConfig(
+    WeightsConfig(
         name="inception_v3.imagenet",
         tag="imagenet",
         file="inception_v3_google-0cc3c7bd.pth",
         url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
         description="torchvision Inception_V3_Weights.IMAGENET1K_V1 (ImageNet-1k, acc@1 77.294).",
     ),
-}
+):
+    WEIGHTS.add(_cfg.name, _cfg)
 
 
 def get_config(name: str) -> WeightsConfig:
-    """The `WeightsConfig` registered as `name`; ConfigError listing the known names otherwise."""
-    try:
-        return WEIGHTS[name]
-    except KeyError:
-        known = ", ".join(sorted(WEIGHTS)) or "(none)"
-        raise ConfigError(f"unknown pretrained weights {name!r}; known: {known}") from None
+    """The `WeightsConfig` registered as `name`; RegistryError listing the known names otherwise."""
+    return WEIGHTS.get(name)
 
 
 def weights_dir() -> Path:
@@ -189,9 +166,13 @@ def find_weights(cfg: WeightsConfig) -> Path:
     )
 
 
+def _candidates(name: str | None) -> list[WeightsConfig]:
+    """The config registered as `name`, or every registered config when `name` is None."""
+    return [get_config(name)] if name is not None else [WEIGHTS.get(n) for n in WEIGHTS]
+
+
 def _matching_configs(digest: str, name: str | None) -> list[WeightsConfig]:
-    candidates = [get_config(name)] if name is not None else list(WEIGHTS.values())
-    return [cfg for cfg in candidates if cfg.matches(digest)]
+    return [cfg for cfg in _candidates(name) if cfg.matches(digest)]
 
 
 def import_weights(path: Path | str, *, name: str | None = None) -> Path:
@@ -214,7 +195,7 @@ def import_weights(path: Path | str, *, name: str | None = None) -> Path:
     Raises:
         DataError: `path` is not a file.
         ChecksumError: The file's sha256 matches no registered weights (or not `name`).
-        ConfigError: `name` is not a registered weights name.
+        RegistryError: `name` is not a registered weights name.
     """
     src = Path(path).expanduser()
     if not src.is_file():
@@ -222,8 +203,7 @@ def import_weights(path: Path | str, *, name: str | None = None) -> Path:
     digest = file_digest(src, "sha256")
     matches = _matching_configs(digest, name)
     if not matches:
-        candidates = [get_config(name)] if name is not None else list(WEIGHTS.values())
-        expected = ", ".join(f"{c.name}: {c.expected_digest}" for c in candidates)
+        expected = ", ".join(f"{c.name}: {c.expected_digest}" for c in _candidates(name))
         raise ChecksumError(
             f"weights file {src}: sha256 {digest} matches no known pretrained weights "
             f"(expected a digest starting with {expected}); the file is corrupt, truncated or "

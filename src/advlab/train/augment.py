@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from advlab.errors import ConfigError
+from advlab.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def crop_flip_params(
         ``(dy, dx, flip)``: int64 row and column offsets into the padded image and a bool
         flip mask, each of shape (n,).
     """
-    _check_padding(padding)
+    check_int("crop_flip padding", padding, minimum=0)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     offsets = torch.randint(
         0, 2 * padding + 1, (2, n), generator=generator, device=gen_device
@@ -166,7 +167,7 @@ def apply_crop_flip(
     Returns:
         Augmented images, (N, C, H, W), same dtype and device as `x`.
     """
-    _check_padding(padding)
+    check_int("crop_flip padding", padding, minimum=0)
     if x.dim() != 4:
         raise ConfigError(
             f"crop_flip: expected images (N, C, H, W), got a tensor of shape {tuple(x.shape)}"
@@ -204,8 +205,3 @@ def crop_flip(
     """
     dy, dx, flip = crop_flip_params(len(x), padding=padding, generator=generator, device=x.device)
     return apply_crop_flip(x, dy, dx, flip, padding=padding)
-
-
-def _check_padding(padding: int) -> None:
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ConfigError(f"crop_flip padding: expected an int >= 0, got {padding!r}")

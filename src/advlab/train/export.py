@@ -59,6 +59,7 @@ from advlab.models import ModelWrapper, create_model, eval_mode
 from advlab.models.small import LeCunTanh
 from advlab.train.checkpoint import load_checkpoint, save_checkpoint
 from advlab.train.store import input_config, load_model
+from advlab.validation import check_in
 
 log = logging.getLogger(__name__)
 
@@ -343,15 +344,10 @@ def _from_keras_weights(layer: _Layer, arrays: list[np.ndarray], where: str) -> 
 
 def default_export_path(checkpoint: Path, format: str) -> Path:
     """Where `format` goes by default: beside the checkpoint (``model.h5``, ``model.export.pt``)."""
-    _check_format(format)
+    check_in("format", format, FORMATS)
     checkpoint = Path(checkpoint)
     suffix = ".export.pt" if format == "pt" else f".{format}"
     return checkpoint.with_name(checkpoint.stem + suffix)
-
-
-def _check_format(format: str) -> None:
-    if format not in FORMATS:
-        raise ConfigError(f"format: expected one of {', '.join(FORMATS)}, found {format!r}")
 
 
 def export_model(checkpoint: Path, out: Path, *, format: str) -> Path:
@@ -371,7 +367,7 @@ def export_model(checkpoint: Path, out: Path, *, format: str) -> Path:
             cannot represent, or the package a format needs (keras, onnxscript) is missing.
         RunError: The checkpoint is missing or corrupt (from `advlab.train.store.load_model`).
     """
-    _check_format(format)
+    check_in("format", format, FORMATS)
     checkpoint, out = Path(checkpoint), Path(out)
     if out.is_dir():
         out = out / f"{checkpoint.resolve().parent.name}.{format}"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
-from numbers import Real
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -34,6 +33,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from advlab.errors import ConfigError
+from advlab.validation import check_in, check_number
 
 __all__ = ["Centering", "PCAWhitening", "Standardizer", "ZCAWhitening", "covariance"]
 
@@ -137,19 +137,6 @@ def _check_array(
                 f"array of shape {arr.shape}"
             )
     return arr
-
-
-def _check_nonnegative(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
-        raise ConfigError(f"{name}: expected a finite real number >= 0, found {value!r}")
-    if float(value) < 0:
-        raise ConfigError(f"{name}: expected a finite real number >= 0, found {value!r}")
-    return float(value)
-
-
-def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name}: expected one of {choices}, found {value!r}")
 
 
 def _flatten(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -261,7 +248,7 @@ class Centering(_ArrayTransformer):
 
     def fit(self, X: npt.ArrayLike, y: object = None) -> Self:
         """Compute the training mean of `X`, shape (N, D) or (N, ...)."""
-        _check_choice(self.axis, "axis", ("feature", "global"))
+        check_in("axis", self.axis, ("feature", "global"))
         self._out_dtype()
         X2 = _flatten(_check_array(X, name="X"))
         mean = _mean(X2, (0,) if self.axis == "feature" else (0, 1))
@@ -325,8 +312,8 @@ class Standardizer(_ArrayTransformer):
 
     def fit(self, X: npt.ArrayLike, y: object = None) -> Self:
         """Compute the training mean and std of `X`, shape (N, D) or (N, ...)."""
-        _check_choice(self.per, "per", ("feature", "channel"))
-        eps = _check_nonnegative(self.eps, "eps")
+        check_in("per", self.per, ("feature", "channel"))
+        eps = check_number("eps", self.eps, minimum=0)
         self._out_dtype()
         if self.per == "feature":
             X2 = _flatten(_check_array(X, name="X"))
@@ -378,7 +365,7 @@ class _Whitening(_ArrayTransformer):
 
     def _fit_eigen(self, X: npt.ArrayLike, n_components: int | None) -> Float64Array:
         """Set `mean_`, `components_`, `explained_variance_`; return all eigenvectors (D, D)."""
-        eps = _check_nonnegative(self.epsilon, "epsilon")
+        eps = check_number("epsilon", self.epsilon, minimum=0)
         self._out_dtype()
         arr = _check_array(X, name="X", min_samples=2)
         X2 = _flatten(arr)
