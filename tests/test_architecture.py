@@ -38,7 +38,7 @@ def test_imports_point_down() -> None:
 def test_the_check_catches_an_upward_import() -> None:
     fake = {("attacks", "experiments"): ["advlab.attacks.base"], ("cli", "errors"): ["advlab.cli"]}
     assert house.upward(fake) == [
-        "attacks (floor 4) -> experiments (floor 7) in advlab.attacks.base"
+        "attacks (floor 5) -> experiments (floor 8) in advlab.attacks.base"
     ]
 
 

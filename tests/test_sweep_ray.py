@@ -136,7 +136,7 @@ def test_backend_choice_from_the_command_line() -> None:
         make_backend("ray", workers=2)
     with pytest.raises(ConfigError, match="expected local or ray, found 'dask'"):
         make_backend("dask")
-    with pytest.raises(ConfigError, match="--max-parallel: expected at least 1"):
+    with pytest.raises(ConfigError, match="--max-parallel: expected an int >= 1"):
         list(RayBackend(max_parallel=0).run([]))
 
 

@@ -27,6 +27,7 @@ from multiprocessing.context import BaseContext
 from typing import Any, Protocol
 
 from advlab.errors import ConfigError, RunError
+from advlab.validation import check_int, check_number, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,8 @@ class LocalBackend:
     def map(
         self, fn: Callable[[Any], Any], items: Sequence[Any], *, on_lost: OnLost | None = None
     ) -> Iterator[tuple[int, Any]]:
-        if self.workers < 1:
-            raise ConfigError(f"--workers: expected at least 1, got {self.workers}")
-        if self.retries < 0:
-            raise ConfigError(f"retries: expected an int >= 0, found {self.retries}")
+        check_int("--workers", self.workers, minimum=1)
+        check_int("retries", self.retries, minimum=0)
         attempts = [0] * len(items)
         todo = list(range(len(items)))
         while todo:
@@ -216,13 +215,11 @@ class RayBackend:
         }
 
     def _check(self) -> None:
-        if self.max_parallel is not None and self.max_parallel < 1:
-            raise ConfigError(f"--max-parallel: expected at least 1, got {self.max_parallel}")
-        if self.cpus <= 0 or self.gpus < 0 or self.retries < 0:
-            raise ConfigError(
-                f"ray backend: expected cpus > 0, gpus >= 0 and retries >= 0, found cpus="
-                f"{self.cpus}, gpus={self.gpus}, retries={self.retries}"
-            )
+        if self.max_parallel is not None:
+            check_int("--max-parallel", self.max_parallel, minimum=1)
+        check_positive("cpus", self.cpus)
+        check_number("gpus", self.gpus, minimum=0)
+        check_int("retries", self.retries, minimum=0)
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[Any]:

@@ -36,6 +36,7 @@ from advlab.backends import Backend, LocalBackend, cpu_count
 from advlab.errors import ConfigError, RunError
 from advlab.fileio import atomic_path
 from advlab.progress import progress
+from advlab.validation import check_int
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,14 @@ ChunkFn = Callable[[Any, np.ndarray], Mapping[str, np.ndarray]]
 
 def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
     """The ``[start, stop)`` ranges of consecutive chunks of `chunk` items covering ``0..n``."""
-    if chunk < 1:
-        raise ConfigError(f"chunk: expected an int >= 1, found {chunk}")
+    check_int("chunk", chunk, minimum=1)
     return [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
 
 
 def shard_groups(n_chunks: int, shards: int) -> list[list[int]]:
     """Chunk indices ``0..n_chunks-1`` in `shards` contiguous groups whose sizes differ by at
     most one (fewer groups when there are fewer chunks than shards)."""
-    if shards < 1:
-        raise ConfigError(f"--shards: expected an int >= 1, found {shards}")
+    check_int("--shards", shards, minimum=1)
     count = min(shards, n_chunks)
     if count == 0:
         return []
@@ -184,6 +183,4 @@ def merge_chunks(folder: Path, n_chunks: int) -> dict[str, np.ndarray]:
 
 def shard_count(value: int) -> int:
     """`value` checked as a ``--shards`` count."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"--shards: expected an int >= 1, found {value!r}")
-    return value
+    return check_int("--shards", value, minimum=1)

@@ -45,6 +45,7 @@ from advlab.overrides import build_config, check_distinct, format_value
 from advlab.progress import progress
 from advlab.report.sweep import write_sweep_report
 from advlab.runs import Run, write_json
+from advlab.validation import check_int
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +326,7 @@ def run_sweep(
         raise ConfigError("workers: give the worker count to the backend, not both")
     if backend is None:
         count = min(2, len(plan.points)) if workers is None else workers
-        if count < 1:
-            raise ConfigError(f"--workers: expected at least 1, got {count}")
+        check_int("--workers", count, minimum=1)
         backend = LocalBackend(count)
     if folder.exists() and not resume:
         raise RunError(
