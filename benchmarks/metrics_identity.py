@@ -82,15 +82,18 @@ def record(src_root: Path, out: Path, tests: list[str], workers: int) -> float:
 
 
 def _files(root: Path) -> dict[str, Path]:
-    """``{node/relative path with run stamps numbered in order: path}``."""
+    """``{node/relative path: path}``, each run folder's time stamp replaced by its rank among
+    the run folders beside it (``run0``, ``run1``, ...), which is what stays the same."""
     found: dict[str, Path] = {}
     for node in sorted(p for p in root.iterdir() if p.is_dir()):
-        paths = sorted(node.rglob("metrics.json"))
-        stamps = sorted({m.group(0) for p in paths for m in STAMP.finditer(str(p.relative_to(node)))})
-        rename = {s: f"run{i}" for i, s in enumerate(stamps)}
-        for p in paths:
-            rel = STAMP.sub(lambda m, r=rename: r[m.group(0)], str(p.relative_to(node)))
-            found[f"{node.name}/{rel}"] = p
+        for p in sorted(node.rglob("metrics.json")):
+            parts = list(p.relative_to(node).parts)
+            for i, part in enumerate(parts):
+                if STAMP.fullmatch(part):
+                    parent = node.joinpath(*parts[:i])
+                    stamps = sorted(d.name for d in parent.iterdir() if STAMP.fullmatch(d.name))
+                    parts[i] = f"run{stamps.index(part)}"
+            found[f"{node.name}/{'/'.join(parts)}"] = p
     return found
 
 
