@@ -59,7 +59,7 @@ def _point_workers() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if cmd.startswith("ray::_ray_point"):
+        if cmd.startswith("ray::_ray_call"):
             found.append(proc)
     return found
 
@@ -137,7 +137,7 @@ def test_backend_choice_from_the_command_line() -> None:
     with pytest.raises(ConfigError, match="expected local or ray, found 'dask'"):
         make_backend("dask")
     with pytest.raises(ConfigError, match="--max-parallel: expected an int >= 1"):
-        list(RayBackend(max_parallel=0).run([]))
+        list(RayBackend(max_parallel=0).map(str, []))
 
 
 def _kill_first_shard(root: Path, killed: list[int], stop: threading.Event) -> None:

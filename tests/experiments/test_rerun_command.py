@@ -16,11 +16,11 @@ def _overrides(command: str) -> tuple[list[str], int]:
     return sets, int(words[words.index("--seed") + 1])
 
 
-def test_rerun_command_round_trips_nested_lists_and_floats() -> None:
+def test_rerun_command_round_trips_lists_and_nested_floats() -> None:
     cfg = FlowersAttacksConfig()
     cfg = replace(cfg, pixels=(1, 3), epsilons=(1 / 255, 0.5), seed=7,
                   cnn=replace(cfg.cnn, epochs=3),
-                  transfer=replace(cfg.transfer, optimizers=("sgd",)))  # fmt: skip
+                  transfer=replace(cfg.transfer, phase_a_lr=1 / 3000))  # fmt: skip
     command = rerun_command("flowers-attacks", cfg)
     assert command.startswith("advlab run flowers-attacks --set cnn.epochs=3 ")
     assert "--set 'pixels=[1,3]'" in command and command.endswith("--seed 7")
