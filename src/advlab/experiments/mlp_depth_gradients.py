@@ -72,11 +72,12 @@ def _job(x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
         hist = fit(model, (x, y), TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
                                               lr=cfg.lr, momentum=0.0, seed=seed), val=(xt, yt))
         _, acc = evaluate(model, xt, yt)
+        trained = weight_grad_max(model, xb, yb)
     finally:
         torch.set_num_threads(threads)
     return {"activation": activation, "depth": depth, "seed": seed, "test_accuracy": acc,
             "history": hist.as_dict(), "grad_untrained": untrained.tolist(),
-            "grad_trained": weight_grad_max(model, xb, yb).tolist()}
+            "grad_trained": trained.tolist()}
 
 
 def execute(cfg: MlpDepthGradientsConfig, ctx: Context) -> dict[str, Any]:
