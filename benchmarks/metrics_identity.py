@@ -160,13 +160,13 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="metrics-identity-"))
     try:
         base_rec, head_rec = work / "base", work / "head"
-        base_s = head_s = float("nan")
+        base_s: float | None = None  # None: recorded earlier (--base-record)
         if args.base_record:
             base_rec = args.base_record
         else:
             base_s = _record_commit(args.base, base_rec, args)
         if args.head:
-            head_s = _record_commit(args.head, head_rec, args)
+            head_s: float = _record_commit(args.head, head_rec, args)
         else:
             head_s = record(REPO, head_rec, args.tests, args.workers)
         result = compare(base_rec, head_rec)
