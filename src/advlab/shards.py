@@ -74,36 +74,37 @@ class ShardJob:
     def path(self, c: int) -> Path:
         return self.folder / f"chunk-{c:05d}.npz"
 
+    def missing(self, chunks: Sequence[int]) -> list[int]:
+        """The chunks of `chunks` not written yet."""
+        return [c for c in chunks if not self.path(c).is_file()]
+
+    def open(self) -> Any:
+        """The state the chunk function gets: ``prepare(payload)``, or the payload itself."""
+        return self.prepare(self.payload) if self.prepare is not None else self.payload
+
 
 def run_shard(args: tuple[ShardJob, list[int]]) -> list[int]:
-    """Evaluate the chunks `args[1]` of `args[0]` that are not written yet; returns the chunk
-    numbers it wrote. Runs in a worker."""
+    """Evaluate the chunks `args[1]` of `args[0]` that are not written yet, with one state for
+    all of them; returns the chunk numbers it wrote. Runs in a worker."""
     job, chunks = args
-    return _run_chunks(job, chunks, None)
+    todo = job.missing(chunks)
+    state = job.open() if todo else None
+    for c in todo:
+        _write_chunk(job, c, state)
+    return todo
 
 
-def _run_chunks(job: ShardJob, chunks: Sequence[int], state: Any) -> list[int]:
-    """The chunks of `chunks` not written yet, with `state` (None: built from the payload once,
-    at the first chunk to do)."""
-    bounds = chunk_bounds(len(job.ids), job.chunk)
-    done = []
-    for c in chunks:
-        if job.path(c).is_file():
-            continue
-        if state is None:
-            state = job.prepare(job.payload) if job.prepare is not None else job.payload
-        lo, hi = bounds[c]
-        ids = job.ids[lo:hi]
-        arrays = {k: np.asarray(v) for k, v in job.fn(state, ids).items()}
-        bad = {k: v.shape for k, v in arrays.items() if v.ndim == 0 or len(v) != len(ids)}
-        if bad:
-            raise RunError(f"{job.folder}: chunk {c} returned arrays without one row per item "
-                           f"({len(ids)} items): {bad}")  # fmt: skip
-        job.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(job.path(c)) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-        done.append(c)
-    return done
+def _write_chunk(job: ShardJob, c: int, state: Any) -> None:
+    """Chunk `c` evaluated with `state`, its arrays written atomically."""
+    ids = job.ids[c * job.chunk : (c + 1) * job.chunk]
+    arrays = {k: np.asarray(v) for k, v in job.fn(state, ids).items()}
+    bad = {k: v.shape for k, v in arrays.items() if v.ndim == 0 or len(v) != len(ids)}
+    if bad:
+        raise RunError(f"{job.folder}: chunk {c} returned arrays without one row per item "
+                       f"({len(ids)} items): {bad}")  # fmt: skip
+    job.folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(job.path(c)) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 def run_sharded(
@@ -147,18 +148,19 @@ def run_sharded(
     job = ShardJob(fn, payload, ids, chunk, Path(folder), prepare)
     bounds = chunk_bounds(len(ids), chunk)
     groups = shard_groups(len(bounds), shards)
-    if len(groups) <= 1 or (backend is None and shards == 1):
-        if state is None and not all(job.path(c).is_file() for c in range(len(bounds))):
-            state = prepare(payload) if prepare is not None else payload
-        for c in progress(range(len(bounds)), total=len(bounds), desc=desc):
-            _run_chunks(job, [c], state)
+    if len(groups) <= 1:
+        todo = job.missing(range(len(bounds)))
+        if todo and state is None:
+            state = job.open()
+        for c in progress(todo, total=len(todo), desc=desc):
+            _write_chunk(job, c, state)
     else:
         if backend is None:
             backend = LocalBackend(min(len(groups), cpu_count()))
-        todo = [g for g in groups if not all(job.path(c).is_file() for c in g)]
+        pending = [g for g in groups if job.missing(g)]
         log.info("%s: %d chunks of %d in %d shards (%d to run)", desc, len(bounds), chunk,
-                 len(groups), len(todo))  # fmt: skip
-        for _ in progress(backend.map(run_shard, [(job, g) for g in todo]), total=len(todo),
+                 len(groups), len(pending))  # fmt: skip
+        for _ in progress(backend.map(run_shard, [(job, g) for g in pending]), total=len(pending),
                           desc=f"{desc} (shards)"):  # fmt: skip
             pass
     return merge_chunks(job.folder, len(bounds))

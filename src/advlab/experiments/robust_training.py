@@ -29,7 +29,7 @@ from advlab.data import load_dataset
 from advlab.defenses import DefenseObjective, FGSMRandomStart, PGDExamples
 from advlab.errors import ConfigError
 from advlab.evaluation import Evaluation, Fooled, PGDRestarts, evaluate
-from advlab.experiments.base import Context, register_experiment
+from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
 from advlab.report import Report, percent
@@ -280,6 +280,11 @@ def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
     return results
 
 
+def _name(cfg: RobustConfig) -> str:
+    """The experiment that runs `cfg`: robust-cifar for its own config class, else robust-mnist."""
+    return "robust-cifar" if isinstance(cfg, RobustCifarConfig) else "robust-mnist"
+
+
 def _eps_text(cfg: RobustConfig, eps: float) -> str:
     """An L-inf radius as people write it: 0.3 on MNIST, 8/255 on 8-bit colour images."""
     return f"{eps:g}" if cfg.dataset == "mnist" else f"{eps * 255:.3g}/255"
@@ -313,8 +318,7 @@ def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
            else f", {cfg.train_steps} steps") +
         f", {100 * cfg.adversarial_fraction:g}% of every batch). Both are evaluated on the same "
         f"{metrics['n_images']} test images drawn with seed {cfg.seed}, at eps {eps_text}. Rerun "
-        f"with `advlab run robust-{'mnist' if cfg.dataset == 'mnist' else 'cifar'} --seed "
-        f"{cfg.seed}`." + source + _timing(metrics)
+        f"with `{rerun_command(_name(cfg), cfg)}`." + source + _timing(metrics)
     )  # fmt: skip
     rows = []
     for side in SIDES:
