@@ -16,9 +16,9 @@ endif
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml src/advlab/classic/_l1.c
+$(STAMP): pyproject.toml constraints.txt src/advlab/classic/_l1.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -43,7 +43,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks  # it pins requests~=2.25.1
-	$(BIN)/python -m pip install --quiet adversarial-robustness-toolbox
+	$(BIN)/python -m pip install --quiet -c constraints.txt adversarial-robustness-toolbox
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/trainer_throughput.py
 	$(BIN)/python benchmarks/knn.py
