@@ -9,9 +9,9 @@ Each helper returns the value it checked (as an int or a float where it converts
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from numbers import Integral, Real
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from advlab.errors import ConfigError
 
@@ -96,13 +96,29 @@ def check_positive(name: str, value: object, *, error: type[ConfigError] = Confi
     raise error(f"{name}: expected a finite number > 0, found {value!r}")
 
 
-def check_fraction(name: str, value: object, *, error: type[ConfigError] = ConfigError) -> float:
-    """`value` as a float in [0, 1] (a share of a batch, a smoothing weight).
+def check_fraction(
+    name: str,
+    value: object,
+    *,
+    zero: bool = True,
+    one: bool = True,
+    error: type[ConfigError] = ConfigError,
+) -> float:
+    """`value` as a float in [0, 1] (a share of a batch, a smoothing weight); ``zero=False``
+    or ``one=False`` leave that end out, e.g. a held-out share in (0, 1).
 
     Raises:
-        ConfigError: "NAME: expected a number in [0, 1], found VALUE".
+        ConfigError: "NAME: expected a number in [0, 1], found VALUE" (brackets as the ends).
     """
-    return check_number(name, value, minimum=0, maximum=1, error=error)
+    number = _finite(value)
+    low, high = (
+        (0.0 if zero else math.nextafter(0.0, 1.0)),
+        (1.0 if one else math.nextafter(1.0, 0.0)),
+    )
+    if number is not None and low <= number <= high:
+        return number
+    interval = f"{'[' if zero else '('}0, 1{']' if one else ')'}"
+    raise error(f"{name}: expected a number in {interval}, found {value!r}")
 
 
 def check_in(
@@ -113,14 +129,82 @@ def check_in(
     Raises:
         ConfigError: "NAME: expected one of A, B, C, found VALUE".
     """
-    try:
-        known = value in choices
-    except TypeError:  # an unhashable value looked up in a set or dict
-        known = False
-    if not known:
+    if not _member(value, choices):
         listed = ", ".join(str(c) for c in choices)
         raise error(f"{name}: expected one of {listed}, found {value!r}")
     return value
 
 
-__all__ = ["check_fraction", "check_in", "check_int", "check_number", "check_positive"]
+def check_each(
+    name: str,
+    values: Sequence[object],
+    check: Callable[..., T],
+    *,
+    empty: bool = False,
+    error: type[ConfigError] = ConfigError,
+    **bounds: Any,
+) -> tuple[T, ...]:
+    """Every item of the list `values` checked by `check` (`check_int`, `check_number`, ...,
+    with `bounds`), as a tuple; the list may be empty only if `empty`.
+
+    Raises:
+        ConfigError: "NAME: expected a non-empty list, found VALUE", or the item's own message
+            with the list's name: "NAME: expected an int >= 1, found 0 (in [1, 0])".
+    """
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise error(f"{name}: expected a list, found {values!r}")
+    if not values and not empty:
+        raise error(f"{name}: expected a non-empty list, found {list(values)!r}")
+    out = []
+    for value in values:
+        try:
+            out.append(check(name, value, error=error, **bounds))
+        except ConfigError as exc:
+            raise error(f"{exc} (in {list(values)!r})") from None
+    return tuple(out)
+
+
+def check_choices(
+    name: str,
+    values: Sequence[T],
+    choices: Collection[T],
+    *,
+    empty: bool = False,
+    error: type[ConfigError] = ConfigError,
+) -> tuple[T, ...]:
+    """The list `values`, each one of `choices`; it may be empty only if `empty`.
+
+    Raises:
+        ConfigError: "NAME: expected a non-empty list of A, B, C, found VALUE".
+    """
+    listed = ", ".join(str(c) for c in choices)
+    noun = "a list" if empty else "a non-empty list"
+    if (
+        isinstance(values, str | bytes)
+        or not isinstance(values, Sequence)
+        or (not values and not empty)
+        or any(not _member(v, choices) for v in values)
+    ):
+        found: object = values
+        if isinstance(values, Sequence) and not isinstance(values, str | bytes):
+            found = list(values)
+        raise error(f"{name}: expected {noun} of {listed}, found {found!r}")
+    return tuple(values)
+
+
+def _member(value: object, choices: Collection[object]) -> bool:
+    try:
+        return value in choices
+    except TypeError:  # an unhashable value looked up in a set or dict
+        return False
+
+
+__all__ = [
+    "check_choices",
+    "check_each",
+    "check_fraction",
+    "check_in",
+    "check_int",
+    "check_number",
+    "check_positive",
+]

@@ -88,11 +88,13 @@ def test_flowers_augment_then_ensemble_reuses_it(store: Path, tmp_path: Path) ->
 
 
 def test_flowers_refuses_bad_settings(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^image_size: 64 is too small for \['mk5'\]"):
+    with pytest.raises(ConfigError, match=r"^image_size: expected >= 66 for mk5 \(no padding\), "
+                                          r"found 64$"):
         run_experiment("flowers-cnn", ["models=[mk5]", "image_size=64"], out=tmp_path)
-    with pytest.raises(ConfigError, match=r"^augments: expected a non-empty list of"):
+    with pytest.raises(ConfigError, match=r"^augments: expected a non-empty list of none, zoom"):
         run_experiment("flowers-augment", ["augments=[rotate]"], out=tmp_path)
-    with pytest.raises(ConfigError, match=r"^models: an ensemble needs at least two"):
+    with pytest.raises(ConfigError, match=r"^models: expected two or more for an ensemble"):
         run_experiment("flowers-ensemble", ["models=[mk2]"], out=tmp_path)
-    with pytest.raises(ConfigError, match=r"^precision: expected one of \['auto', 'fp32'"):
+    with pytest.raises(ConfigError, match=r"^precision: expected one of auto, fp32, bf16, found"):
         run_experiment("flowers-cnn", ["precision=fp16"], out=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before a run folder was made

@@ -27,7 +27,6 @@ from advlab.analysis.robustness import attack_summary
 from advlab.attacks import OnePixel, SparseRS
 from advlab.data import load_dataset
 from advlab.defenses import APRConfig, fine_tune, gate_map, open_pixels
-from advlab.errors import ConfigError
 from advlab.evaluation import Evaluation, Fooled, JSMABothWays, OnePixelProbe, Probe, evaluate
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
@@ -39,6 +38,7 @@ from advlab.train import TrainConfig
 from advlab.train.checkpoint import load_checkpoint
 from advlab.train.recipes import resnet18_cifar10
 from advlab.train.store import ModelRecipe, get_trained, load_model, save_model
+from advlab.validation import check_each, check_int
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,11 @@ class APRCifarConfig:
     jsma_features: int = 30  # white-box L0 budget in changed values (3 per pixel)
     chunk: int = 50  # images per fixed chunk of every attack evaluation (the unit of --shards)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("finetune_images", "n_images", "chunk"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_each("pixels", self.pixels, check_int, minimum=1)
 
 
 def variants(cfg: APRCifarConfig) -> dict[str, APRConfig | None]:
@@ -177,12 +182,6 @@ def _jsma(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
 
 
 def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
-    if cfg.finetune_images < 1 or cfg.n_images < 1 or not cfg.pixels:
-        raise ConfigError(f"finetune_images, n_images, pixels: expected >= 1, >= 1 and a "
-                          f"non-empty list, found {cfg.finetune_images}, {cfg.n_images}, "
-                          f"{list(cfg.pixels)}")  # fmt: skip
-    if cfg.chunk < 1:
-        raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
     device = torch.device(ctx.device)
     with ctx.timed("base model"):
         base, what, base_info, base_file = _base(cfg, ctx.device)

@@ -20,7 +20,6 @@ import numpy as np
 
 from advlab.analysis.robustness import proportion_ci
 from advlab.data import load_dataset
-from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models.wrapper import predict_proba
@@ -31,6 +30,7 @@ from advlab.train import TrainConfig
 from advlab.train.export import export_model
 from advlab.train.losses import WEIGHTINGS, WeightedCrossEntropy, class_weights
 from advlab.train.store import ModelRecipe, get_trained, stored_metrics
+from advlab.validation import check_in
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,13 @@ class FERTrainConfig:
     train_fraction: float = 1.0  # a stratified share of the Training faces (quick runs)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_in("class_weighting", self.class_weighting, WEIGHTINGS)
+
 
 def recipe_and_objective(cfg: FERTrainConfig) -> tuple[ModelRecipe, WeightedCrossEntropy]:
     """The stored model's recipe and its weighted loss (the class weights come from the
     training labels)."""
-    if cfg.class_weighting not in WEIGHTINGS:
-        raise ConfigError(f"class_weighting: expected one of {list(WEIGHTINGS)}, "
-                          f"found {cfg.class_weighting!r}")  # fmt: skip
     train = load_dataset("fer2013", "train")
     weights = class_weights(train.labels, train.num_classes, cfg.class_weighting)
     objective = WeightedCrossEntropy(tuple(weights), cfg.label_smoothing)

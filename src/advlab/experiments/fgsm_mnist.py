@@ -30,6 +30,7 @@ from advlab.report.figures import adversarial_example, line_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained
+from advlab.validation import check_each, check_int, check_number
 
 EPSILONS = tuple(round(0.05 * i, 2) for i in range(11))  # 0 to 0.5
 SEARCH = tuple(round(0.01 * i, 2) for i in range(1, 51))  # 0.01 to 0.5
@@ -58,6 +59,11 @@ class FGSMMnistConfig:
     jax: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, minimum=1)
+        check_int("n_images", self.n_images, minimum=1)
+        check_each("epsilons", self.epsilons, check_number, minimum=0)
+
 
 def _probs(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
@@ -65,9 +71,6 @@ def _probs(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def execute(cfg: FGSMMnistConfig, ctx: Context) -> dict[str, Any]:
-    if cfg.steps < 1 or cfg.n_images < 1 or not cfg.epsilons:
-        raise ConfigError(f"steps, n_images, epsilons: expected >= 1, >= 1 and a non-empty list; "
-                          f"found {cfg.steps}, {cfg.n_images}, {list(cfg.epsilons)}")  # fmt: skip
     device = torch.device(ctx.device)
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                             optimizer=cfg.optimizer, seed=cfg.seed)  # fmt: skip

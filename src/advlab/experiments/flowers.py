@@ -30,7 +30,7 @@ from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
-from advlab.models.flowers import ARCHITECTURES, minimum_size
+from advlab.models.flowers import ARCHITECTURES
 from advlab.models.wrapper import predict_proba
 from advlab.report import Report, percent
 from advlab.report.figures import bar_plot, heatmap, image_grid, learning_curves, line_plot
@@ -44,6 +44,7 @@ from advlab.train.store import (
     stored_metrics,
     train_parts,
 )
+from advlab.validation import check_choices, check_fraction, check_in
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +62,7 @@ REPORT_ENSEMBLE_ACCURACY = {"mk2": 0.773, "mk3": 0.788, "mk4": 0.705, "mk5": 0.7
 AUGMENT_NAMES = {"none": "plain data", "zoom": "#1 zoom", "flips": "#2 flips", "mix": "#3 mix"}
 
 
-def _check(cfg: FlowersTraining, models: tuple[str, ...]) -> None:
-    cfg.cpu_bf16()  # raises on an unknown precision
-    unknown = [m for m in models if m not in ARCHITECTURES]
-    if unknown or not models:
-        raise ConfigError(f"models: expected a non-empty list of {sorted(ARCHITECTURES)}, "
-                          f"found {list(models)}")  # fmt: skip
-    small = [m for m in models if minimum_size(m) > cfg.image_size]
-    if small:
-        raise ConfigError(f"image_size: {cfg.image_size} is too small for {small} (no padding); "
-                          f"use >= {max(minimum_size(m) for m in small)} or leave them out")
-    if cfg.epochs < 1:
-        raise ConfigError(f"epochs: expected an int >= 1, found {cfg.epochs}")
-    if not 0 < cfg.held_out < 1:
-        raise ConfigError(f"held_out: expected a share in (0, 1), found {cfg.held_out}")
-
-
-def _check_augments(augments: tuple[str, ...]) -> None:
-    allowed = ["none", *AFFINE_PRESETS]
-    if not augments or any(a not in allowed for a in augments):
-        raise ConfigError(f"augments: expected a non-empty list of {allowed}, "
-                          f"found {list(augments)}")  # fmt: skip
+AUGMENTS = ("none", *AFFINE_PRESETS)
 
 
 def _train(recipe: ModelRecipe, ctx: Context, label: str) -> tuple[ModelWrapper, dict[str, Any]]:
@@ -148,9 +129,12 @@ class FlowersCNNConfig(FlowersTraining):
 
     models: tuple[str, ...] = tuple(ARCHITECTURES)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_models(self.models)
+
 
 def execute_cnn(cfg: FlowersCNNConfig, ctx: Context) -> dict[str, Any]:
-    _check(cfg, cfg.models)
     out: dict[str, Any] = {"models": {}}
     for name in cfg.models:
         _, row = _train(cfg.recipe(name), ctx, name)
@@ -205,10 +189,13 @@ class FlowersAugmentConfig(FlowersTraining):
     augments: tuple[str, ...] = ("none", "zoom", "flips", "mix")
     examples: int = 6  # training images shown under each augmentation
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_models(self.models)
+        check_choices("augments", self.augments, AUGMENTS)
+
 
 def execute_augment(cfg: FlowersAugmentConfig, ctx: Context) -> dict[str, Any]:
-    _check(cfg, cfg.models)
-    _check_augments(cfg.augments)
     out: dict[str, Any] = {"runs": []}
     for name in cfg.models:
         for augment in cfg.augments:
@@ -309,6 +296,14 @@ class FlowersEnsembleConfig(FlowersTraining):
     unbiased: bool = True
     meta_share: float = 0.3
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.check_models(self.models)) < 2:
+            raise ConfigError(f"models: expected two or more for an ensemble, found "
+                              f"{list(self.models)}")  # fmt: skip
+        check_in("augment", self.augment, AUGMENTS)
+        check_fraction("meta_share", self.meta_share, zero=False, one=False)
+
 
 def _ensemble(cfg: FlowersEnsembleConfig, ctx: Context, train_fraction: float,
               tag: str) -> dict[str, Any]:  # fmt: skip
@@ -340,12 +335,6 @@ def _ensemble(cfg: FlowersEnsembleConfig, ctx: Context, train_fraction: float,
 
 
 def execute_ensemble(cfg: FlowersEnsembleConfig, ctx: Context) -> dict[str, Any]:
-    _check(cfg, cfg.models)
-    _check_augments((cfg.augment,))
-    if len(cfg.models) < 2:
-        raise ConfigError(f"models: an ensemble needs at least two, found {list(cfg.models)}")
-    if not 0 < cfg.meta_share < 1:
-        raise ConfigError(f"meta_share: expected a share in (0, 1), found {cfg.meta_share}")
     out = {"report_variant": _ensemble(cfg, ctx, 1.0, "(all training images)")}
     if cfg.unbiased:
         out["unbiased"] = _ensemble(cfg, ctx, 1.0 - cfg.meta_share, "(without the meta split)")

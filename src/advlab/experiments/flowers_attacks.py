@@ -38,6 +38,7 @@ from advlab.runs import Run
 from advlab.train.recipes import SELF_PRETRAINED, FlowersTraining, self_pretrained_backbone
 from advlab.train.store import get_trained
 from advlab.train.transfer import TransferSettings, cached_features, fine_tune_configuration
+from advlab.validation import check_each, check_fraction, check_int
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +72,19 @@ class FlowersAttacksConfig:
     examples: int = 4
     seed: int = 0
 
-
-def _check(cfg: FlowersAttacksConfig) -> None:
-    if cfg.n_images < 1 or cfg.jsma_images < 0 or cfg.examples < 0:
-        raise ConfigError(f"n_images, jsma_images, examples: expected >= 1, >= 0, >= 0; found "
-                          f"{cfg.n_images}, {cfg.jsma_images}, {cfg.examples}")  # fmt: skip
-    if not cfg.epsilons or min(cfg.epsilons) <= 0 or max(cfg.epsilons) > 1:
-        raise ConfigError(f"epsilons: expected values in (0, 1], found {list(cfg.epsilons)}")
-    if not cfg.pixels or min(cfg.pixels) < 1:
-        raise ConfigError(f"pixels: expected counts >= 1, found {list(cfg.pixels)}")
-    if cfg.cnn.held_out != cfg.transfer.held_out or cfg.cnn.seed != cfg.transfer.seed:
-        raise ConfigError("cnn.held_out/seed and transfer.held_out/seed: expected the same "
-                          "values, so that neither model chose its epoch on the attacked images")
-    if not 0 < cfg.jsma_fraction <= 1:
-        raise ConfigError(f"jsma_fraction: expected a share in (0, 1], found {cfg.jsma_fraction}")
+    def __post_init__(self) -> None:
+        self.cnn.check_models((self.cnn_model,), "cnn_model")
+        check_int("n_images", self.n_images, minimum=1)
+        check_int("jsma_images", self.jsma_images, minimum=0)
+        check_int("examples", self.examples, minimum=0)
+        check_each("epsilons", self.epsilons, check_fraction, zero=False)
+        check_each("pixels", self.pixels, check_int, minimum=1)
+        check_fraction("jsma_fraction", self.jsma_fraction, zero=False)
+        if (self.cnn.held_out, self.cnn.seed) != (self.transfer.held_out, self.transfer.seed):
+            raise ConfigError("cnn.held_out/seed and transfer.held_out/seed: expected the same "
+                              "values, so that neither model chose its epoch on the attacked "
+                              f"images, found {self.cnn.held_out}/{self.cnn.seed} and "
+                              f"{self.transfer.held_out}/{self.transfer.seed}")  # fmt: skip
 
 
 def _cnn(cfg: FlowersAttacksConfig, ctx: Context) -> tuple[ModelWrapper, dict[str, Any]]:
@@ -185,7 +185,6 @@ def _attack_model(cfg: FlowersAttacksConfig, model: ModelWrapper, size: int, ctx
 
 
 def execute(cfg: FlowersAttacksConfig, ctx: Context) -> dict[str, Any]:
-    _check(cfg)
     val = load_dataset("flowers17", "val")
     _, held = held_out_split(val.labels, cfg.cnn.held_out, seed=cfg.cnn.seed)
     if len(held) < cfg.n_images:

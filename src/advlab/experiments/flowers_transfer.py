@@ -46,6 +46,7 @@ from advlab.train.transfer import (
     fine_tune_configuration,
     run_chunked,
 )
+from advlab.validation import check_choices
 
 log = logging.getLogger(__name__)
 
@@ -90,21 +91,11 @@ class FlowersTransferConfig(TransferSettings):
     batch_norm: tuple[bool, ...] = (False, True)
     dropout: tuple[float, ...] = (0.0, 0.5)
 
-
-def _check(cfg: FlowersTransferConfig) -> None:
-    unknown = [b for b in cfg.imagenet_backbones if b not in BACKBONES]
-    if unknown:
-        raise ConfigError(f"imagenet_backbones: expected names from {sorted(BACKBONES)}, "
-                          f"found {unknown}")  # fmt: skip
-    bad = [o for o in cfg.optimizers if o not in ("adam", "sgd")]
-    if bad or not cfg.optimizers:
-        raise ConfigError(f"optimizers: expected a non-empty list of adam, sgd; found {bad}")
-    if not 0 < cfg.held_out < 1:
-        raise ConfigError(f"held_out: expected a share in (0, 1), found {cfg.held_out}")
-    for name in ("phase_a_epochs", "phase_b_epochs", "pretrain_epochs"):
-        if getattr(cfg, name) < (1 if name != "phase_b_epochs" else 0):
-            raise ConfigError(f"{name}: expected a positive int, found {getattr(cfg, name)}")
-    tabular_classifiers(cfg.classifiers)  # raises on unknown names
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choices("imagenet_backbones", self.imagenet_backbones, list(BACKBONES), empty=True)
+        check_choices("optimizers", self.optimizers, ("adam", "sgd"))
+        check_choices("classifiers", self.classifiers, CLASSIFIERS)
 
 
 def _imagenet(name: str) -> Backbone:
@@ -131,7 +122,6 @@ def _classify(cfg: FlowersTransferConfig, feats: dict[str, np.ndarray],
 
 
 def execute(cfg: FlowersTransferConfig, ctx: Context) -> dict[str, Any]:
-    _check(cfg)
     device = torch.device(ctx.device)
     out: dict[str, Any] = {"backbones": {}, "unmeasured": {}}
     imagenet: dict[str, Backbone] = {}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from advlab.attacks import FoolingImage, TargetedMisclassification, l2, linf
-from advlab.data import load_dataset
+from advlab.data import get_spec, load_dataset
 from advlab.data.cs231n import cs231n_cifar10
 from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
@@ -30,6 +30,7 @@ from advlab.runs import Run
 from advlab.scratch.net import accuracy, mlp, sgd
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained
+from advlab.validation import check_in
 
 REPORTED_L2 = 91.0
 
@@ -57,6 +58,11 @@ class FoolingConfig:
     torch_model: str = "small_cnn"  # "none" skips the comparison
     torch_epochs: int = 10
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        classes = get_spec("cifar10").classes
+        check_in("source", self.source, classes)
+        check_in("target", self.target, [c for c in classes if c != self.source])
 
 
 def _fool(model: torch.nn.Module, x: torch.Tensor, target: int, cfg: FoolingConfig
@@ -87,12 +93,6 @@ def _stats(result: dict[str, Any]) -> dict[str, Any]:
 def execute(cfg: FoolingConfig, ctx: Context) -> dict[str, Any]:
     test = load_dataset("cifar10", "test")
     classes = list(test.classes)
-    for name in (cfg.source, cfg.target):
-        if name not in classes:
-            raise ConfigError(f"source/target: expected one of {', '.join(classes)}, found "
-                              f"{name!r}")  # fmt: skip
-    if cfg.source == cfg.target:
-        raise ConfigError(f"target: expected a class other than the source, found {cfg.target!r}")
     src, tgt = classes.index(cfg.source), classes.index(cfg.target)
     data = cs231n_cifar10(cfg.n_train, cfg.n_val, cfg.n_test)
     x_tr, y_tr = data.splits["train"]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from advlab.attacks import SimpleGenerator, TargetedMisclassification, l2, linf
-from advlab.data import load_dataset
+from advlab.data import get_spec, load_dataset
 from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
@@ -27,6 +27,7 @@ from advlab.report.figures import image_grid
 from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained
+from advlab.validation import check_each, check_int
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class GeneratorConfig:
     lr: float = 0.05
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        classes = len(get_spec(self.dataset).classes)
+        check_each("digits", self.digits, check_int, minimum=0, maximum=classes - 1)
+
 
 @dataclass(frozen=True)
 class GeneratorCifarConfig(GeneratorConfig):
@@ -62,8 +67,6 @@ _MODEL_CONFIG: dict[str, dict[str, Any]] = {"mlp": {"depth": 5, "width": 32}}
 def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
     test = load_dataset(cfg.dataset, "test")
     k = test.num_classes
-    if not cfg.digits or any(not 0 <= d < k for d in cfg.digits):
-        raise ConfigError(f"digits: expected classes in [0, {k}), found {list(cfg.digits)}")
     device = torch.device(ctx.device)
     x_all, y_all = test.tensors(device)
     out: dict[str, Any] = {"classes": list(test.classes), "models": {}}

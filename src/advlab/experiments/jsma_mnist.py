@@ -18,7 +18,6 @@ import torch
 from advlab.analysis.robustness import proportion_ci
 from advlab.attacks import JSMA, TargetedMisclassification, l0
 from advlab.data import load_dataset
-from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.report import Report
@@ -26,6 +25,7 @@ from advlab.report.figures import heatmap, image_grid
 from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained
+from advlab.validation import check_fraction, check_int
 
 PAPER = {"success_rate": 0.9705, "gamma": 0.145, "mean_distortion": 0.0402}
 
@@ -47,11 +47,13 @@ class JSMAConfig:
     grid_classes: int = 10  # rows and columns of the figure (the paper's: all 10)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_fraction("gamma", self.gamma, zero=False)
+        check_int("n_images", self.n_images, minimum=1)
+        check_int("chunk", self.chunk, minimum=1)
+
 
 def execute(cfg: JSMAConfig, ctx: Context) -> dict[str, Any]:
-    if not 0 < cfg.gamma <= 1 or cfg.n_images < 1 or cfg.chunk < 1:
-        raise ConfigError(f"gamma, n_images, chunk: expected (0, 1], >= 1, >= 1; found "
-                          f"{cfg.gamma}, {cfg.n_images}, {cfg.chunk}")  # fmt: skip
     device = torch.device(ctx.device)
     recipe = ModelRecipe(cfg.model, cfg.dataset, train=TrainConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer=cfg.optimizer,

@@ -32,6 +32,7 @@ from advlab.report import Report
 from advlab.report.figures import confusion_matrix_plot, image_grid, line_plot
 from advlab.report.preprocessing import preprocessing_section
 from advlab.runs import Run
+from advlab.validation import check_choices, check_each, check_int
 
 STEPS = ("raw", "centred", "standardised", "pca-50", "pca-100", "pca-50-whitened", "zca")
 
@@ -53,20 +54,15 @@ class KnnMnistConfig:
     memory_budget_mb: int = 512
     seed: int = 0
 
-
-def _check(cfg: KnnMnistConfig) -> None:
-    unknown = [p for p in cfg.preprocessing if p not in PREPROCESSING]
-    if unknown:
-        raise ConfigError(f"preprocessing: expected names from {', '.join(PREPROCESSING)}, "
-                          f"found {', '.join(unknown)}")
-    if not cfg.ks or min(cfg.ks) < 1:
-        raise ConfigError(f"ks: expected positive integers, found {list(cfg.ks)}")
-    if "raw" not in cfg.preprocessing:
-        raise ConfigError("preprocessing: 'raw' is needed (it is the lab's baseline)")
+    def __post_init__(self) -> None:
+        check_choices("preprocessing", self.preprocessing, list(PREPROCESSING))
+        if "raw" not in self.preprocessing:
+            raise ConfigError("preprocessing: expected a list with raw (the lab's baseline), "
+                              f"found {list(self.preprocessing)}")  # fmt: skip
+        check_each("ks", self.ks, check_int, minimum=1)
 
 
 def execute(cfg: KnnMnistConfig, ctx: Context) -> dict[str, Any]:
-    _check(cfg)
     search = {"memory_budget": cfg.memory_budget_mb * 2**20, "device": ctx.device}
     train, test = load_train_test(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.seed)
     X, y = np.asarray(train.images).reshape(len(train), -1), np.asarray(train.labels)

@@ -20,7 +20,6 @@ from joblib import Parallel, delayed
 from advlab.analysis.gradients import derivative_range, weight_grad_max
 from advlab.analysis.stats import format_mean_std
 from advlab.data import load_train_test
-from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.models import ModelWrapper, create_model
 from advlab.models.small import ACTIVATIONS, INITS
@@ -28,6 +27,7 @@ from advlab.report import Report
 from advlab.report.figures import equations_figure, panel_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig, evaluate, fit
+from advlab.validation import check_choices, check_each, check_in, check_int
 
 EXPECTED_RANGES = {  # closed forms, as the report states them; checked against autograd
     "relu": "{0, 1} (0 for z < 0, 1 for z > 0)",
@@ -57,6 +57,12 @@ class MlpDepthGradientsConfig:
     workers: int = 2
     seed: int = 0  # the runs use seeds seed, seed + 1, ...
 
+    def __post_init__(self) -> None:
+        check_choices("activations", self.activations, sorted(ACTIVATIONS))
+        check_in("init", self.init, INITS)
+        check_each("depths", self.depths, check_int, minimum=1)
+        check_int("seeds", self.seeds, minimum=1)
+
 
 def _job(x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
          xb: torch.Tensor, yb: torch.Tensor, *, activation: str, depth: int, seed: int,
@@ -81,12 +87,6 @@ def _job(x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
 
 
 def execute(cfg: MlpDepthGradientsConfig, ctx: Context) -> dict[str, Any]:
-    bad = [a for a in cfg.activations if a not in ACTIVATIONS]
-    if bad or cfg.init not in INITS or not cfg.depths or min(cfg.depths) < 1 or cfg.seeds < 1:
-        raise ConfigError(f"activations from {sorted(ACTIVATIONS)}, init from {INITS}, "
-                          f"depths >= 1 and seeds >= 1 expected; found activations "
-                          f"{list(cfg.activations)}, init {cfg.init!r}, depths "
-                          f"{list(cfg.depths)}, seeds {cfg.seeds}")
     train, test = load_train_test(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.seed)
     x, y = train.tensors()  # float pixels in [0, 1]: MNIST scaled as Keras examples do
     xt, yt = test.tensors()

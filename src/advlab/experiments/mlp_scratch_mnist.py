@@ -16,12 +16,12 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from advlab.data import load_train_test
-from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.report import Report
 from advlab.report.figures import line_plot
 from advlab.runs import Run
 from advlab.scratch.net import accuracy, mlp, sgd
+from advlab.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ class MlpScratchMnistConfig:
     workers: int = 2
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("hidden", "epochs", "batch_size"):
+            check_int(name, getattr(self, name), minimum=1)
+
 
 def _train_one(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray, *, activation: str,
                lr: float, epochs: int, hidden: int, batch_size: int, seed: int) -> dict[str, Any]:
@@ -53,8 +57,6 @@ def _train_one(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray, *, 
 
 
 def execute(cfg: MlpScratchMnistConfig, ctx: Context) -> dict[str, Any]:
-    if cfg.hidden < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
-        raise ConfigError("hidden, epochs and batch_size must be positive integers")
     train, test = load_train_test(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.seed)
     x = (np.asarray(train.images).reshape(len(train), -1) / 255.0).astype(np.float32)
     xt = (np.asarray(test.images).reshape(len(test), -1) / 255.0).astype(np.float32)

@@ -42,6 +42,7 @@ from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.recipes import resnet18_cifar10
 from advlab.train.store import ModelRecipe, get_trained, load_model
+from advlab.validation import check_each, check_in, check_int
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,19 @@ class OnePixelConfig:
     chunk: int = 50  # images per fixed chunk of the evaluation (the unit of `--shards`)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            check_in("model", self.model, MODELS)
+        check_int("n_images", self.n_images, minimum=1)
+        check_int("chunk", self.chunk, minimum=1)
+        check_each("pixels", self.pixels, check_int, minimum=1)
+
 
 def _model(cfg: OnePixelConfig, device: str) -> tuple[ModelWrapper, str, str]:
     """The attacked model, a description, and its checkpoint file (what shards load)."""
     if cfg.checkpoint:
         what = f"checkpoint `{cfg.checkpoint}`"
         return load_model(Path(cfg.checkpoint), device=device), what, cfg.checkpoint
-    if cfg.model not in MODELS:
-        raise ConfigError(f"model: expected one of {MODELS}, found {cfg.model!r}")
     if cfg.model == "resnet18":
         recipe = resnet18_cifar10(cfg.stem)
         what = f"torchvision ResNet-18, {cfg.stem} stem (recipe `{recipe.key()}`)"
@@ -106,11 +112,6 @@ def _attack(cfg: OnePixelConfig, generations: int) -> OnePixel:
 
 
 def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
-    if cfg.n_images < 1 or not cfg.pixels or min(cfg.pixels) < 1:
-        raise ConfigError(f"n_images, pixels: expected >= 1 and values >= 1, found "
-                          f"{cfg.n_images}, {list(cfg.pixels)}")  # fmt: skip
-    if cfg.chunk < 1:
-        raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
     device = torch.device(ctx.device)
     with ctx.timed("model"):
         model, what, checkpoint = _model(cfg, ctx.device)

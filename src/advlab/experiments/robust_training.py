@@ -27,7 +27,6 @@ from advlab.attacks import l2 as l2_distance
 from advlab.attacks import linf as linf_distance
 from advlab.data import load_dataset
 from advlab.defenses import DefenseObjective, FGSMRandomStart, PGDExamples
-from advlab.errors import ConfigError
 from advlab.evaluation import Evaluation, Fooled, PGDRestarts, evaluate
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
@@ -37,6 +36,7 @@ from advlab.report.figures import bar_plot, image_grid, line_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained, load_model
+from advlab.validation import check_in, check_int, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,12 @@ class RobustConfig:
     chunk: int = 100  # images per fixed chunk of the white-box evaluation (the unit of --shards)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_in("defense", self.defense, DEFENSES)
+        for name in ("n_images", "restarts", "pgd_steps", "chunk"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_positive("epsilon", self.epsilon)
+
 
 @dataclass(frozen=True)
 class RobustCifarConfig(RobustConfig):
@@ -108,12 +114,11 @@ class RobustCifarConfig(RobustConfig):
 
 def objective(cfg: RobustConfig) -> DefenseObjective:
     """The robust model's training objective."""
-    if cfg.defense == "fgsm-rs":
-        attack: object = FGSMRandomStart(cfg.epsilon, cfg.alpha)
-    elif cfg.defense == "pgd":
-        attack = PGDExamples(cfg.epsilon, steps=cfg.train_steps, rel_stepsize=2.5 / cfg.train_steps)
-    else:
-        raise ConfigError(f"defense: expected one of {DEFENSES}, found {cfg.defense!r}")
+    if cfg.defense == "pgd":
+        attack: object = PGDExamples(cfg.epsilon, steps=cfg.train_steps,
+                                     rel_stepsize=2.5 / cfg.train_steps)  # fmt: skip
+    else:  # "fgsm-rs", the only other value the config admits
+        attack = FGSMRandomStart(cfg.epsilon, cfg.alpha)
     return DefenseObjective(attack, adversarial_fraction=cfg.adversarial_fraction)
 
 
@@ -227,12 +232,6 @@ def _generator(cfg: RobustConfig, model: ModelWrapper, x: torch.Tensor,
 
 
 def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
-    if cfg.chunk < 1:
-        raise ConfigError(f"chunk: expected an int >= 1, found {cfg.chunk}")
-    if cfg.n_images < 1 or cfg.restarts < 1 or cfg.pgd_steps < 1 or not cfg.epsilon > 0:
-        raise ConfigError(f"n_images, restarts, pgd_steps, epsilon: expected >= 1, >= 1, >= 1 "
-                          f"and > 0, found {cfg.n_images}, {cfg.restarts}, {cfg.pgd_steps}, "
-                          f"{cfg.epsilon}")  # fmt: skip
     sources = _models(cfg, ctx)
     models = {side: model for side, (model, _) in sources.items()}
     device = torch.device(ctx.device)

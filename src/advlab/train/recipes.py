@@ -18,10 +18,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from advlab.errors import ConfigError
+from advlab.models.flowers import ARCHITECTURES, minimum_size
 from advlab.report import percent
 from advlab.train.store import ModelRecipe, get_trained, weights_sha256
 from advlab.train.trainer import TrainConfig, cpu_bf16_supported
 from advlab.train.transfer import Backbone, TransferSettings, resnet18_backbone
+from advlab.validation import check_choices, check_fraction, check_in, check_int
 
 STEMS = ("imagenet", "cifar")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -97,11 +99,29 @@ class FlowersTraining:
     precision: str = "auto"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_int("image_size", self.image_size, minimum=1)
+        check_int("epochs", self.epochs, minimum=1)
+        check_fraction("held_out", self.held_out, zero=False, one=False)
+        check_in("precision", self.precision, PRECISIONS)
+
+    def check_models(self, models: tuple[str, ...], name: str = "models") -> tuple[str, ...]:
+        """`models`, names of seed 004's networks that take inputs of `image_size` (there is no
+        padding: Mk-5 needs 66 x 66).
+
+        Raises:
+            ConfigError: an unknown name, an empty list, or a network the size is too small for.
+        """
+        check_choices(name, models, list(ARCHITECTURES))
+        small = [m for m in models if minimum_size(m) > self.image_size]
+        if small:
+            least = max(map(minimum_size, small))
+            raise ConfigError(f"image_size: expected >= {least} for {', '.join(small)} (no "
+                              f"padding), found {self.image_size}")  # fmt: skip
+        return models
+
     def cpu_bf16(self) -> bool:
         """Whether CPU training uses bfloat16 autocast (``precision`` resolved)."""
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, "
-                              f"found {self.precision!r}")  # fmt: skip
         return self.precision == "bf16" or (self.precision == "auto" and cpu_bf16_supported())
 
     def recipe(self, model: str, augment: str = "none", train_fraction: float = 1.0) -> ModelRecipe:

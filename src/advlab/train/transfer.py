@@ -36,6 +36,7 @@ from advlab.errors import ConfigError
 from advlab.fileio import atomic_path, cache_dir
 from advlab.models.wrapper import ModelWrapper, eval_mode
 from advlab.train.trainer import History, TrainConfig, fit
+from advlab.validation import check_fraction, check_int
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,12 @@ class TransferSettings:
     pretrain_epochs: int = 20
     pretrain_fraction: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, least in (("phase_a_epochs", 1), ("phase_b_epochs", 0), ("pretrain_epochs", 1)):
+            check_int(name, getattr(self, name), minimum=least)
+        check_fraction("held_out", self.held_out, zero=False, one=False)
+        check_fraction("pretrain_fraction", self.pretrain_fraction, zero=False)
 
 
 def fine_tune_configuration(

@@ -1,0 +1,59 @@
+"""Every experiment checks its settings when its config is built: a bad ``--set`` is refused
+with one message naming the key, what it expected and what it found, before any data is read
+and before a run folder exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from advlab.errors import ConfigError
+from advlab.experiments import EXPERIMENTS, run_experiment
+
+REFUSED = [
+    ("apr-cifar", "chunk=0", "chunk: expected an int >= 1, found 0"),
+    ("apr-cifar", "pixels=[1,0]", "pixels: expected an int >= 1, found 0 (in [1, 0])"),
+    ("onepixel-cifar", "model=vgg", "model: expected one of resnet18, small_cnn, found 'vgg'"),
+    ("onepixel-cifar", "pixels=[]", "pixels: expected a non-empty list, found []"),
+    ("robust-mnist", "defense=trades", "defense: expected one of fgsm-rs, pgd, found 'trades'"),
+    ("robust-cifar", "epsilon=0", "epsilon: expected a finite number > 0, found 0.0"),
+    ("fgsm-mnist", "epsilons=[0.1,-0.1]",
+     "epsilons: expected a finite number >= 0, found -0.1 (in [0.1, -0.1])"),
+    ("jsma-mnist", "gamma=0", "gamma: expected a number in (0, 1], found 0.0"),
+    ("mlp-scratch-mnist", "hidden=0", "hidden: expected an int >= 1, found 0"),
+    ("mlp-depth-gradients", "activations=[relu,swish]",
+     "activations: expected a non-empty list of lecun, relu, sigmoid, tanh, "
+     "found ['relu', 'swish']"),
+    ("fooling-cifar", "target=truck", "target: expected one of airplane, automobile, bird, cat, "
+                                      "deer, dog, frog, horse, ship, found 'truck'"),
+    ("generator-mnist", "digits=[3,10]",
+     "digits: expected an int in [0, 9], found 10 (in [3, 10])"),
+    ("fer-train", "class_weighting=log", "class_weighting: expected one of "),
+    ("knn-mnist", "preprocessing=[centred]",
+     "preprocessing: expected a list with raw (the lab's baseline), found ['centred']"),
+    ("knn-mnist", "ks=[0]", "ks: expected an int >= 1, found 0 (in [0])"),
+    ("flowers-transfer", "optimizers=[rmsprop]",
+     "optimizers: expected a non-empty list of adam, sgd, found ['rmsprop']"),
+    ("flowers-transfer", "held_out=1", "held_out: expected a number in (0, 1), found 1.0"),
+    ("flowers-attacks", "epsilons=[8]", "epsilons: expected a number in (0, 1], found 8.0"),
+    ("flowers-attacks", "cnn.seed=1", "cnn.held_out/seed and transfer.held_out/seed"),
+    ("flowers-attacks", "cnn_model=resnet", "cnn_model: expected a non-empty list of "),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "setting", "message"), REFUSED)
+def test_bad_setting_is_refused_before_a_run_folder(
+    tmp_path: Path, name: str, setting: str, message: str
+) -> None:
+    assert name in EXPERIMENTS
+    with pytest.raises(ConfigError) as info:
+        run_experiment(name, [setting], out=tmp_path)
+    assert str(info.value).startswith(message)
+    assert not any(tmp_path.iterdir())
+
+
+def test_every_default_config_is_valid() -> None:
+    for name in EXPERIMENTS:
+        config = EXPERIMENTS.get(name).config
+        assert config().seed == 0, name
