@@ -25,7 +25,8 @@ demo: $(STAMP)
 	$(BIN)/advlab demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy src
 
 test: lint docs

@@ -149,8 +149,10 @@ def train_model(retrain: bool) -> tuple[nn.Module, Result]:
         x, y = load_dataset("mnist", "train").tensors()
         torch.manual_seed(0)
         net = make_net()
-        log(f"training the CNN ({sum(p.numel() for p in net.parameters()):,} parameters) "
-            f"for {TRAIN['epochs']} epochs on {len(x):,} images")  # fmt: skip
+        log(
+            f"training the CNN ({sum(p.numel() for p in net.parameters()):,} parameters) "
+            f"for {TRAIN['epochs']} epochs on {len(x):,} images"
+        )
         t0 = time.perf_counter()
         history = fit(net, (x, y), TrainConfig(**TRAIN), progress=False)  # type: ignore[arg-type]
         info["train_seconds"] = time.perf_counter() - t0
@@ -212,8 +214,9 @@ def gradient_attacks(
                 theirs = torchattacks.BIM(model, eps=eps, alpha=eps / BIM_STEPS, steps=BIM_STEPS)
             else:
                 ours = LinfPGD(steps=PGD_STEPS, rel_stepsize=PGD_REL_STEP, random_start=False)
-                theirs = torchattacks.PGD(model, eps=eps, alpha=PGD_REL_STEP * eps,
-                                          steps=PGD_STEPS, random_start=False)  # fmt: skip
+                theirs = torchattacks.PGD(
+                    model, eps=eps, alpha=PGD_REL_STEP * eps, steps=PGD_STEPS, random_start=False
+                )
 
             def run_ours(xs: torch.Tensor, ys: torch.Tensor, a: Any = ours, e: float = eps) -> Any:
                 return a(model, xs, ys, epsilons=e)
@@ -237,9 +240,16 @@ def gradient_attacks(
             t_chunked: list[float] = []
             if name != "PGD-40":  # the peer fed advlab's CPU chunks, to show where the gain is
                 for _ in range(reps):
-                    s, _ = timed(lambda: torch.cat([run_theirs(xc, yc) for xc, yc in
-                                                    zip(x.split(CPU_CHUNK), y.split(CPU_CHUNK),
-                                                        strict=True)]))  # fmt: skip
+                    s, _ = timed(
+                        lambda: torch.cat(
+                            [
+                                run_theirs(xc, yc)
+                                for xc, yc in zip(
+                                    x.split(CPU_CHUNK), y.split(CPU_CHUNK), strict=True
+                                )
+                            ]
+                        )
+                    )
                     t_chunked.append(s)
             _, clipped, success = out_ours
             ours_broken = predict(model, clipped) != y
@@ -279,10 +289,12 @@ def gradient_attacks(
             robust_diff = row["advlab_robust"] - row["torchattacks_robust"]  # counts: exact
             row["accuracy_difference_points"] = 100 * robust_diff / len(x)
             rows.append(row)
-            log(f"{name} eps {eps}: robust acc advlab {row['advlab_robust_accuracy']:.3f} "
+            log(
+                f"{name} eps {eps}: robust acc advlab {row['advlab_robust_accuracy']:.3f} "
                 f"torchattacks {row['torchattacks_robust_accuracy']:.3f}; "
                 f"{row['advlab_median_s']:.2f} s vs {row['torchattacks_median_s']:.2f} s "
-                f"(ratio {row['speed_ratio']:.2f})")  # fmt: skip
+                f"(ratio {row['speed_ratio']:.2f})"
+            )
     return rows
 
 
@@ -315,8 +327,13 @@ def carlini_wagner(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: 
 
     from advlab.attacks import CarliniWagnerL2
 
-    ours = CarliniWagnerL2(binary_search_steps=1, steps=CW_STEPS, stepsize=CW["lr"],
-                           confidence=CW["kappa"], initial_const=CW["c"])  # fmt: skip
+    ours = CarliniWagnerL2(
+        binary_search_steps=1,
+        steps=CW_STEPS,
+        stepsize=CW["lr"],
+        confidence=CW["kappa"],
+        initial_const=CW["c"],
+    )
     theirs = torchattacks.CW(model, c=CW["c"], kappa=CW["kappa"], steps=CW_STEPS, lr=CW["lr"])
 
     def run_ours(xs: torch.Tensor, ys: torch.Tensor) -> Any:
@@ -361,9 +378,11 @@ def carlini_wagner(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: 
     }
     res["speed_ratio"] = res["torchattacks_median_s"] / res["advlab_median_s"]
     res["l2_relative_difference"] = res["advlab_median_l2"] / res["torchattacks_median_l2"] - 1
-    log(f"C&W: success {res['advlab_success_rate']:.3f} vs {res['torchattacks_success_rate']:.3f}"
+    log(
+        f"C&W: success {res['advlab_success_rate']:.3f} vs {res['torchattacks_success_rate']:.3f}"
         f", median L2 {res['advlab_median_l2']:.3f} vs {res['torchattacks_median_l2']:.3f}; "
-        f"{res['advlab_median_s']:.1f} s vs {res['torchattacks_median_s']:.1f} s")  # fmt: skip
+        f"{res['advlab_median_s']:.1f} s vs {res['torchattacks_median_s']:.1f} s"
+    )
     return res
 
 
@@ -413,11 +432,17 @@ def jsma_worker(
         from art.attacks.evasion import SaliencyMapMethod
         from art.estimators.classification import PyTorchClassifier
 
-        clf = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(),
-                                input_shape=tuple(x.shape[1:]), nb_classes=10,
-                                clip_values=(0.0, 1.0), device_type="cpu")  # fmt: skip
-        art_attack = SaliencyMapMethod(clf, theta=JSMA_THETA, gamma=JSMA_GAMMA,
-                                       batch_size=batch, verbose=False)  # fmt: skip
+        clf = PyTorchClassifier(
+            model=model,
+            loss=nn.CrossEntropyLoss(),
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+            device_type="cpu",
+        )
+        art_attack = SaliencyMapMethod(
+            clf, theta=JSMA_THETA, gamma=JSMA_GAMMA, batch_size=batch, verbose=False
+        )
 
         def run(xs: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
             onehot = np.eye(10, dtype=np.float32)[ts.numpy()]
@@ -452,16 +477,20 @@ def run_worker(
         cmd += ["--threads", str(threads)]
     if keep:
         cmd.append("--keep-freed-memory")
-    log(f"JSMA {side}: {n} images, batch {batch}{', freed memory kept' if keep else ''} "
-        "(subprocess)")  # fmt: skip
+    log(
+        f"JSMA {side}: {n} images, batch {batch}{', freed memory kept' if keep else ''} "
+        "(subprocess)"
+    )
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         raise RuntimeError(f"JSMA worker {side} failed with exit code {done.returncode}")
     res: Result = json.loads(done.stdout.strip().splitlines()[-1])
     if "seconds" in res:
-        log(f"JSMA {side}: {res['seconds']:.1f} s, success {res['success_rate']:.3f}, "
-            f"peak RSS {res['peak_rss_mb']:.0f} MB")  # fmt: skip
+        log(
+            f"JSMA {side}: {res['seconds']:.1f} s, success {res['success_rate']:.3f}, "
+            f"peak RSS {res['peak_rss_mb']:.0f} MB"
+        )
     return res
 
 
@@ -508,8 +537,10 @@ def jsma(
     if (threads or torch.get_num_threads()) > 1:
         # Both sides again on one torch thread: on shared CPUs, the many small tensor ops of
         # an iteration wait on each other's threads, and the ratio moves a lot with that.
-        one = {side: run_worker(side, n, b_, weights, 1, keep) for side, b_ in
-               (("advlab", batch), ("advlab-target", batch), ("art", art_batch))}  # fmt: skip
+        one = {
+            side: run_worker(side, n, b_, weights, 1, keep)
+            for side, b_ in (("advlab", batch), ("advlab-target", batch), ("art", art_batch))
+        }
         res["one_thread"] = {
             "advlab_seconds": one["advlab"]["seconds"],
             "advlab_target_seconds": one["advlab-target"]["seconds"],
@@ -531,8 +562,10 @@ def versions() -> Result:
     import art
     import torchattacks
 
-    return {"torchattacks": torchattacks.__version__, "adversarial-robustness-toolbox":
-            art.__version__}  # fmt: skip
+    return {
+        "torchattacks": torchattacks.__version__,
+        "adversarial-robustness-toolbox": art.__version__,
+    }
 
 
 def main() -> None:
@@ -542,19 +575,33 @@ def main() -> None:
     parser.add_argument("--cw-n", type=int, default=200, help="images for C&W (first n)")
     parser.add_argument("--jsma-n", type=int, default=300, help="images for JSMA, both sides")
     parser.add_argument("--jsma-batch", type=int, default=100, help="advlab's JSMA batch")
-    parser.add_argument("--art-batch", type=int, default=10,
-                        help="ART's batch_size (its fastest of 1, 10, 100 here)")  # fmt: skip
+    parser.add_argument(
+        "--art-batch",
+        type=int,
+        default=10,
+        help="ART's batch_size (its fastest of 1, 10, 100 here)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--jsma-advlab-n", type=int, default=0,
-                        help="also run advlab's JSMA alone on this many images")  # fmt: skip
+    parser.add_argument(
+        "--jsma-advlab-n",
+        type=int,
+        default=0,
+        help="also run advlab's JSMA alone on this many images",
+    )
     parser.add_argument("--retrain", action="store_true", help="train even if weights are cached")
     parser.add_argument("--jsma-worker", help=argparse.SUPPRESS)
     parser.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.jsma_worker:
-        res = jsma_worker(args.jsma_worker, args.jsma_n, args.jsma_batch, args.weights,
-                          args.threads, args.keep_freed_memory)  # fmt: skip
+        res = jsma_worker(
+            args.jsma_worker,
+            args.jsma_n,
+            args.jsma_batch,
+            args.weights,
+            args.threads,
+            args.keep_freed_memory,
+        )
         print(json.dumps(res))
         return
     try:
@@ -568,9 +615,11 @@ def main() -> None:
     counters = cpu_counters()  # other processes' CPU time from here to the end
     x, y = load_images()
     clean = float((predict(model, x) == y).float().mean())
-    log(f"model: {model_info['parameters']:,} parameters, test accuracy "
+    log(
+        f"model: {model_info['parameters']:,} parameters, test accuracy "
         f"{model_info['test_accuracy_10000']:.4f} (10,000), {clean:.3f} on the {len(x)} images; "
-        f"{torch.get_num_threads()} torch threads")  # fmt: skip
+        f"{torch.get_num_threads()} torch threads"
+    )
     results: Result = {
         "command": COMMAND,
         "machine": {**machine_info(), **extra},
@@ -587,22 +636,32 @@ def main() -> None:
     }
     results["gradient"] = gradient_attacks(model, x, y, args.repeats, args.repeats_slow)
     results["fgsm_all_epsilons"] = fgsm_all_epsilons(model, x, y, args.repeats)
-    results["jsma"] = jsma(weights_path(), args.jsma_n, args.jsma_batch, args.art_batch,
-                           args.jsma_advlab_n, args.threads)  # fmt: skip
+    results["jsma"] = jsma(
+        weights_path(),
+        args.jsma_n,
+        args.jsma_batch,
+        args.art_batch,
+        args.jsma_advlab_n,
+        args.threads,
+    )
     if keep_freed_memory_works():
-        results["jsma_kept"] = jsma(weights_path(), args.jsma_n, args.jsma_batch,
-                                    args.art_batch, 0, args.threads, keep=True)  # fmt: skip
+        results["jsma_kept"] = jsma(
+            weights_path(), args.jsma_n, args.jsma_batch, args.art_batch, 0, args.threads, keep=True
+        )
     results["cw"] = carlini_wagner(model, x[: args.cw_n], y[: args.cw_n], args.repeats_slow)
     results["total_seconds"] = time.perf_counter() - t_start
     results["background_load_end"] = background_load()
-    results["others_cpu_share"] = others_share(counters, results["total_seconds"],
-                                               results["machine"]["cpu_affinity"] or 1)  # fmt: skip
+    results["others_cpu_share"] = others_share(
+        counters, results["total_seconds"], results["machine"]["cpu_affinity"] or 1
+    )
     write_atomic(RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     update_readme(table, "attacks")
     print(table)
-    log(f"done in {results['total_seconds']:.0f} s; wrote "
-        f"{RESULTS_FILE.relative_to(BENCH_DIR.parent)} and {README_FILE.name}")  # fmt: skip
+    log(
+        f"done in {results['total_seconds']:.0f} s; wrote "
+        f"{RESULTS_FILE.relative_to(BENCH_DIR.parent)} and {README_FILE.name}"
+    )
 
 
 def background_load() -> list[float] | None:
@@ -623,8 +682,11 @@ def cpu_counters() -> tuple[float, float] | None:
         return None
     ticks = [int(v) for v in fields]
     busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle, iowait
-    own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF,
-              resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))  # fmt: skip
+    own = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
     return busy / os.sysconf("SC_CLK_TCK"), own
 
 
@@ -740,7 +802,9 @@ def markdown(r: Result) -> str:
         f"{m['torch']} with {m['torch_threads']} threads, torchattacks {m['torchattacks']}, ART "
         f"{m['adversarial-robustness-toolbox']}, Python {m['python']})"
         + (
-            "" if share is None else f"; other processes used {100 * share:.0f}% of the CPUs "
+            ""
+            if share is None
+            else f"; other processes used {100 * share:.0f}% of the CPUs "
             "during the run" + (" (**shared machine: times are noisy**)" if share > 0.1 else "")
         )
         + f". Rerun with `{COMMAND}` (also part of `make bench`; {r['total_seconds'] / 60:.1f} "
@@ -777,8 +841,11 @@ def markdown(r: Result) -> str:
     g = r["gradient"]
     worst_acc = max(abs(row["accuracy_difference_points"]) for row in g)
     slowest = min(g, key=lambda row: row["speed_ratio"])
-    below = [f"{row['attack']} eps {row['epsilon']} ({row['speed_ratio']:.3f}x)"
-             for row in g if row["speed_ratio"] < 1]  # fmt: skip
+    below = [
+        f"{row['attack']} eps {row['epsilon']} ({row['speed_ratio']:.3f}x)"
+        for row in g
+        if row["speed_ratio"] < 1
+    ]
     agree = worst_acc <= ACC_AGREE_POINTS
     lines += [
         "",

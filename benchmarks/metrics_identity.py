@@ -50,8 +50,13 @@ def record(src_root: Path, out: Path, tests: list[str], workers: int) -> float:
     and the two sides see the same history whatever tests they add. Each side has its own
     model store; the decoded datasets (``arrays``) are shared.
     """
-    files = sorted({str(f.relative_to(src_root)) for t in tests
-                    for f in ([src_root / t] if t.endswith(".py") else (src_root / t).rglob("test_*.py"))})
+    files = sorted(
+        {
+            str(f.relative_to(src_root))
+            for t in tests
+            for f in ([src_root / t] if t.endswith(".py") else (src_root / t).rglob("test_*.py"))
+        }
+    )
     cache = out.parent / f"{out.name}-cache"
     cache.mkdir(parents=True, exist_ok=True)
     shared = Path(os.environ.get("ADVLAB_CACHE_DIR", REPO / ".test-cache")) / "arrays"
@@ -61,14 +66,30 @@ def record(src_root: Path, out: Path, tests: list[str], workers: int) -> float:
     env = dict(os.environ)
     env["ADVLAB_RECORD_METRICS"] = str(out)
     env["ADVLAB_CACHE_DIR"] = str(cache)
-    env["PYTHONPATH"] = os.pathsep.join([str(src_root / "src"), str(BENCH_DIR / "metrics_identity")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(src_root / "src"), str(BENCH_DIR / "metrics_identity")]
+    )
 
     def one(test_file: str) -> int:
-        cmd = [sys.executable, "-m", "pytest", "-p", "record_metrics", "-q", "-p", "no:cacheprovider",
-               test_file]
-        done = subprocess.run(cmd, cwd=src_root, env=env, capture_output=True, text=True, check=False)
-        print(f"  {src_root.name}: {test_file}: {done.stdout.strip().splitlines()[-1] if done.stdout else ''}",
-              flush=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "record_metrics",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            test_file,
+        ]
+        done = subprocess.run(
+            cmd, cwd=src_root, env=env, capture_output=True, text=True, check=False
+        )
+        print(
+            f"  {src_root.name}: {test_file}: "
+            f"{done.stdout.strip().splitlines()[-1] if done.stdout else ''}",
+            flush=True,
+        )
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:])
         return done.returncode
@@ -132,7 +153,9 @@ def compare(base: Path, head: Path) -> dict[str, Any]:
         vb = dict(_walk(json.loads(fb[name].read_text())))
         for key in sorted(set(va) | set(vb)):
             if key not in va or key not in vb or not _same(va[key], vb[key]):
-                diffs.append(f"{name}: {key}: {va.get(key, '<absent>')!r} -> {vb.get(key, '<absent>')!r}")
+                diffs.append(
+                    f"{name}: {key}: {va.get(key, '<absent>')!r} -> {vb.get(key, '<absent>')!r}"
+                )
     values = sum(len(dict(_walk(json.loads(p.read_text())))) for p in fb.values())
     return {"files": len(set(fa) | set(fb)), "values": values, "differences": diffs}
 
@@ -150,12 +173,18 @@ def _record_commit(commit: str, out: Path, args: argparse.Namespace) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", default="8000ee4", help="commit to compare with (default 8000ee4)")
+    parser.add_argument(
+        "--base", default="8000ee4", help="commit to compare with (default 8000ee4)"
+    )
     parser.add_argument("--head", help="a commit to compare instead of the working tree")
     parser.add_argument("--workers", type=int, default=2, help="test files run at once")
     parser.add_argument("--keep", type=Path, help="keep both recordings in this folder")
-    parser.add_argument("--base-record", type=Path, help="reuse a recording of the base made earlier")
-    parser.add_argument("tests", nargs="*", default=TESTS, help=f"test paths (default {' '.join(TESTS)})")
+    parser.add_argument(
+        "--base-record", type=Path, help="reuse a recording of the base made earlier"
+    )
+    parser.add_argument(
+        "tests", nargs="*", default=TESTS, help=f"test paths (default {' '.join(TESTS)})"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="metrics-identity-"))
     try:
@@ -170,22 +199,41 @@ def main() -> int:
         else:
             head_s = record(REPO, head_rec, args.tests, args.workers)
         result = compare(base_rec, head_rec)
-        head_sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                  text=True, check=False).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src"], cwd=REPO, capture_output=True,
-                                    text=True, check=False).stdout.strip())
-        report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                  "command": " ".join(["python", "benchmarks/metrics_identity.py", *sys.argv[1:]]),
-                  "base": args.base,
-                  "head": args.head or (head_sha + ("+changes" if dirty else "")),
-                  "tests": args.tests, "base_seconds": base_s, "head_seconds": head_s, **result}
+        head_sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "src"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+        )
+        report = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": " ".join(["python", "benchmarks/metrics_identity.py", *sys.argv[1:]]),
+            "base": args.base,
+            "head": args.head or (head_sha + ("+changes" if dirty else "")),
+            "tests": args.tests,
+            "base_seconds": base_s,
+            "head_seconds": head_s,
+            **result,
+        }
         RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
         RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")
         if args.keep:
             for side, rec in (("base", base_rec), ("head", head_rec)):
                 shutil.copytree(rec, args.keep / side, dirs_exist_ok=True)
-        print(f"{result['files']} metrics files, {result['values']} values compared; "
-              f"{len(result['differences'])} differences")
+        print(
+            f"{result['files']} metrics files, {result['values']} values compared; "
+            f"{len(result['differences'])} differences"
+        )
         for line in result["differences"][:50]:
             print("  " + line)
         return 1 if result["differences"] else 0

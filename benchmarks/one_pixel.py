@@ -89,8 +89,10 @@ def load(n: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, str]:
     recipe = resnet18_cifar10("imagenet")
     path = recipe.folder() / "model.pt"
     if not path.is_file():
-        sys.exit(f"{path}: no stored ResNet-18 (recipe A); train it first with the `advlab "
-                 "train resnet18 ...` command of recipe A in benchmarks/README.md")  # fmt: skip
+        sys.exit(
+            f"{path}: no stored ResNet-18 (recipe A); train it first with the `advlab "
+            "train resnet18 ...` command of recipe A in benchmarks/README.md"
+        )
     x, y = load_dataset("cifar10", "test").take(n, seed=0).tensors()
     return load_model(path), x, y, recipe.key()
 
@@ -118,34 +120,57 @@ def inference_rate(model: nn.Module, x: torch.Tensor) -> float:
 
 def side(name: str, seconds: float, queries: int, broken: torch.Tensor) -> Result:
     k, n = int(broken.sum()), len(broken)
-    return {"side": name, "seconds": seconds, "queries": queries,
-            "queries_per_s": queries / seconds, "successes": k, "images": n,
-            "success_rate": k / n, "success_ci": proportion_ci(k, n),
-            "broken": broken.tolist()}  # fmt: skip
+    return {
+        "side": name,
+        "seconds": seconds,
+        "queries": queries,
+        "queries_per_s": queries / seconds,
+        "successes": k,
+        "images": n,
+        "success_rate": k / n,
+        "success_ci": proportion_ci(k, n),
+        "broken": broken.tolist(),
+    }
 
 
-def ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, population: int,
-         generations: int, frozen: bool = False) -> Result:  # fmt: skip
+def ours(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    population: int,
+    generations: int,
+    frozen: bool = False,
+) -> Result:
     from advlab.attacks import OnePixel
 
-    attack = OnePixel(population=population, max_generations=generations, stop="misclassified",
-                      seed=0, frozen=frozen)  # fmt: skip
+    attack = OnePixel(
+        population=population,
+        max_generations=generations,
+        stop="misclassified",
+        seed=0,
+        frozen=frozen,
+    )
     attack.search(model, x[:2], y[:2], pixels=1)  # warm-up (and, frozen, the cached copy)
     s, res = timed(lambda: attack.search(model, x, y, pixels=1))
     name = "advlab, frozen" if frozen else "advlab"
     return side(name, s, int(res.queries.sum()), predict(model, res.adversarials) != y)
 
 
-def torchattacks_side(model: nn.Module, x: torch.Tensor, y: torch.Tensor, popsize: int,
-                      steps: int, name: str = "torchattacks") -> Result:  # fmt: skip
+def torchattacks_side(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    popsize: int,
+    steps: int,
+    name: str = "torchattacks",
+) -> Result:
     import torchattacks
 
     counting = Counting(model).eval()
     if not any(True for _ in model.parameters()):  # the frozen copy: torchattacks reads its
         # device from the first parameter
         counting.device_probe = nn.Parameter(torch.zeros(0, device=x.device), requires_grad=False)
-    attack = torchattacks.OnePixel(counting, pixels=1, steps=steps, popsize=popsize,
-                                   inf_batch=128)  # fmt: skip
+    attack = torchattacks.OnePixel(counting, pixels=1, steps=steps, popsize=popsize, inf_batch=128)
     np.random.seed(0)
     attack(x[:1], y[:1])
     counting.images = 0
@@ -158,8 +183,14 @@ def art_side(model: nn.Module, x: torch.Tensor, y: torch.Tensor, generations: in
     from art.estimators.classification import PyTorchClassifier
 
     counting = Counting(model).eval()
-    clf = PyTorchClassifier(model=counting, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32),
-                            nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")  # fmt: skip
+    clf = PyTorchClassifier(
+        model=counting,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(3, 32, 32),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
     attack = PixelAttack(clf, th=1, es=1, max_iter=generations, targeted=False, verbose=False)
     np.random.seed(0)
     attack.generate(x[:1].numpy(), y=np.eye(10, dtype=np.float32)[y[:1].numpy()])
@@ -171,9 +202,12 @@ def art_side(model: nn.Module, x: torch.Tensor, y: torch.Tensor, generations: in
 
 def compare(ref: Result, peer: Result) -> Result:
     test = mcnemar(torch.tensor(ref["broken"]), torch.tensor(peer["broken"]))
-    return {"speed_ratio": peer["seconds"] / ref["seconds"],
-            "success_difference_points": 100 * (ref["success_rate"] - peer["success_rate"]),
-            "mcnemar": test, "not_lower": test["p_first_lower"] >= 0.05}  # fmt: skip
+    return {
+        "speed_ratio": peer["seconds"] / ref["seconds"],
+        "success_difference_points": 100 * (ref["success_rate"] - peer["success_rate"]),
+        "mcnemar": test,
+        "not_lower": test["p_first_lower"] >= 0.05,
+    }
 
 
 def main(args: argparse.Namespace) -> None:
@@ -189,8 +223,10 @@ def main(args: argparse.Namespace) -> None:
     model, x_all, y_all, key = load(args.n)
     correct = predict(model, x_all) == y_all
     x, y = x_all[correct], y_all[correct]
-    log(f"ResNet-18 recipe {key}: {int(correct.sum())} of {len(y_all)} images correct; "
-        f"{torch.get_num_threads()} torch threads")  # fmt: skip
+    log(
+        f"ResNet-18 recipe {key}: {int(correct.sum())} of {len(y_all)} images correct; "
+        f"{torch.get_num_threads()} torch threads"
+    )
     rate = inference_rate(model, x)
     frozen_model = freeze_for_inference(model, x[:16])
     frozen_rate = inference_rate(frozen_model, x)
@@ -229,14 +265,17 @@ def main(args: argparse.Namespace) -> None:
     for setting in (a, b):
         # Each peer against advlab on the same model execution, and against advlab frozen.
         setting["vs_advlab"] = {
-            name: compare(setting["advlab, frozen" if "frozen" in name else "advlab"],
-                          setting[name])
-            for name in SIDES if name in setting and not name.startswith("advlab")
-        }  # fmt: skip
+            name: compare(
+                setting["advlab, frozen" if "frozen" in name else "advlab"], setting[name]
+            )
+            for name in SIDES
+            if name in setting and not name.startswith("advlab")
+        }
         setting["vs_advlab_frozen"] = {
             name: compare(setting["advlab, frozen"], setting[name])
-            for name in SIDES if name in setting and name != "advlab, frozen"
-        }  # fmt: skip
+            for name in SIDES
+            if name in setting and name != "advlab, frozen"
+        }
     res["total_seconds"] = time.perf_counter() - t0
     write_atomic(RESULTS_FILE, json.dumps(res, indent=2) + "\n")
     table = markdown(res)
@@ -259,7 +298,7 @@ def markdown(r: Result) -> str:
         f"of `load_dataset('cifar10', 'test').take({r['images']}, seed=0)`. Plain inference "
         f"(batch 128): **{r['inference_images_per_s']:,.0f} images/s**; its frozen copy "
         f"(`advlab.models.frozen.freeze_for_inference`): "
-        f"**{r['frozen_inference_images_per_s']:,.0f} images/s**. \"frozen\" rows evaluate the "
+        f'**{r["frozen_inference_images_per_s"]:,.0f} images/s**. "frozen" rows evaluate the '
         "candidates with that copy (advlab: `OnePixel(frozen=True)`; torchattacks: handed the "
         "copy as its model). Ratio = that row's time / the time of advlab on the same model "
         "execution (eager or frozen); McNemar p = exact one-sided p-value of 'advlab succeeds "
@@ -331,8 +370,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=600, help="test images (correct ones attacked)")
     parser.add_argument("--n-b", type=int, default=100, help="correct images for setting B")
     parser.add_argument("--generations-b", type=int, default=5, help="generations in setting B")
-    parser.add_argument("--render", action="store_true",
-                        help=f"only rewrite the README table from {RESULTS_FILE.name}")  # fmt: skip
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help=f"only rewrite the README table from {RESULTS_FILE.name}",
+    )
     return parser.parse_args()
 
 

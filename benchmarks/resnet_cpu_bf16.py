@@ -49,8 +49,15 @@ def main() -> None:
     models = {k: copy.deepcopy(base) for k in sides}
 
     def epoch(name: str) -> float:
-        cfg = TrainConfig(epochs=1, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
-                          augment="crop_flip", cpu_bf16=sides[name])
+        cfg = TrainConfig(
+            epochs=1,
+            batch_size=128,
+            lr=0.1,
+            nesterov=True,
+            weight_decay=5e-4,
+            augment="crop_flip",
+            cpu_bf16=sides[name],
+        )
         start = time.perf_counter()
         fit(models[name], (x, y), cfg)
         return time.perf_counter() - start
@@ -59,28 +66,40 @@ def main() -> None:
         epoch(name)  # warm-up
     times: dict[str, list[float]] = {k: [] for k in sides}
     for r in range(args.repeats):
-        for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):
+        for name in list(sides) if r % 2 == 0 else list(reversed(sides)):
             times[name].append(epoch(name))
     med = {k: statistics.median(v) for k, v in times.items()}
     speedup = med["float32"] / med["cpu_bf16"]
     per_full_epoch = {k: v * 50000 / args.images for k, v in med.items()}
-    res = {"machine": machine_info(), "images": args.images, "times": times, "median": med,
-           "speedup": speedup, "full_epoch_estimate_s": per_full_epoch}
+    res = {
+        "machine": machine_info(),
+        "images": args.images,
+        "times": times,
+        "median": med,
+        "speedup": speedup,
+        "full_epoch_estimate_s": per_full_epoch,
+    }
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(res, indent=2) + "\n")
     m = res["machine"]
-    table = "\n".join([
-        f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, 2 threads, "
-        f"torch {m['torch']}). Rerun with `{COMMAND}`.",
-        "",
-        f"| side | s per epoch of {args.images:,} images | estimated min per 50,000-image "
-        "epoch | 30 epochs (recipe A) |",
-        "|---|---|---|---|",
-        *[f"| {k} | {v:.1f} | {per_full_epoch[k] / 60:.1f} | "
-          f"{30 * per_full_epoch[k] / 3600:.1f} h |" for k, v in med.items()],
-        "",
-        f"`cpu_bf16` speed-up: **{speedup:.2f}x** (median of {args.repeats} alternating epochs).",
-    ])
+    table = "\n".join(
+        [
+            f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, 2 threads, "
+            f"torch {m['torch']}). Rerun with `{COMMAND}`.",
+            "",
+            f"| side | s per epoch of {args.images:,} images | estimated min per 50,000-image "
+            "epoch | 30 epochs (recipe A) |",
+            "|---|---|---|---|",
+            *[
+                f"| {k} | {v:.1f} | {per_full_epoch[k] / 60:.1f} | "
+                f"{30 * per_full_epoch[k] / 3600:.1f} h |"
+                for k, v in med.items()
+            ],
+            "",
+            f"`cpu_bf16` speed-up: **{speedup:.2f}x** (median of {args.repeats} alternating "
+            "epochs).",
+        ]
+    )
     update_readme(table, "resnet_cpu_bf16")
     print(table)
 

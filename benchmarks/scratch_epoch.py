@@ -60,7 +60,7 @@ def main() -> None:
     def torch_epoch(seed: int) -> None:
         order = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
         for s in range(0, len(x), 128):
-            idx = order[s:s + 128]
+            idx = order[s : s + 128]
             loss = F.cross_entropy(torch.relu(xt[idx] @ W1 + b1) @ W2 + b2, yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -70,35 +70,44 @@ def main() -> None:
         with threadpool_limits(THREADS):
             sgd(net, x, y, lr=0.1, epochs=1, batch_size=128, seed=seed)
 
-    sides = {"advlab numpy (scratch.sgd)": numpy_epoch, "PyTorch (same net, torch.optim.SGD)":
-             torch_epoch}
+    sides = {
+        "advlab numpy (scratch.sgd)": numpy_epoch,
+        "PyTorch (same net, torch.optim.SGD)": torch_epoch,
+    }
     for fn in sides.values():  # warm-up
         fn(0)
     times: dict[str, list[float]] = {k: [] for k in sides}
     for r in range(args.repeats):
-        for name, fn in (sides.items() if r % 2 == 0 else reversed(list(sides.items()))):
+        for name, fn in sides.items() if r % 2 == 0 else reversed(list(sides.items())):
             start = time.perf_counter()
             fn(r + 1)
             times[name].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
     names = list(sides)
     ratio = med[names[0]] / med[names[1]]
-    res: dict[str, Any] = {"machine": machine_info(), "times": times, "median": med,
-                           "ratio_numpy_over_torch": ratio, "images": len(x)}
+    res: dict[str, Any] = {
+        "machine": machine_info(),
+        "times": times,
+        "median": med,
+        "ratio_numpy_over_torch": ratio,
+        "images": len(x),
+    }
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(res, indent=2) + "\n")
     m = res["machine"]
-    table = "\n".join([
-        f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, {THREADS} "
-        f"threads, torch {m['torch']}, numpy {m['numpy']}). Rerun with `{COMMAND}`.",
-        "",
-        "| side | seconds per epoch (49,000 images, batch 128) | time / PyTorch's |",
-        "|---|---|---|",
-        *[f"| {k} | {v:.2f} | {v / med[names[1]]:.2f}x |" for k, v in med.items()],
-        "",
-        f"Target: the numpy net at most 1.2x PyTorch's epoch time; measured {ratio:.2f}x "
-        f"(median of {args.repeats} epochs each, alternating).",
-    ])
+    table = "\n".join(
+        [
+            f"Measured {m['date_utc']} on {m['cpu_model']} ({m['cpu_affinity']} CPUs, {THREADS} "
+            f"threads, torch {m['torch']}, numpy {m['numpy']}). Rerun with `{COMMAND}`.",
+            "",
+            "| side | seconds per epoch (49,000 images, batch 128) | time / PyTorch's |",
+            "|---|---|---|",
+            *[f"| {k} | {v:.2f} | {v / med[names[1]]:.2f}x |" for k, v in med.items()],
+            "",
+            f"Target: the numpy net at most 1.2x PyTorch's epoch time; measured {ratio:.2f}x "
+            f"(median of {args.repeats} epochs each, alternating).",
+        ]
+    )
     update_readme(table, "scratch_epoch")
     print(table)
 

@@ -57,16 +57,20 @@ def _untimed(obj: Any) -> Any:
 def _points(path: Path) -> dict[str, str]:
     """Every point's metrics.json without its wall times, as canonical JSON text."""
     saved = json.loads((path / "sweep.json").read_text())
-    return {e["name"]: json.dumps(_untimed(json.loads((path / e["metrics"]).read_text())),
-                                  sort_keys=True)
-            for e in saved["points"]}  # fmt: skip
+    return {
+        e["name"]: json.dumps(
+            _untimed(json.loads((path / e["metrics"]).read_text())), sort_keys=True
+        )
+        for e in saved["points"]
+    }
 
 
 def _table(path: Path) -> list[dict[str, Any]]:
     summary = json.loads((path / "summary.json").read_text())
-    return [{"settings": r["settings"],
-             **{m: r["metrics"][m] for m in METRICS if m in r["metrics"]}}
-            for r in summary["rows"]]  # fmt: skip
+    return [
+        {"settings": r["settings"], **{m: r["metrics"][m] for m in METRICS if m in r["metrics"]}}
+        for r in summary["rows"]
+    ]
 
 
 def _cell(stats: dict[str, Any]) -> str:
@@ -79,9 +83,12 @@ def _cell(stats: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/seed003-backends"))
-    parser.add_argument("--quick", action="store_true",
-                        help="a check of this script: the first sweep at 1 epoch, 1 seed; prints "
-                        "the table, writes no results")  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a check of this script: the first sweep at 1 epoch, 1 seed; prints "
+        "the table, writes no results",
+    )
     args = parser.parse_args()
     sweeps = [(SWEEPS[0][0], ("epochs=1",), SWEEPS[0][2])] if args.quick else SWEEPS
     seeds = 1 if args.quick else SEEDS
@@ -99,13 +106,22 @@ def main() -> None:
         paths = {}
         for name, make in backends.items():
             start = time.perf_counter()
-            res = run_sweep(experiment, parse_grid([item]), seeds=seeds, base_overrides=fixed,
-                            out=args.out / name, resume=True, backend=make())  # fmt: skip
+            res = run_sweep(
+                experiment,
+                parse_grid([item]),
+                seeds=seeds,
+                base_overrides=fixed,
+                out=args.out / name,
+                resume=True,
+                backend=make(),
+            )
             wall = time.perf_counter() - start
             walls[name] += wall
             if res.failed:
-                raise SystemExit(f"{name} {experiment} {item}: {len(res.failed)} points failed: "
-                                 f"{res.failed[0].error}")  # fmt: skip
+                raise SystemExit(
+                    f"{name} {experiment} {item}: {len(res.failed)} points failed: "
+                    f"{res.failed[0].error}"
+                )
             paths[name] = res.path
             entry[f"{name}_wall_s"] = wall
             entry[f"{name}_path"] = str(res.path)
@@ -145,9 +161,11 @@ def main() -> None:
         label = f"`{e['experiment']}` {e['grid'].split('=')[0]}"
         for loc, ray_row in zip(e["table_local"], e["table_ray"], strict=True):
             setting = ", ".join(f"{k}={v}" for k, v in loc["settings"].items())
-            lines.append(f"| {label} | {setting} | {_cell(loc['val_accuracy'])} | "
-                         f"{_cell(ray_row['val_accuracy'])} | {_cell(loc['test_accuracy'])} | "
-                         f"{_cell(ray_row['test_accuracy'])} |")  # fmt: skip
+            lines.append(
+                f"| {label} | {setting} | {_cell(loc['val_accuracy'])} | "
+                f"{_cell(ray_row['val_accuracy'])} | {_cell(loc['test_accuracy'])} | "
+                f"{_cell(ray_row['test_accuracy'])} |"
+            )
     if not args.quick:
         update_readme("\n".join(lines), "seed003_backends")
     print("\n".join(lines))

@@ -221,8 +221,11 @@ def table(r: Result) -> str:
             f"| {labels[name]} | {secs:.3f} | {r['images_per_s'][name]:,.0f} | {rel:.3f} |"
         )
     verdict = "meets" if r["meets_target"] else "misses"
-    lines += ["", f"`fit` / plain = **{r['ratio_fit_to_plain']:.3f}** ({verdict} the "
-              f"{r['target_ratio']} target)."]  # fmt: skip
+    lines += [
+        "",
+        f"`fit` / plain = **{r['ratio_fit_to_plain']:.3f}** ({verdict} the "
+        f"{r['target_ratio']} target).",
+    ]
     return "\n".join(lines)
 
 

@@ -18,9 +18,19 @@ runner = CliRunner()
 def test_list_reads_registries() -> None:
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0
-    for line in ("experiments:", "  demo ", "models:", "  small_cnn", "attacks:", "  fgsm",
-                 "defenses:", "  adversarial-training", "datasets:", "  cifar10",
-                 "  mnist-sample"):  # fmt: skip
+    for line in (
+        "experiments:",
+        "  demo ",
+        "models:",
+        "  small_cnn",
+        "attacks:",
+        "  fgsm",
+        "defenses:",
+        "  adversarial-training",
+        "datasets:",
+        "  cifar10",
+        "  mnist-sample",
+    ):
         assert line in result.output
     defenses = runner.invoke(app, ["list", "defenses"])
     assert defenses.exit_code == 0 and defenses.output.startswith("defenses:\n")
@@ -34,8 +44,14 @@ def test_list_reads_registries() -> None:
 
 def advlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     code = "from advlab.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
@@ -53,9 +69,23 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_run_and_report_commands(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["run", "demo", "--out", str(tmp_path), "--seed", "2",
-                                 "--set", "epochs=1", "--set", "n_attack=100",
-                                 "--set", "epsilons=[0.0,0.2]"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--seed",
+            "2",
+            "--set",
+            "epochs=1",
+            "--set",
+            "n_attack=100",
+            "--set",
+            "epsilons=[0.0,0.2]",
+        ],
+    )
     assert result.exit_code == 0, result.output
     html = Path(result.output.strip().split("report: ")[-1])
     assert html.is_file() and html.parent.parent == tmp_path / "demo"
@@ -70,8 +100,14 @@ def test_data_commands_offline(tmp_path: Path) -> None:
     code = "from advlab.cli import main; main()"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                              text=True, env=env, timeout=120, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
 
     fer = run("data", "fetch", "fer2013")
     assert fer.returncode == 2 and "advlab data import fer2013 PATH" in fer.stderr
@@ -98,8 +134,14 @@ def test_verbose_logs_and_broken_dataset(tmp_path: Path) -> None:
 
     def run(*args: str, cache: str = "cache") -> subprocess.CompletedProcess[str]:
         env["ADVLAB_CACHE_DIR"] = str(tmp_path / cache)
-        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                              text=True, env=env, timeout=120, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
 
     quiet = run("data", "verify", "mnist", cache="quiet")
     assert "decoding mnist" not in quiet.stderr and "FAIL mnist" in quiet.stdout  # 40 != 70,000

@@ -39,9 +39,12 @@ def test_notebook_runs_small(name: str, tmp_path: Path) -> None:
         require_data(NEEDS[name])
     nb = notebooks.execute(name, small=True, timeout=300, out=tmp_path)
     text = "".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-        for out in cell.get("outputs", []) if out.get("output_type") == "stream"
-    )  # fmt: skip
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream"
+    )
     assert PRINTS[name] in text
     assert (tmp_path / f"{name}.ipynb").is_file()
     stored = (Path(notebooks.HERE) / f"{name}.ipynb").read_text()

@@ -33,8 +33,9 @@ def test_a_name_registered_twice_is_refused() -> None:
 def test_registering_an_experiment_twice_is_refused() -> None:
     exp = EXPERIMENTS.get("demo")
     with pytest.raises(RegistryError, match="experiment 'demo' is registered twice"):
-        register_experiment("demo", "again", config=exp.config, execute=exp.execute,
-                            report=exp.report)  # fmt: skip
+        register_experiment(
+            "demo", "again", config=exp.config, execute=exp.execute, report=exp.report
+        )
     assert EXPERIMENTS.get("demo") is exp
 
 
@@ -96,8 +97,10 @@ def test_every_factory_refuses_an_unknown_keyword_with_one_message(
     factory: str, create: Callable[..., Any], registry: Registry[Any], name: str
 ) -> None:
     accepted = ", ".join(inspect.signature(registry.get(name)).parameters)
-    expected = (f"{factory}('{name}'): unknown keyword parameter(s) 'bogus'; accepted keyword "
-                f"parameters: {accepted}")  # fmt: skip
+    expected = (
+        f"{factory}('{name}'): unknown keyword parameter(s) 'bogus'; accepted keyword "
+        f"parameters: {accepted}"
+    )
     with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
         create(name, epsilon=0.1, bogus=1) if name == "pgd" else create(name, bogus=1)
     with pytest.raises(RegistryError, match=f"unknown {registry.kind} 'nope'"):
@@ -105,12 +108,17 @@ def test_every_factory_refuses_an_unknown_keyword_with_one_message(
 
 
 def test_factories_name_a_missing_required_keyword() -> None:
-    expected = ("create_defense('pgd'): missing required keyword parameter(s) 'epsilon'; "
-                "accepted keyword parameters: epsilon, steps, rel_stepsize")  # fmt: skip
+    expected = (
+        "create_defense('pgd'): missing required keyword parameter(s) 'epsilon'; "
+        "accepted keyword parameters: epsilon, steps, rel_stepsize"
+    )
     with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
         create_defense("pgd")
-    with pytest.raises(ConfigError, match=r"^create_model\('pixel_attention'\): missing required "
-                                          r"keyword parameter\(s\) 'base'"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"^create_model\('pixel_attention'\): missing required "
+        r"keyword parameter\(s\) 'base'",
+    ):
         create_model("pixel_attention")
 
 
@@ -121,8 +129,11 @@ def test_check_kwargs_accepts_what_the_target_takes() -> None:
 
     check_kwargs("make", "x", target, {"a": 1, "b": 2})
     check_kwargs("make", "x", anything, {"whatever": 1})
-    with pytest.raises(ConfigError, match=r"^make\('x'\): unknown keyword parameter\(s\) 'c', 'd'; "
-                                          r"accepted keyword parameters: a, b$"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"^make\('x'\): unknown keyword parameter\(s\) 'c', 'd'; "
+        r"accepted keyword parameters: a, b$",
+    ):
         check_kwargs("make", "x", target, {"a": 1, "d": 0, "c": 0})
 
 
@@ -130,7 +141,8 @@ def test_defenses_registry_builds_the_objects_the_specs_name() -> None:
     for kind, cls in EXAMPLES.items():  # the kinds a DefenseObjective spec stores
         assert DEFENSES.get(kind) is cls
     assert create_defense("fgsm-rs", epsilon=0.3) == FGSMRandomStart(0.3)
-    objective = create_defense("adversarial-training", attack=create_defense("pgd", epsilon=0.1),
-                               adversarial_fraction=1.0)  # fmt: skip
+    objective = create_defense(
+        "adversarial-training", attack=create_defense("pgd", epsilon=0.1), adversarial_fraction=1.0
+    )
     assert objective.attack == PGDExamples(0.1) and objective.adversarial_fraction == 1.0
     assert create_defense("apr", attention=False).parts() == "adversarial + regularisation"

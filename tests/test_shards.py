@@ -49,11 +49,21 @@ def test_run_sharded_merges_in_order_whatever_the_shards(tmp_path: Path) -> None
     one = run_sharded(square_chunk, 5, ids, folder=tmp_path / "one", chunk=3)
     assert one["value"].tolist() == (ids**2 + 5).tolist()
     assert one["first"].tolist() == [7, 7, 7, 1, 1, 1, 2]  # chunks of 3 whatever the shards
-    pooled = run_sharded(square_chunk, 5, ids, folder=tmp_path / "pool", chunk=3, shards=2,
-                         backend=LocalBackend(2, threads=1))  # fmt: skip
+    pooled = run_sharded(
+        square_chunk,
+        5,
+        ids,
+        folder=tmp_path / "pool",
+        chunk=3,
+        shards=2,
+        backend=LocalBackend(2, threads=1),
+    )
     assert {k: v.tolist() for k, v in pooled.items()} == {k: v.tolist() for k, v in one.items()}
     assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == [
-        "chunk-00000.npz", "chunk-00001.npz", "chunk-00002.npz"]  # fmt: skip
+        "chunk-00000.npz",
+        "chunk-00001.npz",
+        "chunk-00002.npz",
+    ]
 
 
 def test_run_sharded_skips_written_chunks_and_checks_its_input(tmp_path: Path) -> None:
@@ -78,12 +88,21 @@ def test_prepare_runs_once_per_shard_and_not_for_given_state(tmp_path: Path) -> 
     marks = tmp_path / "marks"
     marks.mkdir()
     ids = np.arange(7)
-    pooled = run_sharded(square_chunk, marks, ids, folder=tmp_path / "pool", chunk=2, shards=2,
-                         backend=LocalBackend(2, threads=1), prepare=prepare_once)  # fmt: skip
+    pooled = run_sharded(
+        square_chunk,
+        marks,
+        ids,
+        folder=tmp_path / "pool",
+        chunk=2,
+        shards=2,
+        backend=LocalBackend(2, threads=1),
+        prepare=prepare_once,
+    )
     assert pooled["value"].tolist() == (ids**2 + 1000).tolist()
     assert len(list(marks.iterdir())) == 2  # 4 chunks, 2 shards: one state per shard
-    here = run_sharded(square_chunk, marks, ids, folder=tmp_path / "here", chunk=2,
-                       prepare=prepare_once, state=7)  # fmt: skip
+    here = run_sharded(
+        square_chunk, marks, ids, folder=tmp_path / "here", chunk=2, prepare=prepare_once, state=7
+    )
     assert here["value"].tolist() == (ids**2 + 7).tolist()
     assert len(list(marks.iterdir())) == 2  # the given state: no call
     run_sharded(square_chunk, marks, ids, folder=tmp_path / "here", chunk=2, prepare=prepare_once)

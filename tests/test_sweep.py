@@ -152,18 +152,30 @@ def _fake_sweep(folder: Path) -> dict[str, list[float]]:
                     metrics = {"acc": acc, "n": 10, "rows": [{"a": 2 * acc}]}
                     write_json(folder / run / "metrics.json", metrics)
                     values.append(acc)
-                points.append({
-                    "name": name, "settings": {"width": width, "model": model}, "seed": seed,
-                    "status": "failed" if failed else "complete",
-                    "metrics": None if failed else f"{run}/metrics.json",
-                    "error": "ValueError: broken | on purpose" if failed else None,
-                })  # fmt: skip
+                points.append(
+                    {
+                        "name": name,
+                        "settings": {"width": width, "model": model},
+                        "seed": seed,
+                        "status": "failed" if failed else "complete",
+                        "metrics": None if failed else f"{run}/metrics.json",
+                        "error": "ValueError: broken | on purpose" if failed else None,
+                    }
+                )
             expected[f"{width}/{model}"] = values
     write_json(
         folder / "sweep.json",
-        {"experiment": "x", "id": "fake", "keys": list(grid), "grid": grid, "seeds": [0, 1, 2],
-         "base_overrides": [], "device": "cpu", "points": points},
-    )  # fmt: skip
+        {
+            "experiment": "x",
+            "id": "fake",
+            "keys": list(grid),
+            "grid": grid,
+            "seeds": [0, 1, 2],
+            "base_overrides": [],
+            "device": "cpu",
+            "points": points,
+        },
+    )
     return expected
 
 
@@ -183,8 +195,13 @@ def test_report_from_folder(tmp_path: Path) -> None:
         assert acc["std"] == pytest.approx(np.std(values, ddof=1))
         assert rows[key]["metrics"]["rows.0.a"]["mean"] == pytest.approx(2 * np.mean(values))
         assert rows[key]["metrics"]["nope.path"] == {
-            "n": 0, "mean": None, "std": None, "ci95": [None, None], "seeds": [], "values": [],
-        }  # fmt: skip
+            "n": 0,
+            "mean": None,
+            "std": None,
+            "ci95": [None, None],
+            "seeds": [],
+            "values": [],
+        }
     assert rows["4/mlp"]["complete"] == 2 and rows["4/mlp"]["metrics"]["acc"]["seeds"] == [0, 1]
     assert [f["seed"] for f in summary["failed"]] == [2]
     assert summary["figures"] == ["figures/rows.0.a-vs-width.png", "figures/rows.0.a-vs-model.png"]

@@ -68,9 +68,10 @@ def _kill_first_running(root: Path, killed: list[int], stop: threading.Event) ->
     """Kill one task's worker once some point's run folder says `running`."""
     while not stop.is_set():
         started = [
-            p for p in root.glob("demo-sweep/*/points/*/demo/*/status.json")
+            p
+            for p in root.glob("demo-sweep/*/points/*/demo/*/status.json")
             if '"running"' in p.read_text()
-        ]  # fmt: skip
+        ]
         workers = _point_workers()
         if started and workers:
             workers[0].send_signal(signal.SIGKILL)
@@ -84,9 +85,7 @@ def _metrics(result_path: Path) -> dict[str, bytes]:
     return {e["name"]: (result_path / e["metrics"]).read_bytes() for e in saved["points"]}
 
 
-def test_ray_sweep_survives_a_killed_worker_and_matches_local(
-    tmp_path: Path, cluster: str
-) -> None:
+def test_ray_sweep_survives_a_killed_worker_and_matches_local(tmp_path: Path, cluster: str) -> None:
     grid = parse_grid(["lr=0.05,0.1"])
     kwargs = {"seeds": 1, "base_overrides": TINY, "metric": "fgsm.-1.accuracy"}
     killed: list[int] = []
@@ -107,9 +106,10 @@ def test_ray_sweep_survives_a_killed_worker_and_matches_local(
     assert sorted(e["name"] for e in saved["points"]) == sorted(p.name for p in on_ray.plan.points)
     for entry in saved["points"]:  # exactly one finished run per point, the one recorded
         runs = [
-            r for r in (on_ray.path / "points" / entry["name"] / "demo").iterdir()
+            r
+            for r in (on_ray.path / "points" / entry["name"] / "demo").iterdir()
             if (r / "status.json").is_file()
-        ]  # fmt: skip
+        ]
         assert len(runs) == 1 and on_ray.path / entry["run"] == runs[0]
         assert json.loads((runs[0] / "status.json").read_text())["status"] == "complete"
 
@@ -127,9 +127,13 @@ def test_backend_choice_from_the_command_line() -> None:
     ray_backend = make_backend("ray", address="10.0.0.1:6379", max_parallel=4, gpus=1)
     assert isinstance(ray_backend, RayBackend)
     assert ray_backend.describe() == {
-        "kind": "ray", "address": "10.0.0.1:6379", "max_parallel": 4, "cpus_per_task": 1,
-        "gpus_per_task": 1, "retries": 3,
-    }  # fmt: skip
+        "kind": "ray",
+        "address": "10.0.0.1:6379",
+        "max_parallel": 4,
+        "cpus_per_task": 1,
+        "gpus_per_task": 1,
+        "retries": 3,
+    }
     with pytest.raises(ConfigError, match="--max-parallel belong to --backend ray"):
         make_backend("local", max_parallel=2)
     with pytest.raises(ConfigError, match="use --max-parallel"):
@@ -145,9 +149,10 @@ def _kill_first_shard(root: Path, killed: list[int], stop: threading.Event) -> N
     while not stop.is_set():
         written = list(root.glob("onepixel-cifar/*/chunks/d1/chunk-*.npz"))
         workers = [
-            p for p in psutil.process_iter(["cmdline"])
+            p
+            for p in psutil.process_iter(["cmdline"])
             if " ".join(p.info["cmdline"] or []).startswith("ray::_ray_call")
-        ]  # fmt: skip
+        ]
         if written and workers:
             workers[0].send_signal(signal.SIGKILL)
             killed.append(workers[0].pid)
@@ -180,8 +185,13 @@ def test_ray_shards_survive_a_killed_worker_and_match_one_shard(
     killer = threading.Thread(target=_kill_first_shard, args=(tmp_path / "ray", killed, stop))
     killer.start()
     try:
-        sharded = run_experiment("onepixel-cifar", settings, out=tmp_path / "ray", shards=2,
-                                 backend=RayBackend(cluster, retries=2))  # fmt: skip
+        sharded = run_experiment(
+            "onepixel-cifar",
+            settings,
+            out=tmp_path / "ray",
+            shards=2,
+            backend=RayBackend(cluster, retries=2),
+        )
     finally:
         stop.set()
         killer.join()

@@ -22,8 +22,7 @@ SRC = REPO / "src" / "advlab"
 # Lowest first. A room imports only rooms of floors below its own.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("errors", ("errors",)),
-    ("ground", ("registry", "validation", "fileio", "progress", "seeding", "runtime",
-                "__init__")),
+    ("ground", ("registry", "validation", "fileio", "progress", "seeding", "runtime", "__init__")),
     ("services", ("overrides", "backends")),
     ("leaves", ("analysis", "models", "scratch", "runs")),
     ("data and reports", ("data", "report")),
@@ -119,16 +118,26 @@ def draw(path: Path) -> None:
     fig, ax = plt.subplots(figsize=(15, 11))
     floors = [[r for r in rooms if size.get(r)] for _, rooms in FLOORS]
     # One scale for every floor (area = lines), small rooms kept readable.
-    scale = min((width - 0.8 * (len(p) - 1) - 8.5 * len(p)) / sum(size[r] for r in p)
-                for p in floors if p)
+    scale = min(
+        (width - 0.8 * (len(p) - 1) - 8.5 * len(p)) / sum(size[r] for r in p) for p in floors if p
+    )
     for level, ((label, _), present) in enumerate(zip(FLOORS, floors, strict=True)):
         y, h = level * 1.0, 0.62
         widths = [8.5 + scale * size[r] for r in present]
         x = (width - sum(widths) - 0.8 * (len(present) - 1)) / 2
         for r, w in zip(present, widths, strict=True):
             boxes[r] = (x, y, w, h)
-            ax.add_patch(Rectangle((x, y), w, h, facecolor=f"C{level % 10}", alpha=0.25,
-                                   edgecolor="black", linewidth=0.8))
+            ax.add_patch(
+                Rectangle(
+                    (x, y),
+                    w,
+                    h,
+                    facecolor=f"C{level % 10}",
+                    alpha=0.25,
+                    edgecolor="black",
+                    linewidth=0.8,
+                )
+            )
             name = "advlab" if r == "__init__" else r + ("/" if (SRC / r).is_dir() else ".py")
             ax.text(x + 0.4, y + h - 0.08, name, va="top", fontsize=8, weight="bold")
             ax.text(x + w - 0.4, y + 0.06, f"{size[r]:,}", ha="right", fontsize=7)
@@ -138,14 +147,25 @@ def draw(path: Path) -> None:
     for a, b in drawn:  # the arrows into errors.py (every room raises advlab's errors) left out
         xa, ya, wa, _ = boxes[a]
         xb, yb, wb, hb = boxes[b]
-        ax.add_patch(FancyArrowPatch((xa + wa / 2, ya), (xb + wb / 2, yb + hb),
-                                     arrowstyle="-|>", mutation_scale=7, color="0.45",
-                                     linewidth=0.5, alpha=0.6,
-                                     connectionstyle="arc3,rad=0.08"))
+        ax.add_patch(
+            FancyArrowPatch(
+                (xa + wa / 2, ya),
+                (xb + wb / 2, yb + hb),
+                arrowstyle="-|>",
+                mutation_scale=7,
+                color="0.45",
+                linewidth=0.5,
+                alpha=0.6,
+                connectionstyle="arc3,rad=0.08",
+            )
+        )
     total_lines = sum(counts.values())
-    ax.set_title(f"advlab's house: {len(boxes)} rooms on {len(FLOORS)} floors, "
-                 f"{total_lines:,} lines; {len(drawn)} arrows (room imports room, those into "
-                 "errors.py left out), every one pointing down", fontsize=11)
+    ax.set_title(
+        f"advlab's house: {len(boxes)} rooms on {len(FLOORS)} floors, "
+        f"{total_lines:,} lines; {len(drawn)} arrows (room imports room, those into "
+        "errors.py left out), every one pointing down",
+        fontsize=11,
+    )
     ax.set_xlim(-14, width + 2)
     ax.set_ylim(-0.3, len(FLOORS))
     ax.axis("off")

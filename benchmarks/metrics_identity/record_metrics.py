@@ -20,7 +20,11 @@ import pytest
 @pytest.fixture(autouse=True)
 def _record_metrics(request: pytest.FixtureRequest) -> Iterator[None]:
     target = os.environ.get("ADVLAB_RECORD_METRICS")
-    tmp = request.getfixturevalue("tmp_path") if target and "tmp_path" in request.fixturenames else None
+    tmp = (
+        request.getfixturevalue("tmp_path")
+        if target and "tmp_path" in request.fixturenames
+        else None
+    )
     yield
     if tmp is None:
         return

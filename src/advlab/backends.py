@@ -125,14 +125,17 @@ class LocalBackend:
                 if attempts[i] <= self.retries:
                     todo.append(i)
                     continue
-                error = (f"task {i}: its worker process died {attempts[i]} time(s) (killed, out "
-                         "of memory or crashed)")  # fmt: skip
+                error = (
+                    f"task {i}: its worker process died {attempts[i]} time(s) (killed, out "
+                    "of memory or crashed)"
+                )
                 if on_lost is None:
                     raise RunError(error)
                 yield i, on_lost(i, error)
             if todo:
-                log.warning("a worker process died; resubmitting %d task(s) on a new pool",
-                            len(todo))  # fmt: skip
+                log.warning(
+                    "a worker process died; resubmitting %d task(s) on a new pool", len(todo)
+                )
 
 
 def _mp_context(fn: Callable[[Any], Any]) -> BaseContext:
@@ -281,20 +284,25 @@ class RayBackend:
             from ray.exceptions import RayError, RayTaskError
 
             remote = ray.remote(_ray_call).options(
-                num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
+                num_cpus=self.cpus,
+                num_gpus=self.gpus,
+                max_retries=self.retries,
                 retry_exceptions=False,
-            )  # fmt: skip
+            )
             submitted = self._submit_all(ray, remote, [(fn, it, threads) for it in items])
             with contextlib.closing(submitted) as finished:  # cancels what runs if we stop early
                 for i, ref in finished:
                     try:
                         yield i, ray.get(ref)
                     except RayTaskError as exc:  # fn raised: not retried, not "lost"
-                        raise RunError(f"task {i} failed on the Ray cluster: "
-                                       f"{_first_line(exc)}") from None  # fmt: skip
+                        raise RunError(
+                            f"task {i} failed on the Ray cluster: {_first_line(exc)}"
+                        ) from None
                     except RayError as exc:
-                        error = (f"ray task lost after {self.retries} retries: "
-                                 f"{type(exc).__name__}: {_first_line(exc)}")  # fmt: skip
+                        error = (
+                            f"ray task lost after {self.retries} retries: "
+                            f"{type(exc).__name__}: {_first_line(exc)}"
+                        )
                         if on_lost is None:
                             raise RunError(f"task {i}: {error}") from None
                         yield i, on_lost(i, error)

@@ -25,8 +25,10 @@ app.add_typer(data_app, name="data")
 weights_app = typer.Typer(help="Pretrained weights: list and import.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 
-emotion_app = typer.Typer(help="Emotion recognition on a camera, a video or an image folder "
-                          "(seed 001 Ex. 3).", no_args_is_help=True)  # fmt: skip
+emotion_app = typer.Typer(
+    help="Emotion recognition on a camera, a video or an image folder (seed 001 Ex. 3).",
+    no_args_is_help=True,
+)
 app.add_typer(emotion_app, name="emotion")
 
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda[:N].")]
@@ -96,9 +98,11 @@ def run(
     from advlab.experiments import run_experiment
 
     chosen = make_backend(  # None: a local pool of min(shards, cores) workers
-        backend, address=address, max_parallel=max_parallel,
+        backend,
+        address=address,
+        max_parallel=max_parallel,
         gpus=1.0 if device.startswith("cuda") else 0.0,
-    )  # fmt: skip
+    )
     result = run_experiment(
         experiment,
         set_ or [],
@@ -167,9 +171,12 @@ def sweep(
     from advlab.sweep import run_sweep
 
     chosen = make_backend(
-        backend, workers=workers, address=address, max_parallel=max_parallel,
+        backend,
+        workers=workers,
+        address=address,
+        max_parallel=max_parallel,
         gpus=1.0 if device.startswith("cuda") else 0.0,
-    )  # fmt: skip
+    )
     result = run_sweep(
         experiment,
         parse_grid(grid),
@@ -450,17 +457,30 @@ def emotion_live(
     meta = load_checkpoint(model, map_location="cpu")
     c, h, _ = meta["input"]["shape"]
     if c != 1:
-        raise DataError(f"--model {model}: expected a grayscale face classifier (1 input "
-                        f"channel), found {c} channels")  # fmt: skip
+        raise DataError(
+            f"--model {model}: expected a grayscale face classifier (1 input "
+            f"channel), found {c} channels"
+        )
     classes = get_spec(meta["dataset"]).classes
     detector = HaarFaceDetector(scale=detect_scale, min_size=min_face)
-    recognizer = EmotionRecognizer(net, classes, detector, size=int(h), smooth=smooth,
-                                   device=device)  # fmt: skip
-    summary = run_live(open_source(source), recognizer, emit=typer.echo, profile=profile,
-                       show=show, record=record, max_frames=max_frames)  # fmt: skip
+    recognizer = EmotionRecognizer(
+        net, classes, detector, size=int(h), smooth=smooth, device=device
+    )
+    summary = run_live(
+        open_source(source),
+        recognizer,
+        emit=typer.echo,
+        profile=profile,
+        show=show,
+        record=record,
+        max_frames=max_frames,
+    )
     stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary.latency_ms.items())
-    typer.echo(f"{'interrupted: ' if summary.interrupted else ''}{summary.frames} frames, "
-               f"{summary.faces} faces, {summary.fps:.1f} frames/s ({stages})", err=True)
+    typer.echo(
+        f"{'interrupted: ' if summary.interrupted else ''}{summary.frames} frames, "
+        f"{summary.faces} faces, {summary.fps:.1f} frames/s ({stages})",
+        err=True,
+    )
 
 
 @emotion_app.command("make-clip")
@@ -480,8 +500,14 @@ def emotion_make_clip(
     test = load_dataset("fer2013", "test")
     pick = np.random.default_rng(seed).choice(len(test), size=faces, replace=False)
     images = np.asarray(test.images)[pick][..., 0]
-    path = make_clip(out, images, np.asarray(test.labels)[pick], list(test.classes),
-                     ClipSpec(frames=frames, faces=faces, seed=seed), indices=pick)  # fmt: skip
+    path = make_clip(
+        out,
+        images,
+        np.asarray(test.labels)[pick],
+        list(test.classes),
+        ClipSpec(frames=frames, faces=faces, seed=seed),
+        indices=pick,
+    )
     typer.echo(f"synthetic clip: {path} (manifest {manifest_path(path)})")
 
 

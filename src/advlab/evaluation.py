@@ -92,8 +92,9 @@ class Fooled:
 
     def __call__(self, model: ModelWrapper, batch: Batch) -> Mapping[str, Any]:
         extra = {"image_ids": batch.ids} if self.streams else {}
-        _, clipped, ok = self.attack(model, batch.x, batch.criterion, epsilons=[self.epsilon],
-                                     **extra)  # fmt: skip
+        _, clipped, ok = self.attack(
+            model, batch.x, batch.criterion, epsilons=[self.epsilon], **extra
+        )
         out: dict[str, Any] = {"fooled": ok[0]}
         if self.adversarials:
             out["adversarials"] = clipped[0]
@@ -114,10 +115,17 @@ class PGDRestarts:
     seed: int = 0
 
     def __call__(self, model: ModelWrapper, batch: Batch) -> Mapping[str, Any]:
-        fooled, adv = pgd_restarts(model, batch.x, batch.y, epsilon=self.epsilon,
-                                   steps=self.steps, restarts=self.restarts,
-                                   rel_stepsize=self.rel_stepsize, seed=self.seed,
-                                   image_ids=batch.ids)  # fmt: skip
+        fooled, adv = pgd_restarts(
+            model,
+            batch.x,
+            batch.y,
+            epsilon=self.epsilon,
+            steps=self.steps,
+            restarts=self.restarts,
+            rel_stepsize=self.rel_stepsize,
+            seed=self.seed,
+            image_ids=batch.ids,
+        )
         return {"fooled": fooled, "adversarials": adv}
 
 
@@ -138,8 +146,14 @@ class OnePixelProbe:
         allowed = None
         if self.open_fraction is not None:
             allowed = open_pixels(model, batch.x, self.open_fraction)
-        res = self.attack.search(model, batch.x, batch.criterion, pixels=self.pixels,
-                                 image_ids=batch.ids, allowed=allowed)  # fmt: skip
+        res = self.attack.search(
+            model,
+            batch.x,
+            batch.criterion,
+            pixels=self.pixels,
+            image_ids=batch.ids,
+            allowed=allowed,
+        )
         out = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
         out["misclassified"] = model.predict(res.adversarials) != batch.y
         return out
@@ -160,8 +174,9 @@ class JSMABothWays:
         fooled = np.zeros(len(batch.y), dtype=bool)
         changed = np.zeros(len(batch.y), dtype=np.int64)
         for theta in (1.0, -1.0):
-            _, clipped, ok = JSMA(theta=theta)(model, batch.x, batch.criterion,
-                                               epsilons=[self.features])  # fmt: skip
+            _, clipped, ok = JSMA(theta=theta)(
+                model, batch.x, batch.criterion, epsilons=[self.features]
+            )
             hit = ok[0].cpu().numpy() & ~fooled
             pixels_changed = l0_pixels(batch.x, clipped[0]).cpu().numpy()
             changed[hit] = pixels_changed[hit]
@@ -271,8 +286,18 @@ def evaluate(
     if not evaluation.probes:
         raise ConfigError("probes: expected at least one attack to evaluate, found none")
     state = evaluation.open(model) if model is not None and shards == 1 else None
-    arrays = run_sharded(_chunk, evaluation, ids, folder=folder, chunk=chunk, shards=shards,
-                         backend=backend, desc=desc, prepare=_open, state=state)  # fmt: skip
+    arrays = run_sharded(
+        _chunk,
+        evaluation,
+        ids,
+        folder=folder,
+        chunk=chunk,
+        shards=shards,
+        backend=backend,
+        desc=desc,
+        prepare=_open,
+        state=state,
+    )
     out: dict[str, Arrays] = {name: {} for name in evaluation.probes}
     names = list(evaluation.probes)
     for key, value in arrays.items():

@@ -102,8 +102,9 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
-def check_kwargs(factory: str, name: str, target: Callable[..., Any],
-                 kwargs: Mapping[str, Any]) -> None:  # fmt: skip
+def check_kwargs(
+    factory: str, name: str, target: Callable[..., Any], kwargs: Mapping[str, Any]
+) -> None:
     """Refuse keyword arguments that `target` (what `factory` builds for `name`) does not take.
 
     One message for every factory (`create_model`, `create_attack`, `create_defense`): it names
@@ -122,8 +123,11 @@ def check_kwargs(factory: str, name: str, target: Callable[..., Any],
     missing = [key for key in required if key not in kwargs]
     if not unknown and not missing:
         return
-    found = (f"unknown keyword parameter(s) {', '.join(map(repr, unknown))}" if unknown else
-             f"missing required keyword parameter(s) {', '.join(map(repr, missing))}")  # fmt: skip
+    found = (
+        f"unknown keyword parameter(s) {', '.join(map(repr, unknown))}"
+        if unknown
+        else f"missing required keyword parameter(s) {', '.join(map(repr, missing))}"
+    )
     raise ConfigError(
         f"{factory}({name!r}): {found}; accepted keyword parameters: "
         f"{', '.join(accepted) or '(none)'}"

@@ -16,9 +16,7 @@ M_MMAP_THRESHOLD = -3
 _applied = False
 
 
-def keep_freed_memory(
-    *, mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2**30
-) -> bool:
+def keep_freed_memory(*, mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2**30) -> bool:
     """Ask glibc's malloc to reuse freed memory instead of handing it back to the system.
 
     PyTorch allocates CPU tensors with malloc. By default glibc serves large blocks with

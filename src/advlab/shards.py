@@ -100,8 +100,10 @@ def _write_chunk(job: ShardJob, c: int, state: Any) -> None:
     arrays = {k: np.asarray(v) for k, v in job.fn(state, ids).items()}
     bad = {k: v.shape for k, v in arrays.items() if v.ndim == 0 or len(v) != len(ids)}
     if bad:
-        raise RunError(f"{job.folder}: chunk {c} returned arrays without one row per item "
-                       f"({len(ids)} items): {bad}")  # fmt: skip
+        raise RunError(
+            f"{job.folder}: chunk {c} returned arrays without one row per item "
+            f"({len(ids)} items): {bad}"
+        )
     job.folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(job.path(c)) as tmp, tmp.open("wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
@@ -158,10 +160,19 @@ def run_sharded(
         if backend is None:
             backend = LocalBackend(min(len(groups), cpu_count()))
         pending = [g for g in groups if job.missing(g)]
-        log.info("%s: %d chunks of %d in %d shards (%d to run)", desc, len(bounds), chunk,
-                 len(groups), len(pending))  # fmt: skip
-        for _ in progress(backend.map(run_shard, [(job, g) for g in pending]), total=len(pending),
-                          desc=f"{desc} (shards)"):  # fmt: skip
+        log.info(
+            "%s: %d chunks of %d in %d shards (%d to run)",
+            desc,
+            len(bounds),
+            chunk,
+            len(groups),
+            len(pending),
+        )
+        for _ in progress(
+            backend.map(run_shard, [(job, g) for g in pending]),
+            total=len(pending),
+            desc=f"{desc} (shards)",
+        ):
             pass
     return merge_chunks(job.folder, len(bounds))
 

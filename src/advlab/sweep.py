@@ -229,9 +229,12 @@ def execute_point(task: PointTask) -> PointOutcome:
             run = run_experiment(task.experiment, resume=True, device=task.device, out=task.folder)
         else:
             run = run_experiment(
-                task.experiment, task.overrides, seed=task.seed, device=task.device,
+                task.experiment,
+                task.overrides,
+                seed=task.seed,
+                device=task.device,
                 out=task.folder,
-            )  # fmt: skip
+            )
     except Exception as exc:
         failed = _latest_run(task.experiment, task.folder)
         return PointOutcome(
@@ -352,11 +355,15 @@ def run_sweep(
     ]
     log.info(
         "sweep %s: %d points, %d already complete, %d to run",
-        folder, len(plan.points), len(outcomes), len(tasks),
-    )  # fmt: skip
+        folder,
+        len(plan.points),
+        len(outcomes),
+        len(tasks),
+    )
     info = backend.describe()
     _write_sweep_json(root, plan, outcomes, "running", info)
     try:
+
         def lost(i: int, error: str) -> PointOutcome:
             return PointOutcome(tasks[i].name, "failed", None, error)
 

@@ -9,10 +9,14 @@ import torch
 from advlab.analysis.images import image_statistics
 from advlab.analysis.robustness import (
     attack_summary,
+    location_counts,
     mcnemar,
+    pair_success_matrix,
     proportion_ci,
+    query_statistics,
     success_by_bins,
     success_rate,
+    success_within,
 )
 from advlab.errors import ConfigError
 
@@ -67,3 +71,46 @@ def test_success_rate_and_bins() -> None:
     assert [r["n"] for r in rows] == [2, 2, 2, 2]
     assert rows[0]["low"] == 0.0 and rows[-1]["high"] == 7.0
     assert success_by_bins(np.zeros(0), np.zeros(0, dtype=bool)) == []
+
+
+def test_success_within_counts_first_successes_up_to_each_budget() -> None:
+    first = np.array([0, 2, -1, 2, 5, -1, 1])
+    expected = [float(((first >= 0) & (first <= g)).mean()) for g in range(5)]
+    assert success_within(first, 4) == expected == [1 / 7, 2 / 7, 4 / 7, 4 / 7, 4 / 7]
+    assert success_within(np.zeros(0, dtype=int), 2) == [0.0, 0.0, 0.0]
+    assert success_within(torch.tensor([3, -1]), 3) == [0.0, 0.0, 0.0, 0.5]
+
+
+def test_pair_success_matrix_matches_the_per_pair_mean() -> None:
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    ok = rng.random(200) < 0.3
+    m = pair_success_matrix(torch.as_tensor(src), tgt, ok, 4)
+    for s in range(4):
+        for t in range(4):
+            sel = (src == s) & (tgt == t)
+            assert (m[s, t] == ok[sel].mean()) if sel.any() else np.isnan(m[s, t])
+    assert np.isnan(pair_success_matrix([0], [1], [True], 3)[1, 0])
+
+
+def test_location_counts_is_a_histogram_of_x_y_rows() -> None:
+    pixels = np.array([[[1, 0, 9, 9, 9], [1, 0, 0, 0, 0]], [[2, 3, 1, 1, 1], [0, 0, 5, 5, 5]]])
+    counts = location_counts(pixels, (4, 3))  # 4 rows, 3 columns; x is the column
+    assert counts.shape == (4, 3) and counts.sum() == 4
+    assert counts[0, 1] == 2 and counts[3, 2] == 1 and counts[0, 0] == 1
+
+
+def test_query_statistics_medians_over_recorded_successes_and_means_over_all() -> None:
+    first = np.array([3, -1, 5, 1])
+    to_success = np.array([40, 0, 60, 20])
+    spent = torch.tensor([40, 100, 60, 20])
+    ok = np.array([True, True, True, False])  # item 1: fooled but not recorded by the search
+    stats = query_statistics(first, to_success, spent, ok)
+    assert stats == {
+        "median_generations_to_success": 4.0,
+        "median_queries_to_success": 50.0,
+        "mean_queries": 55.0,
+        "total_queries": 220,
+    }
+    none = query_statistics(first, to_success, spent, np.zeros(4, dtype=bool))
+    assert none["median_generations_to_success"] is None and none["total_queries"] == 220

@@ -34,6 +34,7 @@ Data = tuple[ModelWrapper, torch.Tensor, torch.Tensor]  # the digits fixture of 
 
 EPSILONS = [0.0, 0.05, 0.1, 0.2, 0.3]
 
+
 def _manual_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     x = x.clone().requires_grad_(True)
     loss = F.cross_entropy(model(x), y, reduction="sum")

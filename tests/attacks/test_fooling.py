@@ -69,8 +69,9 @@ def test_adapter_scores_and_gradients_equal_the_pytorch_twin(numpy_digits: Numpy
 
 def test_adapter_gradient_against_finite_differences(numpy_digits: NumpyData) -> None:
     net, model, x, _ = numpy_digits
-    model64 = NumpyClassifier(net.astype(np.float64), layout="nchw",
-                              mean=model.mean.double().numpy())  # fmt: skip
+    model64 = NumpyClassifier(
+        net.astype(np.float64), layout="nchw", mean=model.mean.double().numpy()
+    )
     try:
         xd = x[:3].double().requires_grad_(True)
         (grad,) = torch.autograd.grad(model64(xd)[:, 4].sum(), xd)
@@ -129,7 +130,8 @@ def test_search_returns_the_steps_and_the_attack_keeps_no_state(
     assert found.steps.dtype == torch.int64 and bool((found.steps >= 1).all())
     for s in sorted(set(found.steps.tolist())):
         short = FoolingImage(stepsize=0.1, max_steps=s - 1).search(
-            model, x, TargetedMisclassification(target))
+            model, x, TargetedMisclassification(target)
+        )
         assert not bool(short.success[found.steps == s].any())
     assert torch.equal(found.adversarials, raw) and torch.equal(clipped, raw)
     assert torch.equal(found.success, success) and bool(success.all())

@@ -52,7 +52,8 @@ def test_search_returns_the_rounds_and_the_attack_keeps_no_state(digits: Data) -
     assert bool((found.rounds >= 1).all()) and int(found.rounds.max()) >= 2
     for r in sorted(set(found.rounds.tolist()) - {1}):
         short = SimpleGenerator(seed=0, max_rounds=r - 1).search(
-            model, x, TargetedMisclassification(target))
+            model, x, TargetedMisclassification(target)
+        )
         assert not bool(short.success[found.rounds == r].any())
 
 

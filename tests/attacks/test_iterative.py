@@ -116,8 +116,10 @@ def test_l2_pgd_budget_and_strength(digits: Data) -> None:
     # The random start is uniform in the ball: in 64 dimensions, the mean radius is 64/65 of
     # eps and the directions are isotropic.
     # Both sources of numbers: one generator for the batch, or each image's own stream.
-    for draw in (_Draws(torch.Generator().manual_seed(3), x),
-                 _StreamDraws(3, torch.arange(len(x)), x)):  # fmt: skip
+    for draw in (
+        _Draws(torch.Generator().manual_seed(3), x),
+        _StreamDraws(3, torch.arange(len(x)), x),
+    ):
         start = L2PGD()._random_start(x, 1.0, draw)
         norms = l2(torch.zeros_like(x), start)
         assert float(norms.max()) <= 1.0 + 1e-5
@@ -128,8 +130,7 @@ def test_l2_pgd_budget_and_strength(digits: Data) -> None:
 def test_targeted_pgd_reaches_targets(digits: Data) -> None:
     model, x, y = digits
     target = (y + 3) % 10
-    _, clipped, success = LinfPGD(seed=0)(model, x, TargetedMisclassification(target),
-                                          epsilons=0.3)  # fmt: skip
+    _, clipped, success = LinfPGD(seed=0)(model, x, TargetedMisclassification(target), epsilons=0.3)
     with torch.no_grad():
         assert torch.equal(success, model(clipped).argmax(1) == target)
     assert success.float().mean().item() >= 0.95

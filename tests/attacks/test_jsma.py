@@ -74,8 +74,14 @@ def test_best_pairs_equals_brute_force_over_all_pairs(seed: int) -> None:
             assert float((a[r, i] + a[r, j]) * -(b[r, i] + b[r, j])) == float(max(scores))
 
 
-def _reference_jsma(model: ModelWrapper, x: torch.Tensor, target: torch.Tensor, budget: int,
-                    theta: float, pairs: bool = True) -> torch.Tensor:  # fmt: skip
+def _reference_jsma(
+    model: ModelWrapper,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    budget: int,
+    theta: float,
+    pairs: bool = True,
+) -> torch.Tensor:
     """Papernot's algorithm image by image, with a dense search over every pair (or, without
     `pairs`, the two features of largest target gradient: ART's rule)."""
     out = []

@@ -165,8 +165,9 @@ def test_bad_input() -> None:
     model, x, y = _setup(2)
     attack = OnePixel(population=4, max_generations=1)
     with pytest.raises(AttackError, match=r"^inputs: the one-pixel attack changes RGB pixels"):
-        attack(ModelWrapper(nn.Sequential(nn.Flatten(), nn.Linear(256, 2))), x[:, :1], y,
-               epsilons=1)  # fmt: skip
+        attack(
+            ModelWrapper(nn.Sequential(nn.Flatten(), nn.Linear(256, 2))), x[:, :1], y, epsilons=1
+        )
     with pytest.raises(AttackError, match=r"^inputs: expected values in \[0.0, 1.0\]"):
         attack(model, x * 2, y, epsilons=1)
     with pytest.raises(ConfigError, match=r"^pixels: expected an int >= 1, found 0"):

@@ -55,8 +55,9 @@ def test_k_pixels_budget_and_no_success_uses_every_query() -> None:
 def test_an_image_draws_the_same_in_any_batch() -> None:
     model, x, y = _images(6)
     whole = SparseRS(max_queries=300, seed=3).search(model, x, y, pixels=2)
-    part = SparseRS(max_queries=300, seed=3).search(model, x[2:4], y[2:4], pixels=2,
-                                                    image_ids=torch.tensor([2, 3]))  # fmt: skip
+    part = SparseRS(max_queries=300, seed=3).search(
+        model, x[2:4], y[2:4], pixels=2, image_ids=torch.tensor([2, 3])
+    )
     assert torch.equal(part.adversarials, whole.adversarials[2:4])
     assert torch.equal(part.queries, whole.queries[2:4])
     other = SparseRS(max_queries=300, seed=4).search(model, x, y, pixels=2)

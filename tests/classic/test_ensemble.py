@@ -81,8 +81,9 @@ def test_compare_ensembles_fits_on_one_split_and_scores_the_others() -> None:
     (a_fit, b_fit), y_fit = _problem(400, 0)
     (a_new, b_new), y_new = _problem(300, 1)
     probs = {"fit": {"A": a_fit, "B": b_fit}, "new": {"A": a_new, "B": b_new}}
-    out = compare_ensembles(probs, {"fit": y_fit, "new": y_new}, fit_on="fit", scored=["new"],
-                            n_estimators=50, seed=3)  # fmt: skip
+    out = compare_ensembles(
+        probs, {"fit": y_fit, "new": y_new}, fit_on="fit", scored=["new"], n_estimators=50, seed=3
+    )
     assert set(out["learners"]["A"]) == {"fit_acc", "new_acc"}
     assert out["learners"]["B"]["new_acc"] == float((b_new.argmax(1) == y_new).mean())
     assert set(out["soft_vote"]) == set(out["stacking"]) == {"new_acc"}
@@ -92,4 +93,3 @@ def test_compare_ensembles_fits_on_one_split_and_scores_the_others() -> None:
     assert out["stacking"]["new_acc"] == float((stack.predict([a_new, b_new]) == y_new).mean())
     assert out["stacking"]["new_acc"] > max(out["learners"][m]["new_acc"] for m in "AB") + 0.1
     assert np.allclose(np.sum(out["importances"]), 1.0)
-

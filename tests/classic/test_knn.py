@@ -148,19 +148,29 @@ def test_sklearn_api_and_agreement_on_digits() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: KNNClassifier(metric="cosine").fit(np.ones((3, 2)), [0, 1, 1]),
-         r"^metric: expected one of l1, l2, found 'cosine'$"),
+        (
+            lambda: KNNClassifier(metric="cosine").fit(np.ones((3, 2)), [0, 1, 1]),
+            r"^metric: expected one of l1, l2, found 'cosine'$",
+        ),
         (lambda: KNNClassifier(k=4).fit(np.eye(3), [0, 1, 1]), "at most the number of training"),
-        (lambda: KNNClassifier(k=0).fit(np.eye(3), [0, 1, 1]),
-         r"^k: expected an int >= 1, found 0$"),
-        (lambda: KNNClassifier().fit(np.eye(3), [0, 1, 1]).predict(np.ones((2, 4))),
-         "expected 3 features"),
+        (
+            lambda: KNNClassifier(k=0).fit(np.eye(3), [0, 1, 1]),
+            r"^k: expected an int >= 1, found 0$",
+        ),
+        (
+            lambda: KNNClassifier().fit(np.eye(3), [0, 1, 1]).predict(np.ones((2, 4))),
+            "expected 3 features",
+        ),
         (lambda: KNNClassifier().fit(np.array([[0.0, np.nan]]), [0]), "NaN/inf"),
-        (lambda: KNNClassifier().fit(np.eye(2), [0, 1]).predict(np.array([[np.inf, 0.0]])),
-         "NaN/inf"),
+        (
+            lambda: KNNClassifier().fit(np.eye(2), [0, 1]).predict(np.array([[np.inf, 0.0]])),
+            "NaN/inf",
+        ),
         (lambda: KNNClassifier().fit(np.zeros((0, 3)), []), "at least one sample"),
-        (lambda: KNNClassifier().fit(np.eye(2), [0, 1]).predict(np.zeros((0, 2))),
-         "at least one sample"),
+        (
+            lambda: KNNClassifier().fit(np.eye(2), [0, 1]).predict(np.zeros((0, 2))),
+            "at least one sample",
+        ),
         (lambda: KNNClassifier().fit(np.eye(2), [0, 1, 1]), "one per row"),
         (lambda: KNNClassifier().predict(np.eye(2)), "call fit"),
     ],
@@ -211,8 +221,12 @@ def test_select_k_and_accuracy_by_k() -> None:
     assert sel.fold_accuracy.shape == (3, 4)
     # each fold's accuracy is scikit-learn's on the same split, up to a 1-1-1 vote tie
     # (scikit-learn gives it to the smallest label, advlab to the nearest neighbour's)
-    ref = cross_val_score(KNeighborsClassifier(3, algorithm="brute"), X, y,
-                          cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    ref = cross_val_score(
+        KNeighborsClassifier(3, algorithm="brute"),
+        X,
+        y,
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+    )
     np.testing.assert_allclose(sel.fold_accuracy[:, 2], ref, atol=1.01 / 200)
     assert (sel.fold_accuracy[:, 2] == ref).sum() >= 2
     assert sel.best_k == (1, 2, 3, 6)[int(np.argmax(sel.mean))]

@@ -267,8 +267,14 @@ def _fer_csv(rows: list[tuple[int, int, str]]) -> bytes:
 
 def test_fer_csv_splits() -> None:
     usage = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-    data = _fer_csv([(3, 2304, "Training"), (6, 2304, "Training"), (0, 2304, "PublicTest"),
-                     (1, 2304, "PrivateTest")])  # fmt: skip
+    data = _fer_csv(
+        [
+            (3, 2304, "Training"),
+            (6, 2304, "Training"),
+            (0, 2304, "PublicTest"),
+            (1, 2304, "PrivateTest"),
+        ]
+    )
     splits = read_fer_csv(data, "fer2013.csv", usage)
     assert splits["train"][1].tolist() == [3, 6]
     assert splits["val"][0].shape == (1, 48, 48, 1)

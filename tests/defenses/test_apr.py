@@ -22,15 +22,16 @@ from advlab.train import TrainConfig
 
 def _base() -> ModelWrapper:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(4 * 8 * 8, 3))  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)
+    )
     return ModelWrapper(net, mean=[0.5] * 3, std=[0.25] * 3).eval()
 
 
 def test_parts_switch_off_one_by_one() -> None:
-    assert apr_objective(APRConfig(attention=False, adversarial=False,
-                                   regularisation=False)) == DefenseObjective(
-        adversarial_fraction=0.25, gradient_top_k=4)  # fmt: skip
+    assert apr_objective(
+        APRConfig(attention=False, adversarial=False, regularisation=False)
+    ) == DefenseObjective(adversarial_fraction=0.25, gradient_top_k=4)
     full = apr_objective(APRConfig(pixels=3, population=8, generations=2))
     assert full.attack == OnePixelExamples(3, 8, 2)
     assert full.gradient_weight == 0.05 and full.attention_weight == 0.01
@@ -51,8 +52,9 @@ def test_fine_tune_trains_a_copy() -> None:
     x = torch.rand(48, 3, 8, 8)
     y = base.predict(x)
     cfg = APRConfig(population=8, generations=1, adversarial_fraction=0.5)
-    model, history = fine_tune(base, (x, y), cfg, TrainConfig(epochs=1, batch_size=16, lr=0.05),
-                               progress=False)  # fmt: skip
+    model, history = fine_tune(
+        base, (x, y), cfg, TrainConfig(epochs=1, batch_size=16, lr=0.05), progress=False
+    )
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
     assert len(history.train_loss) == 1 and history.train_loss[0] > 0
     layer = attention_layer(model)

@@ -22,8 +22,9 @@ from advlab.models import ModelWrapper
 
 def _cnn() -> ModelWrapper:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(4 * 8 * 8, 10))  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
+    )
     return ModelWrapper(net, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3]).eval()
 
 
@@ -135,14 +136,16 @@ def test_the_registered_model_loads_a_wrapped_models_weights(tmp_path: Path) -> 
     from advlab.models import create_model
     from advlab.train.store import ModelRecipe, load_model, save_model
 
-    base = ModelWrapper(create_model("mlp", in_shape=(1, 8, 8), num_classes=10, width=8),
-                        mean=[0.3], std=[0.4])  # fmt: skip
+    base = ModelWrapper(
+        create_model("mlp", in_shape=(1, 8, 8), num_classes=10, width=8), mean=[0.3], std=[0.4]
+    )
     wrapped = with_pixel_attention(base, hidden=4)
     layer = attention_layer(wrapped)
     assert layer is not None
     nn.init.normal_(layer.branch[2].weight)
-    recipe = ModelRecipe("pixel_attention", "digits",
-                         {"base": "mlp", "base_config": {"width": 8}, "hidden": 4})  # fmt: skip
+    recipe = ModelRecipe(
+        "pixel_attention", "digits", {"base": "mlp", "base_config": {"width": 8}, "hidden": 4}
+    )
     path = save_model(tmp_path / "apr.pt", wrapped, recipe, (1, 8, 8), 10, {})
     again = load_model(path)
     x = torch.rand(3, 1, 8, 8)

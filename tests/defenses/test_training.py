@@ -42,8 +42,9 @@ def _mlp(seed: int = 0) -> ModelWrapper:
 
 def _rgb_cnn() -> ModelWrapper:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(8 * 8 * 8, 10))  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10)
+    )
     return ModelWrapper(net).eval()
 
 
@@ -57,8 +58,13 @@ def test_all_parts_off_is_plain_cross_entropy() -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # An attack with a zero fraction is off as well.
     zero = _mlp()
-    fit(zero, (x, y), cfg, progress=False,
-        objective=DefenseObjective(FGSMRandomStart(0.1), adversarial_fraction=0.0))  # fmt: skip
+    fit(
+        zero,
+        (x, y),
+        cfg,
+        progress=False,
+        objective=DefenseObjective(FGSMRandomStart(0.1), adversarial_fraction=0.0),
+    )
     for a, b in zip(plain.parameters(), zero.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -136,8 +142,9 @@ def test_attention_penalty_needs_the_layer_and_opens_the_gate() -> None:
     both, logits_both = DefenseObjective(gradient_weight=0.5, attention_weight=2.0)(model, x, y)
     sensitivity, _ = pixel_sensitivity(model, x, y, top_k=1, create_graph=False)
     assert torch.equal(logits_both, logits_off)
-    torch.testing.assert_close(both - loss_off,
-                               0.5 * sensitivity.mean() + torch.tensor(2.0 * closed))  # fmt: skip
+    torch.testing.assert_close(
+        both - loss_off, 0.5 * sensitivity.mean() + torch.tensor(2.0 * closed)
+    )
     inside = ModelWrapper(nn.Sequential(nn.Identity(), model.net))
     with pytest.raises(ConfigError, match="PixelAttention layer first"):
         DefenseObjective(attention_weight=1.0)(inside, x, y)
@@ -179,9 +186,10 @@ def test_fast_adversarial_training_raises_robust_accuracy() -> None:
     x, y, xt, yt = _digits()
     cfg = TrainConfig(epochs=15, batch_size=64, lr=0.05, seed=0)
     robust = {}
-    for name, objective in (("clean", None),
-                            ("fgsm-rs", DefenseObjective(FGSMRandomStart(0.1),
-                                                         adversarial_fraction=1.0))):  # fmt: skip
+    for name, objective in (
+        ("clean", None),
+        ("fgsm-rs", DefenseObjective(FGSMRandomStart(0.1), adversarial_fraction=1.0)),
+    ):
         model = _mlp()
         fit(model, (x, y), cfg, progress=False, objective=objective)
         clean = float((model.predict(xt) == yt).float().mean())
@@ -199,16 +207,33 @@ def test_resumed_adversarial_training_equals_an_uninterrupted_run(tmp_path: Path
     objective = DefenseObjective(FGSMRandomStart(0.1), adversarial_fraction=0.5)
     whole = _mlp()
     torch.manual_seed(5)
-    fit(whole, (x, y), TrainConfig(epochs=2, batch_size=128, lr=0.05), progress=False,
-        objective=objective)  # fmt: skip
+    fit(
+        whole,
+        (x, y),
+        TrainConfig(epochs=2, batch_size=128, lr=0.05),
+        progress=False,
+        objective=objective,
+    )
     part = _mlp()
     ckpt = tmp_path / "ckpt.pt"
     torch.manual_seed(5)
-    fit(part, (x, y), TrainConfig(epochs=1, batch_size=128, lr=0.05), progress=False,
-        objective=objective, checkpoint=ckpt)  # fmt: skip
+    fit(
+        part,
+        (x, y),
+        TrainConfig(epochs=1, batch_size=128, lr=0.05),
+        progress=False,
+        objective=objective,
+        checkpoint=ckpt,
+    )
     torch.manual_seed(123)  # whatever the global state now, the checkpoint's is restored
-    fit(part, (x, y), TrainConfig(epochs=2, batch_size=128, lr=0.05), progress=False,
-        objective=objective, checkpoint=ckpt)  # fmt: skip
+    fit(
+        part,
+        (x, y),
+        TrainConfig(epochs=2, batch_size=128, lr=0.05),
+        progress=False,
+        objective=objective,
+        checkpoint=ckpt,
+    )
     for a, b in zip(whole.parameters(), part.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 

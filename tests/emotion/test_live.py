@@ -37,8 +37,9 @@ def faces() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 
 @pytest.fixture(scope="module")
-def clip(faces: tuple[np.ndarray, np.ndarray, tuple[str, ...]],
-         tmp_path_factory: pytest.TempPathFactory) -> Path:  # fmt: skip
+def clip(
+    faces: tuple[np.ndarray, np.ndarray, tuple[str, ...]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     images, labels, classes = faces
     folder = tmp_path_factory.mktemp("clip") / "frames"
     return make_clip(folder, images[:2], labels[:2], list(classes), ClipSpec(frames=12, faces=2))
@@ -78,13 +79,15 @@ def test_printed_labels_equal_offline_predictions(
     with torch.no_grad():
         offline = model(torch.from_numpy(images[:2]).float().div(255).unsqueeze(1)).softmax(1)
     lines: list[str] = []
-    summary = run_live(open_source(clip), EmotionRecognizer(model, classes, stub),
-                       emit=lines.append)  # fmt: skip
+    summary = run_live(
+        open_source(clip), EmotionRecognizer(model, classes, stub), emit=lines.append
+    )
     assert summary.frames == 12 and summary.faces == 24 and len(lines) == 12
     for t, line in enumerate(lines):
         parsed = LINE.findall(line)
         assert [[int(v) for v in p[:4]] for p in parsed] == [
-            f["box"] for f in manifest["frames"][t]]
+            f["box"] for f in manifest["frames"][t]
+        ]
         for k, p in enumerate(parsed):  # face k of the clip is image k
             assert p[4] == classes[int(offline[k].argmax())]
             assert float(p[5]) == pytest.approx(float(offline[k].max()), abs=0.006)
@@ -190,8 +193,22 @@ def test_cli_make_clip_and_live(clip: Path, tmp_path: Path) -> None:
     assert json.loads(manifest_path(out).read_text())["synthetic"] is True
     recipe = ModelRecipe("cifar_cnn", "fer2013", {"in_channels": 1, "num_classes": 7, "width": 8})
     path = save_model(tmp_path / "model.pt", _model(), recipe, (1, 48, 48), 7, {})
-    result = runner.invoke(app, ["emotion", "live", "--model", str(path), "--source", str(out),
-                                 "--max-frames", "4", "--profile", "--smooth", "2"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "emotion",
+            "live",
+            "--model",
+            str(path),
+            "--source",
+            str(out),
+            "--max-frames",
+            "4",
+            "--profile",
+            "--smooth",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [ln for ln in result.output.splitlines() if ln.startswith("frame ")]
     assert len(lines) == 4 and all(len(LINE.findall(ln)) == 2 for ln in lines)

@@ -29,29 +29,51 @@ def test_apr_cifar_small(tmp_path: Path) -> None:
     base = _base(tmp_path / "base.pt")
     run = run_experiment(
         "apr-cifar",
-        [f"checkpoint={base}", "finetune_images=256", "apr.population=8", "apr.generations=1",
-         "n_images=30", "clean_images=200", "pixels=[1]", "eval_population=20",
-         "eval_generations=3", "adaptive_pixels=[3]", "sparse_rs_pixels=[1,50]",
-         "sparse_rs_queries=20", "jsma_features=150", "mix_ratios=[0.5]", "reg_weights=[]"],
+        [
+            f"checkpoint={base}",
+            "finetune_images=256",
+            "apr.population=8",
+            "apr.generations=1",
+            "n_images=30",
+            "clean_images=200",
+            "pixels=[1]",
+            "eval_population=20",
+            "eval_generations=3",
+            "adaptive_pixels=[3]",
+            "sparse_rs_pixels=[1,50]",
+            "sparse_rs_queries=20",
+            "jsma_features=150",
+            "mix_ratios=[0.5]",
+            "reg_weights=[]",
+        ],
         out=tmp_path,
-    )  # fmt: skip
+    )
     m = json.loads((run.path / "metrics.json").read_text())
     v = m["variants"]
-    assert m["order"] == ["undefended", "APR (all three)", "fine-tuned, no defence",
-                       "adversarial training only", "attention only", "regularisation only",
-                       "APR, mix 0.5"]  # fmt: skip
+    assert m["order"] == [
+        "undefended",
+        "APR (all three)",
+        "fine-tuned, no defence",
+        "adversarial training only",
+        "attention only",
+        "regularisation only",
+        "APR, mix 0.5",
+    ]
     assert v["APR, mix 0.5"]["apr"]["adversarial_fraction"] == 0.5
     x, y = load_dataset("cifar10", "test").take(200, seed=1).tensors()
     for name, r in v.items():
         s = r["one_pixel"]["1"]
         assert s["n"] == 30 and 0 <= s["success_rate"] <= 1
         assert round(s["robust_accuracy"] * 30) == s["n_correct"] - round(
-            s["success_rate"] * s["n_correct"])
+            s["success_rate"] * s["n_correct"]
+        )
         if name == "undefended":
             continue
         model = load_model(run.path / "models" / r["file"])  # the saved model is the one tested
-        assert (attention_layer(model) is not None) == (name not in (
-            "fine-tuned, no defence", "adversarial training only", "regularisation only"))
+        assert (attention_layer(model) is not None) == (
+            name
+            not in ("fine-tuned, no defence", "adversarial training only", "regularisation only")
+        )
         accuracy = float((model.predict(x) == y).float().mean())
         assert abs(accuracy - r["clean_accuracy"]) < 1e-9
     assert v["undefended"]["clean_accuracy"] >= 0.25  # the small CNN
@@ -72,5 +94,10 @@ def test_apr_cifar_small(tmp_path: Path) -> None:
         assert (run.path / "figures" / fig).is_file()
     # Every attack evaluation went through fixed chunks of 50 images (`advlab.shards`).
     chunks = {p.parent.name for p in (run.path / "chunks").glob("*/chunk-00000.npz")}
-    assert {"variant0-d1", "adaptive-d3", "guided-d1", "sparse-rs-apr-k50",
-            "jsma-undefended"} <= chunks  # fmt: skip
+    assert {
+        "variant0-d1",
+        "adaptive-d3",
+        "guided-d1",
+        "sparse-rs-apr-k50",
+        "jsma-undefended",
+    } <= chunks

@@ -22,15 +22,18 @@ def test_linear_fit_approaches_least_squares(tmp_path: Path) -> None:
     assert json.loads((bad.path / "metrics.json").read_text())["diverged"]
 
 
-@pytest.mark.parametrize(("name", "extra", "band"), [
-    ("cifar-scratch-softmax", ["epochs=4"], (0.22, 0.36)),
-    ("cifar-scratch-twolayer", ["epochs=6", "hidden=32"], (0.2, 0.40)),
-])
-def test_cifar_scratch_small(tmp_path: Path, name: str, extra: list[str],
-                             band: tuple[float, float]) -> None:
+@pytest.mark.parametrize(
+    ("name", "extra", "band"),
+    [
+        ("cifar-scratch-softmax", ["epochs=4"], (0.22, 0.36)),
+        ("cifar-scratch-twolayer", ["epochs=6", "hidden=32"], (0.2, 0.40)),
+    ],
+)
+def test_cifar_scratch_small(
+    tmp_path: Path, name: str, extra: list[str], band: tuple[float, float]
+) -> None:
     require_data("cifar10")
-    run = run_experiment(name, ["n_train=4000", "n_val=500", "n_test=1000", *extra],
-                         out=tmp_path)
+    run = run_experiment(name, ["n_train=4000", "n_val=500", "n_test=1000", *extra], out=tmp_path)
     m = json.loads((run.path / "metrics.json").read_text())
     assert m["split"] == {"train": 4000, "val": 500, "test": 1000}
     assert band[0] < m["test_accuracy"] < band[1]

@@ -22,8 +22,11 @@ from conftest import require_data
 @pytest.mark.xdist_group("fer2013")  # one worker decodes FER2013 for every test that needs it
 def test_fer_train_small(tmp_path: Path) -> None:
     require_data("fer2013")
-    run = run_experiment("fer-train", ["width=8", "epochs=2", "batch_size=128", "mistakes=6",
-                                       "train_fraction=0.25"], out=tmp_path)  # fmt: skip
+    run = run_experiment(
+        "fer-train",
+        ["width=8", "epochs=2", "batch_size=128", "mistakes=6", "train_fraction=0.25"],
+        out=tmp_path,
+    )
     m = json.loads((run.path / "metrics.json").read_text())
     confusion = np.asarray(m["confusion"])
     assert confusion.sum() == m["n_test"] == 3589

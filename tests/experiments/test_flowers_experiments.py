@@ -50,8 +50,11 @@ def test_flowers_cnn_small(store: Path, tmp_path: Path) -> None:
 
 
 def test_flowers_augment_then_ensemble_reuses_it(store: Path, tmp_path: Path) -> None:
-    run = run_experiment("flowers-augment", ["models=[mk2]", "augments=[none,mix]",
-                                             "examples=3", *TINY], out=tmp_path)  # fmt: skip
+    run = run_experiment(
+        "flowers-augment",
+        ["models=[mk2]", "augments=[none,mix]", "examples=3", *TINY],
+        out=tmp_path,
+    )
     m = json.loads((run.path / "metrics.json").read_text())
     assert [(r["model"], r["augment"]) for r in m["runs"]] == [("mk2", "none"), ("mk2", "mix")]
     plain, mixed = m["runs"]
@@ -66,8 +69,9 @@ def test_flowers_augment_then_ensemble_reuses_it(store: Path, tmp_path: Path) ->
     assert "#3 mix" in report and "0.764" in report
     assert (run.path / "figures" / "loss_mk2.png").is_file()
 
-    run = run_experiment("flowers-ensemble", ["models=[mk2,baseline]", "trees=50", *TINY],
-                         out=tmp_path)  # fmt: skip
+    run = run_experiment(
+        "flowers-ensemble", ["models=[mk2,baseline]", "trees=50", *TINY], out=tmp_path
+    )
     e = json.loads((run.path / "metrics.json").read_text())
     report_variant, unbiased = e["report_variant"], e["unbiased"]
     mk2 = report_variant["learners"]["mk2"]
@@ -88,8 +92,11 @@ def test_flowers_augment_then_ensemble_reuses_it(store: Path, tmp_path: Path) ->
 
 
 def test_flowers_refuses_bad_settings(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^image_size: expected >= 66 for mk5 \(no padding\), "
-                                          r"found 64$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^image_size: expected >= 66 for mk5 \(no padding\), "
+        r"found 64$",
+    ):
         run_experiment("flowers-cnn", ["models=[mk5]", "image_size=64"], out=tmp_path)
     with pytest.raises(ConfigError, match=r"^augments: expected a non-empty list of none, zoom"):
         run_experiment("flowers-augment", ["augments=[rotate]"], out=tmp_path)

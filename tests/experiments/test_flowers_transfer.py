@@ -33,8 +33,12 @@ def test_flowers_transfer_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         x, y = train.subset(part).tensors()
         torch.manual_seed(0)
         model = ModelWrapper(create_model("resnet18", num_classes=10, stem="imagenet"))
-        fit(model, (x, y), dataclasses.replace(recipe.train, schedule="none", lr=0.05),
-            progress=False)  # fmt: skip
+        fit(
+            model,
+            (x, y),
+            dataclasses.replace(recipe.train, schedule="none", lr=0.05),
+            progress=False,
+        )
         return model
 
     monkeypatch.setattr("advlab.train.recipes.get_trained", quick_pretraining)

@@ -15,10 +15,18 @@ def test_fooling_cifar_small(tmp_path: Path) -> None:
     require_data("cifar10")
     run = run_experiment(
         "fooling-cifar",
-        ["n_train=10000", "n_val=500", "n_test=500", "epochs=6", "n_stats=25",
-         "torch_model=none", "stepsize=0.2", "max_steps=100"],
+        [
+            "n_train=10000",
+            "n_val=500",
+            "n_test=500",
+            "epochs=6",
+            "n_stats=25",
+            "torch_model=none",
+            "stepsize=0.2",
+            "max_steps=100",
+        ],
         out=tmp_path,
-    )  # fmt: skip
+    )
     m = json.loads((run.path / "metrics.json").read_text())
     assert 0.3 < m["test_accuracy"]["numpy two-layer net"] < 0.5
     r = m["models"]["numpy two-layer net"]

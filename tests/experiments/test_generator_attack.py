@@ -13,9 +13,11 @@ from advlab.experiments import run_experiment
 
 def test_generator_mnist_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path / "cache"))  # a model store of its own
-    run = run_experiment("generator-mnist", ["dataset=mnist-sample", "epochs=1",
-                                             "models=[mnist_cnn]", "digits=[1,7]"],
-                         out=tmp_path)  # fmt: skip
+    run = run_experiment(
+        "generator-mnist",
+        ["dataset=mnist-sample", "epochs=1", "models=[mnist_cnn]", "digits=[1,7]"],
+        out=tmp_path,
+    )
     m = json.loads((run.path / "metrics.json").read_text())
     r = m["models"]["mnist_cnn"]
     assert r["n_generators"] == 18 and r["success_rate"] >= 0.9

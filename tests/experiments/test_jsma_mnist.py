@@ -13,9 +13,11 @@ from advlab.experiments import run_experiment
 
 def test_jsma_mnist_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path / "cache"))  # a model store of its own
-    run = run_experiment("jsma-mnist", ["dataset=mnist-sample", "epochs=1", "n_images=6",
-                                         "grid_classes=3"],
-                         out=tmp_path)  # fmt: skip
+    run = run_experiment(
+        "jsma-mnist",
+        ["dataset=mnist-sample", "epochs=1", "n_images=6", "grid_classes=3"],
+        out=tmp_path,
+    )
     m = json.loads((run.path / "metrics.json").read_text())
     assert m["budget"] == 113  # gamma 14.5% of 784 pixels
     assert m["n_attacks"] == 9 * m["n_correct"] and m["n_correct"] >= 4

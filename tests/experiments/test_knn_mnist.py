@@ -13,8 +13,13 @@ from advlab.experiments import run_experiment
 from conftest import require_data
 
 SMALL = [
-    "n_train=2000", "n_test=300", "n_buggy=120", "ks=[1,2,3,5]", "folds=3",
-    "preprocessing=[raw,centred,pca-50,zca]", "n_misclassified=3",
+    "n_train=2000",
+    "n_test=300",
+    "n_buggy=120",
+    "ks=[1,2,3,5]",
+    "folds=3",
+    "preprocessing=[raw,centred,pca-50,zca]",
+    "n_misclassified=3",
 ]
 
 

@@ -20,8 +20,9 @@ def test_mlp_depth_gradients_tiny(tmp_path: Path) -> None:
     )
     m = json.loads((run.path / "metrics.json").read_text())
     combos = {(r["activation"], r["depth"], r["seed"]) for r in m["runs"]}
-    assert combos == {(a, d, s) for a in ("relu", "tanh", "sigmoid", "lecun")
-                      for d in (2, 8) for s in (0, 1)}
+    assert combos == {
+        (a, d, s) for a in ("relu", "tanh", "sigmoid", "lecun") for d in (2, 8) for s in (0, 1)
+    }
     for r in m["runs"]:
         assert len(r["grad_trained"]) == len(r["grad_untrained"]) == r["depth"] + 1
         assert len(r["history"]["val_acc"]) == 2

@@ -14,8 +14,15 @@ def test_mlp_scratch_mnist_small(tmp_path: Path) -> None:
     require_data("mnist")
     run = run_experiment(
         "mlp-scratch-mnist",
-        ["n_train=3000", "n_test=500", "epochs=4", "search_epochs=2", "hidden=32",
-         "lr_search=[0.05,0.5,1e30]", "workers=1"],
+        [
+            "n_train=3000",
+            "n_test=500",
+            "epochs=4",
+            "search_epochs=2",
+            "hidden=32",
+            "lr_search=[0.05,0.5,1e30]",
+            "workers=1",
+        ],
         out=tmp_path,
     )
     m = json.loads((run.path / "metrics.json").read_text())

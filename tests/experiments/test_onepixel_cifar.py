@@ -22,8 +22,9 @@ def _tiny_checkpoint(path: Path) -> Path:
     x, y = train.tensors()
     recipe = ModelRecipe("small_cnn", "cifar10", train=TrainConfig(epochs=6, lr=0.05, seed=0))
     torch.manual_seed(0)
-    model = build(recipe, (3, 32, 32), 10, x.mean(dim=(0, 2, 3)).tolist(),
-                  x.std(dim=(0, 2, 3)).tolist())  # fmt: skip
+    model = build(
+        recipe, (3, 32, 32), 10, x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+    )
     fit(model, (x, y), recipe.train, progress=False)
     return save_model(path, model.eval(), recipe, (3, 32, 32), 10, {})
 
@@ -37,10 +38,17 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_onepixel_cifar_small(tmp_path: Path, ckpt: Path) -> None:
     run = run_experiment(
         "onepixel-cifar",
-        [f"checkpoint={ckpt}", "n_images=40", "pixels=[1,5]", "population=50",
-         "max_generations=20", "targeted_per_class=1", "targeted_generations=2"],
+        [
+            f"checkpoint={ckpt}",
+            "n_images=40",
+            "pixels=[1,5]",
+            "population=50",
+            "max_generations=20",
+            "targeted_per_class=1",
+            "targeted_generations=2",
+        ],
         out=tmp_path,
-    )  # fmt: skip
+    )
     m = json.loads((run.path / "metrics.json").read_text())
     # The tiny model differs from CPU to CPU (float kernels): measured 15-20 correct of 40.
     assert m["n_images"] == 40 and 8 <= m["n_correct"] <= 32

@@ -18,9 +18,14 @@ def _overrides(command: str) -> tuple[list[str], int]:
 
 def test_rerun_command_round_trips_lists_and_nested_floats() -> None:
     cfg = FlowersAttacksConfig()
-    cfg = replace(cfg, pixels=(1, 3), epsilons=(1 / 255, 0.5), seed=7,
-                  cnn=replace(cfg.cnn, epochs=3),
-                  transfer=replace(cfg.transfer, phase_a_lr=1 / 3000))  # fmt: skip
+    cfg = replace(
+        cfg,
+        pixels=(1, 3),
+        epsilons=(1 / 255, 0.5),
+        seed=7,
+        cnn=replace(cfg.cnn, epochs=3),
+        transfer=replace(cfg.transfer, phase_a_lr=1 / 3000),
+    )
     command = rerun_command("flowers-attacks", cfg)
     assert command.startswith("advlab run flowers-attacks --set cnn.epochs=3 ")
     assert "--set 'pixels=[1,3]'" in command and command.endswith("--seed 7")
@@ -28,4 +33,5 @@ def test_rerun_command_round_trips_lists_and_nested_floats() -> None:
     assert len(sets) == 4
     assert build_config(EXPERIMENTS.get("flowers-attacks").config, sets, seed=seed) == cfg
     assert rerun_command("flowers-attacks", FlowersAttacksConfig()) == (
-        "advlab run flowers-attacks --seed 0")
+        "advlab run flowers-attacks --seed 0"
+    )

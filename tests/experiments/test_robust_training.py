@@ -19,8 +19,10 @@ def _checkpoints(tmp: Path) -> tuple[Path, Path]:
     x, y = load_dataset("mnist", "train").take(3000, seed=0).tensors()
     cfg = TrainConfig(epochs=3, optimizer="adam", lr=2e-3, batch_size=64, seed=0)
     paths = []
-    for name, objective in (("standard", None),
-                            ("robust", DefenseObjective(FGSMRandomStart(0.2), 1.0))):  # fmt: skip
+    for name, objective in (
+        ("standard", None),
+        ("robust", DefenseObjective(FGSMRandomStart(0.2), 1.0)),
+    ):
         recipe = ModelRecipe("mnist_cnn", "mnist", train=cfg)
         torch.manual_seed(0)
         model = build(recipe, (1, 28, 28), 10, [0.13], [0.31])
@@ -54,16 +56,19 @@ def test_robust_mnist_small(tmp_path: Path) -> None:
         assert g["n"] == 3 and 0 <= g["within_epsilon"] <= g["success_rate"]
     # Measured at eps 0.2: the standard model keeps 8%, the FGSM-RS one 61.5%.
     assert m["standard"]["attacks"][strongest]["robust_accuracy"] < 0.3
-    assert (m["robust"]["attacks"][strongest]["robust_accuracy"]
-            >= m["standard"]["attacks"][strongest]["robust_accuracy"] + 0.25)  # fmt: skip
+    assert (
+        m["robust"]["attacks"][strongest]["robust_accuracy"]
+        >= m["standard"]["attacks"][strongest]["robust_accuracy"] + 0.25
+    )
     report = (run.path / "report.md").read_text()
     assert "Gradient-masking checks" in report and "grayscale" in report
     for fig in ("attacks.png", "accuracy_vs_eps.png", "generator.png"):
         assert (run.path / "figures" / fig).is_file()
     # The white-box evaluation in 3 shards of its 4 chunks (a local pool): the same numbers
     # (without the generator attack, which is not part of it and takes time).
-    sharded = run_experiment("robust-mnist", [*settings, "generator_images=0"],
-                             out=tmp_path / "sharded", shards=3)  # fmt: skip
+    sharded = run_experiment(
+        "robust-mnist", [*settings, "generator_images=0"], out=tmp_path / "sharded", shards=3
+    )
     again = json.loads((sharded.path / "metrics.json").read_text())
     for side in ("standard", "robust"):
         assert again[side]["attacks"] == m[side]["attacks"]

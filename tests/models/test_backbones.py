@@ -94,8 +94,11 @@ def test_imagenet_weights_load_through_a_verified_file(
     torch.save(published, file)
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
     weights = W.WEIGHTS.copy()
-    weights.add("vgg16.imagenet", dataclasses.replace(W.WEIGHTS.get("vgg16.imagenet"),
-                                                      sha256=digest), replace=True)  # fmt: skip
+    weights.add(
+        "vgg16.imagenet",
+        dataclasses.replace(W.WEIGHTS.get("vgg16.imagenet"), sha256=digest),
+        replace=True,
+    )
     monkeypatch.setattr(W, "WEIGHTS", weights)
     with pytest.raises(WeightsNotFoundError, match=r"vgg16-397923af\.pth"):
         build_backbone("vgg16", weights="imagenet")

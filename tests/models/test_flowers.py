@@ -59,8 +59,11 @@ def test_smaller_inputs_and_the_valid_networks_limits() -> None:
         small = flowers_cnn(arch="mk2", image_size=64)
     assert sum(p.numel() for p in small.parameters()) == 33_998_257 - 512 * 256 * (16 * 16 - 8 * 8)
     assert flowers_cnn(arch="mk5", image_size=66)(torch.rand(1, 3, 66, 66)).shape == (1, 17)
-    with pytest.raises(ConfigError, match=r"^flowers_cnn: arch 'mk5' without padding shrinks a "
-                                          r"64 x 64 input to nothing; use image_size >= 66"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^flowers_cnn: arch 'mk5' without padding shrinks a "
+        r"64 x 64 input to nothing; use image_size >= 66",
+    ):
         flowers_cnn(arch="mk5", image_size=64)
     with pytest.raises(ConfigError, match=r"^arch: expected one of \['baseline', 'mk1'"):
         flowers_cnn(arch="mk7")

@@ -19,11 +19,19 @@ from advlab.models.small import LeCunTanh
 def _every_layer() -> ModelWrapper:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1, stride=1), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(2, 4, 3, padding=1, stride=1),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
         nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.Sigmoid()),
-        nn.MaxPool2d(2, stride=1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(6 * 1 * 1, 8),
-        LeCunTanh(), nn.Identity(), nn.Linear(8, 5), nn.ReLU(),
-    )  # fmt: skip
+        nn.MaxPool2d(2, stride=1),
+        nn.Flatten(),
+        nn.Dropout(0.3),
+        nn.Linear(6 * 1 * 1, 8),
+        LeCunTanh(),
+        nn.Identity(),
+        nn.Linear(8, 5),
+        nn.ReLU(),
+    )
     return ModelWrapper(net, mean=[0.4, 0.6], std=[0.2, 0.3]).eval()
 
 

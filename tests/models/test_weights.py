@@ -68,8 +68,10 @@ def test_config_comes_from_torchvision() -> None:
         W.get_config("resnet18.cifar")
     from torchvision.models import Inception_V3_Weights, VGG16_Weights
 
-    for name, enum in (("vgg16.imagenet", VGG16_Weights.IMAGENET1K_V1),
-                       ("inception_v3.imagenet", Inception_V3_Weights.IMAGENET1K_V1)):  # fmt: skip
+    for name, enum in (
+        ("vgg16.imagenet", VGG16_Weights.IMAGENET1K_V1),
+        ("inception_v3.imagenet", Inception_V3_Weights.IMAGENET1K_V1),
+    ):
         cfg = W.get_config(name)
         assert (cfg.url, cfg.file) == (enum.url, enum.url.rsplit("/", 1)[-1])
 

@@ -22,11 +22,28 @@ DEFAULTS: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "cifar_cnn": ({"num_classes": 5, "width": 8}, (3, 32, 32)),
     "fer_cnn": ({"num_classes": 5, "width": 4}, (1, 48, 48)),
     "resnet18": ({"num_classes": 5, "stem": "cifar"}, (3, 16, 16)),
-    **{f"flowers_{a}": ({"num_classes": 5, "image_size": s}, (3, s, s))
-       for a, s in (("baseline", 16), ("mk1", 16), ("mk2", 16), ("mk3", 16), ("mk4", 36),
-                    ("mk5", 66), ("mk6", 16))},
-    "pixel_attention": ({"base": "small_cnn", "base_config": {"width": 4}, "in_channels": 3,
-                         "num_classes": 5, "image_size": 12}, (3, 12, 12)),
+    **{
+        f"flowers_{a}": ({"num_classes": 5, "image_size": s}, (3, s, s))
+        for a, s in (
+            ("baseline", 16),
+            ("mk1", 16),
+            ("mk2", 16),
+            ("mk3", 16),
+            ("mk4", 36),
+            ("mk5", 66),
+            ("mk6", 16),
+        )
+    },
+    "pixel_attention": (
+        {
+            "base": "small_cnn",
+            "base_config": {"width": 4},
+            "in_channels": 3,
+            "num_classes": 5,
+            "image_size": 12,
+        },
+        (3, 12, 12),
+    ),
 }
 
 BATCH = 3
@@ -98,8 +115,16 @@ def test_mnist_cnn_layout_for_export() -> None:
     model = create_model("mnist_cnn")
     assert isinstance(model, nn.Sequential)
     assert [name for name, _ in model.named_children()] == [
-        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "dropout", "fc",
-    ]  # fmt: skip
+        "conv1",
+        "relu1",
+        "pool1",
+        "conv2",
+        "relu2",
+        "pool2",
+        "flatten",
+        "dropout",
+        "fc",
+    ]
     assert model.fc.in_features == 64 * 5 * 5
     assert not model.conv1.bias.detach().any()  # Keras initialises biases to zero
 

@@ -18,8 +18,9 @@ def test_report_sections_and_embedded_html(tmp_path: Path) -> None:
     rep = Report("T", tmp_path)
     rep.text("Analysis", "answers")
     rep.text("Methodology", "how")
-    fig = line_plot(tmp_path / "figures" / "f.png", [0, 1], {"a": [1, 0]}, title="t",
-                    xlabel="x", ylabel="y")  # fmt: skip
+    fig = line_plot(
+        tmp_path / "figures" / "f.png", [0, 1], {"a": [1, 0]}, title="t", xlabel="x", ylabel="y"
+    )
     rep.figure("Results", fig, "a figure")
     md = rep.markdown()
     assert md.index("## Methodology") < md.index("## Results") < md.index("## Analysis")
@@ -53,3 +54,18 @@ def test_rescale01_minmax_and_percentile_clip() -> None:
     assert plain[0, 19, 19] == 1.0 / 1000.0  # the extreme pixel squashes the rest
     clipped = rescale01(img, clip_percent=1.0)
     assert clipped[0, 19, 19] == 1.0 and clipped[0, 0, 1] == 0.0 and clipped[0, 0, 0] == 1.0
+
+
+def test_rate_cell_writes_a_rate_and_its_interval_the_same_way_everywhere() -> None:
+    from advlab.report import rate_cell
+
+    summary = {
+        "success_rate": 0.43,
+        "success_rate_ci": (0.3621, 0.5012),
+        "robust_accuracy": 0.5,
+        "robust_accuracy_ci": (0.4, 0.6),
+    }
+    assert rate_cell(summary) == "43.0% (36.2-50.1)"
+    assert rate_cell(summary, "robust_accuracy", digits=0) == "50% (40-60)"
+    assert rate_cell({"rate": 0.25, "ci": (0.1, 0.5)}, "rate") == "25.0% (10.0-50.0)"
+    assert rate_cell({"rate": float("nan"), "ci": (0.0, 1.0)}, "rate") == "—"

@@ -190,8 +190,16 @@ def test_sgd_learns_digits_and_detects_divergence() -> None:
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
     net = mlp([64, 32, 10], "sigmoid", weight_scale=0.1, seed=0)
-    hist = sgd(net, X[:1400], y[:1400], lr=0.5, epochs=15, batch_size=32, lr_decay=0.95,
-               val=(X[1400:], y[1400:]))
+    hist = sgd(
+        net,
+        X[:1400],
+        y[:1400],
+        lr=0.5,
+        epochs=15,
+        batch_size=32,
+        lr_decay=0.95,
+        val=(X[1400:], y[1400:]),
+    )
     assert hist.diverged is None and len(hist.val_acc) == 15
     assert hist.val_acc[-1] > 0.85 and hist.train_loss[-1] < hist.train_loss[0]
     assert net.dtype == np.float32 and hist.lr[1] == pytest.approx(0.5 * 0.95)

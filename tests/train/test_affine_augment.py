@@ -44,10 +44,12 @@ def test_drawn_ranges_follow_the_settings() -> None:
     rot = affine_params(2000, AffineAugment(rotation=30.0), generator=gen)
     angle = torch.rad2deg(torch.atan2(rot[:, 1, 0], rot[:, 0, 0]))
     assert float(angle.abs().max()) <= 30.0 + 1e-4 and float(angle.abs().max()) > 29.0
-    a = random_affine(torch.rand(4, 3, 16, 16), AFFINE_PRESETS["mix"],
-                      generator=torch.Generator().manual_seed(2))  # fmt: skip
-    b = random_affine(torch.rand(4, 3, 16, 16), AFFINE_PRESETS["mix"],
-                      generator=torch.Generator().manual_seed(2))  # fmt: skip
+    a = random_affine(
+        torch.rand(4, 3, 16, 16), AFFINE_PRESETS["mix"], generator=torch.Generator().manual_seed(2)
+    )
+    b = random_affine(
+        torch.rand(4, 3, 16, 16), AFFINE_PRESETS["mix"], generator=torch.Generator().manual_seed(2)
+    )
     assert a.shape == (4, 3, 16, 16) and not torch.equal(a, b)  # different inputs
     with pytest.raises(ConfigError, match=r"^zoom: expected a number in \[0, 1\)"):
         AffineAugment(zoom=1.0)
@@ -62,8 +64,12 @@ def test_the_trainer_applies_a_preset_reproducibly() -> None:
     def train() -> torch.Tensor:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 12 * 12, 3))
-        fit(model, (x, y), TrainConfig(epochs=2, batch_size=16, augment="mix", seed=3),
-            progress=False)  # fmt: skip
+        fit(
+            model,
+            (x, y),
+            TrainConfig(epochs=2, batch_size=16, augment="mix", seed=3),
+            progress=False,
+        )
         return model[1].weight.detach().clone()
 
     first, again = train(), train()

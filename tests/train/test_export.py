@@ -121,8 +121,9 @@ def test_onnx_matches_onnxruntime(
     assert meta["model"] == RECIPES[key].model and meta["input"]["shape"] == [1, 28, 28]
 
 
-def test_pt_round_trip_is_exact(stored: dict[str, Path], pixels: torch.Tensor,
-                                tmp_path: Path) -> None:  # fmt: skip
+def test_pt_round_trip_is_exact(
+    stored: dict[str, Path], pixels: torch.Tensor, tmp_path: Path
+) -> None:
     out = export_model(stored["cifar_cnn"], tmp_path / "copy.pt", format="pt")
     original, copy = load_model(stored["cifar_cnn"]), load_model(out)
     for a, b in zip(original.state_dict().values(), copy.state_dict().values(), strict=True):

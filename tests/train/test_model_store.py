@@ -103,12 +103,21 @@ def test_held_out_and_train_fraction(cache: Path) -> None:
     from advlab.errors import ConfigError
     from advlab.train.store import evaluation_parts, stored_metrics, train_parts
 
-    recipe = ModelRecipe("mlp", "digits", {"depth": 1, "width": 16},
-                         TrainConfig(epochs=3, lr=0.1, early_stopping=3), held_out=0.4,
-                         train_fraction=0.6)  # fmt: skip
+    recipe = ModelRecipe(
+        "mlp",
+        "digits",
+        {"depth": 1, "width": 16},
+        TrainConfig(epochs=3, lr=0.1, early_stopping=3),
+        held_out=0.4,
+        train_fraction=0.6,
+    )
     assert recipe.key() != RECIPE.key()
-    assert ModelRecipe("mlp", "digits", {"depth": 1, "width": 16},
-                       TrainConfig(epochs=3, lr=0.1), held_out=0.0).key() == RECIPE.key()
+    assert (
+        ModelRecipe(
+            "mlp", "digits", {"depth": 1, "width": 16}, TrainConfig(epochs=3, lr=0.1), held_out=0.0
+        ).key()
+        == RECIPE.key()
+    )
     model = get_trained(recipe)
     metrics = stored_metrics(recipe)
     train = load_dataset("digits", "train")
@@ -126,11 +135,13 @@ def test_held_out_and_train_fraction(cache: Path) -> None:
     assert len(selection) + len(held) == len(test.labels)
     assert abs(len(held) / len(test.labels) - 0.4) < 0.02
     xh, yh = held.tensors()
-    assert metrics["held_out_accuracy"] == pytest.approx(float((model(xh).argmax(1) == yh)
-                                                               .float().mean()))  # fmt: skip
+    assert metrics["held_out_accuracy"] == pytest.approx(
+        float((model(xh).argmax(1) == yh).float().mean())
+    )
     xs, ys = selection.tensors()
-    assert metrics["test_accuracy"] == pytest.approx(float((model(xs).argmax(1) == ys)
-                                                           .float().mean()))  # fmt: skip
+    assert metrics["test_accuracy"] == pytest.approx(
+        float((model(xs).argmax(1) == ys).float().mean())
+    )
     # The validation loss fit saw is the selection part's: the best epoch's equals it.
     history = metrics["history"]
     assert metrics["test_loss"] == pytest.approx(history["val_loss"][history["best_epoch"]])

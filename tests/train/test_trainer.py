@@ -101,8 +101,9 @@ def test_resume_with_dropout_equals_uninterrupted(tmp_path: Path) -> None:
 
     def dropout_model() -> nn.Module:
         torch.manual_seed(0)
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5),
-                             nn.Linear(32, 10))  # fmt: skip
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10)
+        )
 
     cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05)
     torch.manual_seed(1)
@@ -254,9 +255,13 @@ class Interrupted(Exception):
 def test_resume_with_schedule_augment_early_stopping(tmp_path: Path) -> None:
     train, test = digits()
     cfg = TrainConfig(
-        epochs=10, batch_size=64, lr=1.0, schedule="onecycle", augment="crop_flip",
+        epochs=10,
+        batch_size=64,
+        lr=1.0,
+        schedule="onecycle",
+        augment="crop_flip",
         early_stopping=2,
-    )  # fmt: skip
+    )
     straight = model()
     want = fit(straight, train, cfg, val=test)
     n = len(want.val_loss)
@@ -285,11 +290,19 @@ def test_resume_rules_for_new_fields(tmp_path: Path) -> None:
     cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, schedule="cosine")
     fit(model(), train, cfg, checkpoint=ckpt)
     with pytest.raises(RunError, match="'cosine' schedule spans the whole run"):
-        fit(model(), train, TrainConfig(epochs=3, batch_size=64, lr=0.05, schedule="cosine"),
-            checkpoint=ckpt)  # fmt: skip
+        fit(
+            model(),
+            train,
+            TrainConfig(epochs=3, batch_size=64, lr=0.05, schedule="cosine"),
+            checkpoint=ckpt,
+        )
     with pytest.raises(RunError, match="schedule: saved 'cosine', now 'step'"):
-        fit(model(), train, TrainConfig(epochs=2, batch_size=64, lr=0.05, schedule="step"),
-            checkpoint=ckpt)  # fmt: skip
+        fit(
+            model(),
+            train,
+            TrainConfig(epochs=2, batch_size=64, lr=0.05, schedule="step"),
+            checkpoint=ckpt,
+        )
     # A checkpoint written before these fields existed resumes with the defaults.
     old_cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05)
     straight = model()
@@ -297,8 +310,10 @@ def test_resume_rules_for_new_fields(tmp_path: Path) -> None:
     old = tmp_path / "old.pt"
     fit(model(), train, TrainConfig(epochs=1, batch_size=64, lr=0.05), checkpoint=old)
     state = load_checkpoint(old)
-    state["config"] = {k: state["config"][k] for k in (
-        "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed")}  # fmt: skip
+    state["config"] = {
+        k: state["config"][k]
+        for k in ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed")
+    }
     del state["history"]["lr"], state["history"]["best_epoch"]
     save_checkpoint(old, state)
     resumed = model(seed=7)
@@ -334,8 +349,10 @@ def test_history_as_dict_has_new_fields() -> None:
         ({"gamma": 1.5}, r"gamma: expected a number, 0 < gamma <= 1, got 1\.5"),
         ({"label_smoothing": 1.0}, r"label_smoothing: expected .*< 1, got 1\.0"),
         ({"early_stopping": 0}, r"early_stopping: expected None or an int >= 1 .*, got 0"),
-        ({"augment": "mixup"},
-         r"augment: expected one of none, crop_flip, zoom, flips, mix, face, got 'mixup'"),
+        (
+            {"augment": "mixup"},
+            r"augment: expected one of none, crop_flip, zoom, flips, mix, face, got 'mixup'",
+        ),
         ({"amp": "yes"}, r"amp: expected True or False, got 'yes'"),
         ({"channels_last": None}, r"channels_last: expected True or False, got None"),
         ({"compile": 0}, r"compile: expected True or False, got 0"),

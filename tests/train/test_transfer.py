@@ -26,8 +26,9 @@ from advlab.train.transfer import (
 
 def test_resnet_cut_equals_the_network_without_its_classifier() -> None:
     torch.manual_seed(0)
-    model = ModelWrapper(create_model("resnet18", num_classes=10), mean=[0.4, 0.5, 0.6],
-                         std=[0.2, 0.25, 0.3]).eval()  # fmt: skip
+    model = ModelWrapper(
+        create_model("resnet18", num_classes=10), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3]
+    ).eval()
     backbone = resnet18_backbone(model, weights="test")
     x = torch.rand(3, 3, 32, 32)
     feats = backbone.features(x)
@@ -60,8 +61,13 @@ def test_cached_features_are_reused_and_keyed_by_inputs(tmp_path: Path) -> None:
 def _toy() -> tuple[Backbone, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
     torch.manual_seed(0)
     frozen = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
-    top = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten())  # fmt: skip
+    top = nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
     x = torch.rand(64, 3, 8, 8)
     y = (x[:, 0].mean(dim=(1, 2)) > x[:, 1].mean(dim=(1, 2))).long()
     f = run_chunked(frozen, x)
@@ -78,8 +84,13 @@ def test_phase_a_is_training_the_head_on_top_features() -> None:
     result = fine_tune(backbone, head, train, val, cfg, None, progress=False)
     assert result.phase_b is None and result.top is backbone.top
     torch.manual_seed(2)
-    direct = fit(twin, (run_chunked(backbone.top, train[0]), train[1]), cfg,
-                 val=(run_chunked(backbone.top, val[0]), val[1]), progress=False)  # fmt: skip
+    direct = fit(
+        twin,
+        (run_chunked(backbone.top, train[0]), train[1]),
+        cfg,
+        val=(run_chunked(backbone.top, val[0]), val[1]),
+        progress=False,
+    )
     assert result.phase_a.val_loss == direct.val_loss
     for a, b in zip(head.state_dict().values(), twin.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -113,7 +124,6 @@ def test_tabular_classifiers_fit_a_separable_problem() -> None:
         acc = float((clf.predict(xn[150:]) == y[150:]).mean())
         assert acc > 0.8, name
     assert tuple(tabular_classifiers(("svm", "knn"))) == ("svm", "knn")
-    assert set(CLASSIFIERS) == {"naive_bayes", "knn", "svm", "logistic_regression",
-                                "random_forest"}  # fmt: skip
+    assert set(CLASSIFIERS) == {"naive_bayes", "knn", "svm", "logistic_regression", "random_forest"}
     with pytest.raises(ConfigError, match=r"^classifiers: expected names from"):
         tabular_classifiers(("xgboost",))

@@ -36,8 +36,9 @@ def weight_grad_max(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.nd
     return torch.stack([g.abs().amax() for g in grads]).detach().cpu().numpy()
 
 
-def derivative_range(fn: nn.Module | torch.nn.Module, lo: float = -20.0, hi: float = 20.0,
-                     n: int = 400_001) -> tuple[float, float]:
+def derivative_range(
+    fn: nn.Module | torch.nn.Module, lo: float = -20.0, hi: float = 20.0, n: int = 400_001
+) -> tuple[float, float]:
     """(min, max) of the derivative of the elementwise function `fn` on a dense grid of
     [lo, hi], by autograd in float64."""
     x = torch.linspace(lo, hi, n, dtype=torch.float64, requires_grad=True)

@@ -24,8 +24,12 @@ def image_statistics(x: torch.Tensor) -> dict[str, torch.Tensor]:
         variance of the three channels (0 for a grey image).
     """
     luma = torch.tensordot(x, torch.tensor(LUMA, dtype=x.dtype, device=x.device), dims=([1], [0]))
-    sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]],
-                           dtype=x.dtype, device=x.device) / 4  # fmt: skip
+    sobel_x = (
+        torch.tensor(
+            [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device
+        )
+        / 4
+    )
     kernels = torch.stack([sobel_x, sobel_x.T])[:, None]  # (2, 1, 3, 3)
     grad = F.conv2d(F.pad(luma[:, None], (1, 1, 1, 1), mode="replicate"), kernels)
     magnitude = torch.linalg.vector_norm(grad, dim=1)  # (N, H, W)

@@ -148,8 +148,9 @@ class SimpleGenerator(FixedEpsilonAttack):
         n = x.shape[0]
         gen = generator_for(self.seed, x.device)
         limit = (6.0 / (1 + x[0].numel())) ** 0.5  # glorot uniform, fan_in 1, fan_out pixels
-        w = ((torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1)
-             * limit).requires_grad_(True)  # fmt: skip
+        w = (
+            (torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1) * limit
+        ).requires_grad_(True)
         b = torch.zeros_like(x, requires_grad=True)
         opt = torch.optim.Adam([w, b], lr=self.lr)
         shape = (-1,) + (1,) * (x.ndim - 1)

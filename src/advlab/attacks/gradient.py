@@ -293,8 +293,9 @@ class BIM(_Iterative):
         abs_stepsize: float | None = None,
         batch_size: int | None = None,
     ) -> None:
-        super().__init__(steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize,
-                         batch_size=batch_size)  # fmt: skip
+        super().__init__(
+            steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize, batch_size=batch_size
+        )
 
     def _step(self, grad: torch.Tensor) -> torch.Tensor:
         return grad.sign()
@@ -340,8 +341,9 @@ class LinfPGD(_Iterative):
         batch_size: int | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize,
-                         batch_size=batch_size)  # fmt: skip
+        super().__init__(
+            steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize, batch_size=batch_size
+        )
         self._set_random_start(random_start, seed)
 
     def _step(self, grad: torch.Tensor) -> torch.Tensor:
@@ -388,8 +390,9 @@ class L2PGD(_Iterative):
         batch_size: int | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize,
-                         batch_size=batch_size)  # fmt: skip
+        super().__init__(
+            steps=steps, rel_stepsize=rel_stepsize, abs_stepsize=abs_stepsize, batch_size=batch_size
+        )
         self._set_random_start(random_start, seed)
 
     def _step(self, grad: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,9 @@ class JaxFGSM:
         Kurakin, Goodfellow, Bengio 2017, "Adversarial Examples in the Physical World".
     """
 
-    def __init__(self, apply: Apply, params: Any, *, bounds: tuple[float, float] = (0.0, 1.0)
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self, apply: Apply, params: Any, *, bounds: tuple[float, float] = (0.0, 1.0)
+    ) -> None:
         jax = import_jax()
         jnp = jax.numpy
         self.params = params
@@ -51,8 +52,9 @@ class JaxFGSM:
         self._predict = jax.jit(lambda p, xb: apply(p, xb).argmax(axis=1))
         self._jnp = jnp
 
-    def __call__(self, x: np.ndarray, y: np.ndarray, epsilon: float, *, steps: int = 1
-                 ) -> np.ndarray:  # fmt: skip
+    def __call__(
+        self, x: np.ndarray, y: np.ndarray, epsilon: float, *, steps: int = 1
+    ) -> np.ndarray:
         out = self._jnp.asarray(x)
         yj = self._jnp.asarray(y)
         alpha = self._jnp.float32(epsilon / steps)

@@ -64,8 +64,9 @@ def pareto_fronts(
     group_id = torch.cumsum(new_group, dim=1) - 1
 
     def front(w: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
-        before = torch.cat([torch.full_like(w[:, :1], float("-inf")),
-                            torch.cummax(w, dim=1).values[:, :-1]], dim=1)  # fmt: skip
+        before = torch.cat(
+            [torch.full_like(w[:, :1], float("-inf")), torch.cummax(w, dim=1).values[:, :-1]], dim=1
+        )
         group_max = torch.full_like(w, float("-inf")).scatter_reduce(
             1, group_id, w, reduce="amax", include_self=True
         )

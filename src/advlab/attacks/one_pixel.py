@@ -261,12 +261,16 @@ class OnePixel(FixedEpsilonAttack):
         ids = ids.to(x.device)
         if allowed is not None:
             shape = (n, *x.shape[2:])
-            if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool or tuple(
-                allowed.shape
-            ) != shape:
-                raise AttackError(f"allowed: expected a bool tensor of shape {shape}, found "
-                                  f"{getattr(allowed, 'dtype', type(allowed))} "
-                                  f"{tuple(getattr(allowed, 'shape', ()))}")  # fmt: skip
+            if (
+                not isinstance(allowed, torch.Tensor)
+                or allowed.dtype != torch.bool
+                or tuple(allowed.shape) != shape
+            ):
+                raise AttackError(
+                    f"allowed: expected a bool tensor of shape {shape}, found "
+                    f"{getattr(allowed, 'dtype', type(allowed))} "
+                    f"{tuple(getattr(allowed, 'shape', ()))}"
+                )
             if not bool(allowed.flatten(1).any(dim=1).all()):
                 raise AttackError("allowed: every image needs at least one allowed position")
             allowed = allowed.to(x.device)
@@ -325,13 +329,15 @@ class _Evolution:
         flat = allowed.flatten(1)
         self.order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)
         self.count = flat.sum(dim=1)
-        rows, cols = torch.meshgrid(torch.arange(h, device=flat.device),
-                                    torch.arange(w, device=flat.device), indexing="ij")  # fmt: skip
+        rows, cols = torch.meshgrid(
+            torch.arange(h, device=flat.device), torch.arange(w, device=flat.device), indexing="ij"
+        )
         coords = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
         dist = torch.cdist(coords, coords).square()  # (HW, HW), exact integers in float32
         step = max(1, 2**24 // dist.numel())  # about 64 MiB of distances at a time
-        self.snap = torch.cat([torch.where(f[:, None, :], dist, float("inf")).argmin(dim=2)
-                               for f in flat.split(step)])  # fmt: skip
+        self.snap = torch.cat(
+            [torch.where(f[:, None, :], dist, float("inf")).argmin(dim=2) for f in flat.split(step)]
+        )
 
     def _snap(self, cand: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """`cand` (A, P, d, 5) with every position moved to its image's nearest allowed one."""
@@ -355,8 +361,9 @@ class _Evolution:
             k = torch.minimum(torch.floor(u[..., 0] * count), count - 1).long()
             flat = self.order[idx].gather(1, k.view(len(idx), -1)).view(k.shape)
             position = torch.stack([flat % w, flat // w], dim=-1).to(u.dtype)
-        colour = COLOUR_MEAN + COLOUR_STD * normal(self.seed, _INIT_COLOUR, self.ids[idx], 0,
-                                                   (p, d, 3))  # fmt: skip
+        colour = COLOUR_MEAN + COLOUR_STD * normal(
+            self.seed, _INIT_COLOUR, self.ids[idx], 0, (p, d, 3)
+        )
         return torch.cat([position, colour.clamp(0, 255)], dim=-1).to(torch.float32)
 
     def mutate(

@@ -99,8 +99,14 @@ class SparseRS(FixedEpsilonAttack):
 
     distance = l0_pixels
 
-    def __init__(self, *, max_queries: int = 10_000, alpha_init: float = 0.3,
-                 seed: int | None = None, batch_size: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        max_queries: int = 10_000,
+        alpha_init: float = 0.3,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         check_int("max_queries", max_queries, minimum=1)
         check_float("alpha_init", alpha_init, strict=True)
         if alpha_init > 1:
@@ -112,8 +118,15 @@ class SparseRS(FixedEpsilonAttack):
         self.seed = seed
         self.batch_size = batch_size
 
-    def run(self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion, *,
-            epsilon: float | None, **kwargs: Any) -> torch.Tensor:  # fmt: skip
+    def run(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion: Criterion,
+        *,
+        epsilon: float | None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         image_ids = kwargs.pop("image_ids", None)
         raise_if_kwargs(kwargs)
         k = int(epsilon) if epsilon is not None else 0
@@ -121,16 +134,23 @@ class SparseRS(FixedEpsilonAttack):
             return inputs.detach().clone()
         return self.search(model, inputs, criterion, pixels=k, image_ids=image_ids).adversarials
 
-    def search(self, model: nn.Module, inputs: torch.Tensor,
-               criterion_or_labels: Criterion | torch.Tensor, *, pixels: int,
-               image_ids: torch.Tensor | None = None) -> SparseRSResult:  # fmt: skip
+    def search(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion_or_labels: Criterion | torch.Tensor,
+        *,
+        pixels: int,
+        image_ids: torch.Tensor | None = None,
+    ) -> SparseRSResult:
         """Runs the search on a batch; `image_ids` (int64 (N,)) select the random streams."""
         x = check_inputs(model, inputs)
         check_int("pixels", pixels)
         n, _, h, w = x.shape
         if pixels > h * w:
-            raise AttackError(f"pixels: expected at most the {h * w} pixels of an image, "
-                              f"found {pixels}")  # fmt: skip
+            raise AttackError(
+                f"pixels: expected at most the {h * w} pixels of an image, found {pixels}"
+            )
         criterion = get_criterion(criterion_or_labels)
         classes, targeted = get_labels(criterion)
         ids = torch.arange(n, device=x.device) if image_ids is None else image_ids
@@ -144,8 +164,9 @@ class SparseRS(FixedEpsilonAttack):
             criterion.validate(num_samples=n, num_classes=num_classes, device=x.device)
             return self._search(model, x, classes, targeted, pixels, ids, seed, low, high)
 
-    def _loss(self, logits: torch.Tensor, classes: torch.Tensor,
-              targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def _loss(
+        self, logits: torch.Tensor, classes: torch.Tensor, targeted: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to minimise, adversarial?) per row."""
         pred = logits.argmax(1)
         if targeted:
@@ -154,9 +175,18 @@ class SparseRS(FixedEpsilonAttack):
         other = logits.scatter(1, classes[:, None], float("-inf")).max(1).values
         return (true - other).float(), pred != classes
 
-    def _search(self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor, targeted: bool,
-                k: int, ids: torch.Tensor, seed: int, low: float,
-                high: float) -> SparseRSResult:  # fmt: skip
+    def _search(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        classes: torch.Tensor,
+        targeted: bool,
+        k: int,
+        ids: torch.Tensor,
+        seed: int,
+        low: float,
+        high: float,
+    ) -> SparseRSResult:
         n, c, h, w = x.shape
         hw = h * w
         # The initial candidate: k distinct positions, vertex colours.
@@ -165,8 +195,9 @@ class SparseRS(FixedEpsilonAttack):
         best = _render(x, position, colour, low, high)
         loss, found = self._loss(chunked_logits(model, best, self.batch_size), classes, targeted)
         queries = torch.ones(n, dtype=torch.int64, device=x.device)
-        for it in progress(range(1, self.max_queries), total=self.max_queries - 1,
-                           desc=f"sparse-rs k={k}"):  # fmt: skip
+        for it in progress(
+            range(1, self.max_queries), total=self.max_queries - 1, desc=f"sparse-rs k={k}"
+        ):
             todo = torch.nonzero(~found).flatten()
             if len(todo) == 0:
                 break
@@ -184,8 +215,9 @@ class SparseRS(FixedEpsilonAttack):
             cand_pos = pos.scatter(1, out_slots, new_pos)
             cand_col = col.scatter(1, out_slots[..., None].expand(-1, -1, c), new_col)
             cand = _render(x[todo], cand_pos, cand_col, low, high)
-            cand_loss, cand_found = self._loss(chunked_logits(model, cand, self.batch_size),
-                                               classes[todo], targeted)  # fmt: skip
+            cand_loss, cand_found = self._loss(
+                chunked_logits(model, cand, self.batch_size), classes[todo], targeted
+            )
             queries[todo] += 1
             better = cand_loss < loss[todo]
             keep = todo[better]
@@ -195,8 +227,9 @@ class SparseRS(FixedEpsilonAttack):
         return SparseRSResult(adversarials=best, found=found, queries=queries, loss=loss)
 
 
-def _render(x: torch.Tensor, position: torch.Tensor, colour: torch.Tensor, low: float,
-            high: float) -> torch.Tensor:  # fmt: skip
+def _render(
+    x: torch.Tensor, position: torch.Tensor, colour: torch.Tensor, low: float, high: float
+) -> torch.Tensor:
     """`x` with pixel `position[i, j]` (flat index) of image i set to vertex `colour[i, j]`."""
     n, c, h, w = x.shape
     values = torch.where(colour, high, low).to(x.dtype).transpose(1, 2)  # (N, C, k)

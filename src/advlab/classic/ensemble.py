@@ -32,8 +32,9 @@ def _stack(probabilities: Sequence[npt.ArrayLike], name: str = "probabilities") 
         raise ConfigError(f"{name}: expected at least one base learner's (N, K) array, found none")
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1 or arrays[0].ndim != 2:
-        raise ConfigError(f"{name}: expected arrays (N, K) of one shape, found shapes "
-                          f"{[a.shape for a in arrays]}")  # fmt: skip
+        raise ConfigError(
+            f"{name}: expected arrays (N, K) of one shape, found shapes {[a.shape for a in arrays]}"
+        )
     return np.stack(arrays)
 
 
@@ -63,8 +64,9 @@ class StackingEnsemble:
         meta_: The fitted meta-learner.
     """
 
-    def __init__(self, meta: ClassifierMixin | None = None, *, n_estimators: int = 500,
-                 seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self, meta: ClassifierMixin | None = None, *, n_estimators: int = 500, seed: int = 0
+    ) -> None:
         self.meta = meta
         self.n_estimators = n_estimators
         self.seed = seed
@@ -74,11 +76,18 @@ class StackingEnsemble:
         stacked = _stack(probabilities)
         y = np.asarray(labels)
         if y.shape != (stacked.shape[1],):
-            raise ConfigError(f"labels: expected shape ({stacked.shape[1]},) to match the "
-                              f"probabilities, found {y.shape}")  # fmt: skip
+            raise ConfigError(
+                f"labels: expected shape ({stacked.shape[1]},) to match the "
+                f"probabilities, found {y.shape}"
+            )
         self.n_learners, _, self.num_classes = stacked.shape
-        meta: Any = self.meta if self.meta is not None else RandomForestClassifier(
-            n_estimators=self.n_estimators, random_state=self.seed, n_jobs=1)
+        meta: Any = (
+            self.meta
+            if self.meta is not None
+            else RandomForestClassifier(
+                n_estimators=self.n_estimators, random_state=self.seed, n_jobs=1
+            )
+        )
         self.meta_ = meta.fit(self._features(stacked), y)
         return self
 
@@ -90,9 +99,11 @@ class StackingEnsemble:
             raise ConfigError("StackingEnsemble: call fit() before predicting")
         stacked = _stack(probabilities)
         if (stacked.shape[0], stacked.shape[2]) != (self.n_learners, self.num_classes):
-            raise ConfigError(f"probabilities: fitted on {self.n_learners} learners x "
-                              f"{self.num_classes} classes, found {stacked.shape[0]} x "
-                              f"{stacked.shape[2]}")  # fmt: skip
+            raise ConfigError(
+                f"probabilities: fitted on {self.n_learners} learners x "
+                f"{self.num_classes} classes, found {stacked.shape[0]} x "
+                f"{stacked.shape[2]}"
+            )
         return stacked
 
     def predict_proba(self, probabilities: Sequence[npt.ArrayLike]) -> np.ndarray:
@@ -112,13 +123,16 @@ class StackingEnsemble:
             raise ConfigError("StackingEnsemble: call fit() before asking for importances")
         values = np.asarray(getattr(self.meta_, "feature_importances_", None))
         if values.shape != (self.n_learners * self.num_classes,):
-            raise ConfigError(f"meta-learner {type(self.meta_).__name__} has no "
-                              "feature_importances_ of one value per feature")  # fmt: skip
+            raise ConfigError(
+                f"meta-learner {type(self.meta_).__name__} has no "
+                "feature_importances_ of one value per feature"
+            )
         return values.reshape(self.n_learners, self.num_classes)
 
 
-def held_out_split(labels: npt.ArrayLike, fraction: float = 0.5,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def held_out_split(
+    labels: npt.ArrayLike, fraction: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A stratified split of indices 0..N-1 into (fit, held) with `fraction` of every class
     held: fit the meta-learner on one part, measure it on the other."""
     y = np.asarray(labels)
@@ -168,8 +182,9 @@ def compare_ensembles(
     out["soft_vote"] = {f"{k}_acc": accuracy(soft_vote(learners_on(k)), k) for k in scored}
     stack = StackingEnsemble(n_estimators=n_estimators, seed=seed)
     stack.fit(learners_on(fit_on), y[fit_on])
-    out["stacking"] = {f"{k}_acc": float((stack.predict(learners_on(k)) == y[k]).mean())
-                       for k in scored}  # fmt: skip
+    out["stacking"] = {
+        f"{k}_acc": float((stack.predict(learners_on(k)) == y[k]).mean()) for k in scored
+    }
     out["importances"] = stack.importances().tolist()
     return out
 

@@ -85,17 +85,21 @@ def _as_2d(X: Any, name: str) -> npt.NDArray[Any]:
         X = X.detach().cpu().numpy()
     arr = np.asarray(X)
     if arr.ndim == 1 and name == "X":
-        raise KNNError(f"{name}: expected a 2-D array (n_samples, n_features), "
-                       f"found shape {arr.shape}; "
-                       "reshape a single sample with X.reshape(1, -1)")
+        raise KNNError(
+            f"{name}: expected a 2-D array (n_samples, n_features), "
+            f"found shape {arr.shape}; "
+            "reshape a single sample with X.reshape(1, -1)"
+        )
     if arr.ndim > 2:
         arr = arr.reshape(arr.shape[0], -1)
     if arr.ndim != 2:
-        raise KNNError(f"{name}: expected a 2-D array (n_samples, n_features), "
-                       f"found shape {arr.shape}")
+        raise KNNError(
+            f"{name}: expected a 2-D array (n_samples, n_features), found shape {arr.shape}"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise KNNError(f"{name}: expected at least one sample and one feature, "
-                       f"found shape {arr.shape}")
+        raise KNNError(
+            f"{name}: expected at least one sample and one feature, found shape {arr.shape}"
+        )
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind not in "biuf":
@@ -104,8 +108,10 @@ def _as_2d(X: Any, name: str) -> npt.NDArray[Any]:
         bad = ~np.isfinite(arr)
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
-            raise KNNError(f"{name}: expected finite values, found {int(bad.sum())} NaN/inf "
-                           f"(first in row {row})")
+            raise KNNError(
+                f"{name}: expected finite values, found {int(bad.sum())} NaN/inf "
+                f"(first in row {row})"
+            )
     if arr.dtype.kind in "iu" and arr.size and arr.min() >= 0 and arr.max() <= 255:
         return arr.astype(np.uint8)
     return arr.astype(np.float64, copy=False) if arr.dtype.kind != "f" else arr
@@ -161,7 +167,7 @@ def _shifted_f32(X: npt.NDArray[Any], shift: npt.NDArray[np.float64]) -> npt.NDA
     """X - shift rounded once to float32, computed in float64 blocks."""
     out = np.empty(X.shape, dtype=np.float32)
     for s in range(0, X.shape[0], 8192):
-        out[s:s + 8192] = X[s:s + 8192].astype(np.float64) - shift
+        out[s : s + 8192] = X[s : s + 8192].astype(np.float64) - shift
     return out
 
 
@@ -173,9 +179,17 @@ def _build_index(X: npt.NDArray[Any], metric: str, device: torch.device) -> _Ind
     Xk = np.ascontiguousarray(X[:, keep])
     n, d = Xk.shape
     integer = X.dtype == np.uint8 and device.type == "cpu" and d <= 16000
-    index = _Index(metric=metric, device=device, integer=integer, keep=keep,
-                   const_cols=const_cols, const=X[0, const_cols].astype(np.float64), n=n, d=d,
-                   X=Xk)
+    index = _Index(
+        metric=metric,
+        device=device,
+        integer=integer,
+        keep=keep,
+        const_cols=const_cols,
+        const=X[0, const_cols].astype(np.float64),
+        n=n,
+        d=d,
+        X=Xk,
+    )
     if integer and metric == "l2":
         v = _shift_to_int8(Xk)
         index.xt_i8 = torch.from_numpy(np.ascontiguousarray(v.T))
@@ -188,9 +202,12 @@ def _build_index(X: npt.NDArray[Any], metric: str, device: torch.device) -> _Ind
         return index
     index.integer = False
     if metric == "l1" and device.type == "cpu" and _l1 is None:
-        warnings.warn("advlab.classic._l1 is not built (no C compiler at install?): exact L1 "
-                      "k-NN falls back to torch.cdist, about 40x slower", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(
+            "advlab.classic._l1 is not built (no C compiler at install?): exact L1 "
+            "k-NN falls back to torch.cdist, about 40x slower",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     # L2's expansion loses precision far from the origin: search translated data. L1 has no
     # cancellation, and float32 inputs stay exact without a shift.
     index.shift = Xk.mean(0, dtype=np.float64) if metric == "l2" else np.zeros(d)
@@ -219,25 +236,28 @@ def _exact_dist(Q: npt.NDArray[Any], X: npt.NDArray[Any], metric: str) -> npt.ND
     return np.einsum("qcd,qcd->qc", diff, diff)
 
 
-def _merge(dist: npt.NDArray[np.float64], idx: npt.NDArray[np.int64], k: int
-           ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+def _merge(
+    dist: npt.NDArray[np.float64], idx: npt.NDArray[np.int64], k: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Per row, the k smallest (distance, index) pairs in lexicographic order."""
     order = np.lexsort((idx, dist), axis=-1)[:, :k]
     return np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
 
 
-def _brute_rows(Q: npt.NDArray[Any], X: npt.NDArray[Any], k: int, metric: str, budget: int
-                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+def _brute_rows(
+    Q: npt.NDArray[Any], X: npt.NDArray[Any], k: int, metric: str, budget: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """float64 brute force for a few queries, chunked over training rows."""
     step = max(1, budget // max(1, 8 * Q.shape[0] * X.shape[1]))
     best_d = np.full((Q.shape[0], 0), np.inf)
     best_i = np.zeros((Q.shape[0], 0), dtype=np.int64)
     for s in range(0, X.shape[0], step):
-        chunk = X[s:s + step]
+        chunk = X[s : s + step]
         dist = _exact_dist(Q, np.broadcast_to(chunk, (Q.shape[0], *chunk.shape)), metric)
         ids = np.broadcast_to(np.arange(s, s + chunk.shape[0], dtype=np.int64), dist.shape)
-        best_d, best_i = _merge(np.concatenate([best_d, dist], 1),
-                                np.concatenate([best_i, ids], 1), k)
+        best_d, best_i = _merge(
+            np.concatenate([best_d, dist], 1), np.concatenate([best_i, ids], 1), k
+        )
     return best_d, best_i
 
 
@@ -246,8 +266,9 @@ def _exact_in_f32(a: npt.NDArray[Any]) -> bool:
     return a.dtype in (np.float32, np.uint8, np.int8, np.uint16, np.int16, np.float16)
 
 
-def _lower_bound(metric: str, v: npt.NDArray[np.float64], q: npt.NDArray[np.float64], d: int,
-                 exact_inputs: bool) -> npt.NDArray[np.float64]:
+def _lower_bound(
+    metric: str, v: npt.NDArray[np.float64], q: npt.NDArray[np.float64], d: int, exact_inputs: bool
+) -> npt.NDArray[np.float64]:
     """Rigorous lower bound on the true distance of any row whose float32 value is >= v.
 
     L2 (squared, on translated data): the float32 expansion errs by at most
@@ -279,8 +300,9 @@ def _lower_bound(metric: str, v: npt.NDArray[np.float64], q: npt.NDArray[np.floa
 # block searches: each returns exact (squared for L2) distances and indices, top k of a chunk
 
 
-def _topk_exact_int(D: torch.Tensor, k: int, offset: int
-                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+def _topk_exact_int(
+    D: torch.Tensor, k: int, offset: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Top k of an integer distance block with ties to the lower index."""
     if k == 1:
         val, arg = D.min(1, keepdim=True)  # first minimum: the lower index on ties
@@ -298,8 +320,9 @@ def _topk_exact_int(D: torch.Tensor, k: int, offset: int
     return vals[pos].astype(np.float64), cols[pos].astype(np.int64) + offset
 
 
-def _l1_kernel_block(index: _Index, Qp: npt.NDArray[Any], rows: slice, threads: int
-                     ) -> npt.NDArray[Any]:
+def _l1_kernel_block(
+    index: _Index, Qp: npt.NDArray[Any], rows: slice, threads: int
+) -> npt.NDArray[Any]:
     """L1 distances of padded queries to training rows `rows` through the C kernel, threaded."""
     assert index.padded is not None and _l1 is not None
     X = index.padded[rows]
@@ -334,24 +357,26 @@ class _Searcher:
         queries = max(1, min(n_query, self.budget // (pair_bytes * train)))
         return queries, train
 
-    def search(self, Q: npt.NDArray[Any], query_step: int, train_step: int, desc: str
-               ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    def search(
+        self, Q: npt.NDArray[Any], query_step: int, train_step: int, desc: str
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         idx = self.index
         Qk = np.ascontiguousarray(Q[:, idx.keep])
         out_d = np.empty((Q.shape[0], self.k))
         out_i = np.empty((Q.shape[0], self.k), dtype=np.int64)
         starts = range(0, Q.shape[0], query_step)
         for s in progress(starts, total=len(starts), desc=desc):
-            q = Qk[s:s + query_step]
+            q = Qk[s : s + query_step]
             best_d = np.full((q.shape[0], 0), np.inf)
             best_i = np.zeros((q.shape[0], 0), dtype=np.int64)
             prepared = self.prepare(q)
             for t in range(0, idx.n, train_step):
                 rows = slice(t, min(idx.n, t + train_step))
                 d, i = self.block(q, prepared, rows)
-                best_d, best_i = _merge(np.concatenate([best_d, d], 1),
-                                        np.concatenate([best_i, i], 1), self.k)
-            out_d[s:s + q.shape[0]], out_i[s:s + q.shape[0]] = best_d, best_i
+                best_d, best_i = _merge(
+                    np.concatenate([best_d, d], 1), np.concatenate([best_i, i], 1), self.k
+                )
+            out_d[s : s + q.shape[0]], out_i[s : s + q.shape[0]] = best_d, best_i
         return out_d, out_i
 
     def prepare(self, q: npt.NDArray[Any]) -> Any:
@@ -366,12 +391,13 @@ class _Searcher:
             q = _shifted_f32(q, idx.shift)
         if idx.padded is not None:
             qp = np.zeros((q.shape[0], idx.padded.shape[1]), dtype=idx.padded.dtype)
-            qp[:, :idx.d] = q
+            qp[:, : idx.d] = q
             return qp
         return torch.from_numpy(q).to(idx.device)
 
-    def block(self, q: npt.NDArray[Any], prepared: Any, rows: slice
-              ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    def block(
+        self, q: npt.NDArray[Any], prepared: Any, rows: slice
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         idx, k = self.index, min(self.k, rows.stop - rows.start)
         if idx.integer and idx.metric == "l2":
             assert idx.xt_i8 is not None and idx.col_i32 is not None
@@ -386,8 +412,9 @@ class _Searcher:
             return _topk_exact_int(torch.from_numpy(D), k, rows.start)
         return self.float_block(q, prepared, rows, k)
 
-    def float_block(self, q: npt.NDArray[Any], prepared: Any, rows: slice, k: int
-                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    def float_block(
+        self, q: npt.NDArray[Any], prepared: Any, rows: slice, k: int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         idx = self.index
         width = rows.stop - rows.start
         m = min(width, k + RERANK_MARGIN)
@@ -438,7 +465,8 @@ def nearest_neighbors(
     check_in("metric", metric, METRICS, error=KNNError)
     Xt = _as_2d(X_train, "X_train")
     return _Fitted(Xt, metric, torch.device(device)).query(
-        X_query, k, memory_budget=memory_budget, batch_size=batch_size, threads=threads)
+        X_query, k, memory_budget=memory_budget, batch_size=batch_size, threads=threads
+    )
 
 
 class _Fitted:
@@ -447,13 +475,23 @@ class _Fitted:
         self.index = _build_index(X, metric, device)
         self._float_index: _Index | None = None  # built on first use by non-uint8 queries
 
-    def query(self, Xq: Any, k: int, *, memory_budget: int, batch_size: int | None,
-              threads: int | None, name: str = "X") -> Neighbors:
+    def query(
+        self,
+        Xq: Any,
+        k: int,
+        *,
+        memory_budget: int,
+        batch_size: int | None,
+        threads: int | None,
+        name: str = "X",
+    ) -> Neighbors:
         Q = _as_2d(Xq, name)
         if Q.shape[1] != self.n_features:
-            raise KNNError(f"{name}: expected {self.n_features} features (as in the training "
-                           "data), "
-                           f"found {Q.shape[1]}")
+            raise KNNError(
+                f"{name}: expected {self.n_features} features (as in the training "
+                "data), "
+                f"found {Q.shape[1]}"
+            )
         k = _check_k(k, self.index.n)
         idx = self.index
         if idx.integer and Q.dtype != np.uint8:
@@ -487,8 +525,9 @@ class _Fitted:
 # voting
 
 
-def vote(labels: npt.NDArray[np.int64], num_classes: int
-         ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+def vote(
+    labels: npt.NDArray[np.int64], num_classes: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Majority vote over neighbour labels (nearest first) with the module's tie rule.
 
     Returns (winning class index per row, vote fractions (n, num_classes)).
@@ -516,9 +555,15 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     threads: CPU threads for the L1 kernel; None uses torch's thread count.
     """
 
-    def __init__(self, k: int = 1, metric: Metric = "l2", batch_size: int | None = None,
-                 device: str = "cpu", memory_budget: int = _DEFAULT_BUDGET,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        k: int = 1,
+        metric: Metric = "l2",
+        batch_size: int | None = None,
+        device: str = "cpu",
+        memory_budget: int = _DEFAULT_BUDGET,
+        threads: int | None = None,
+    ) -> None:
         self.k = k
         self.metric = metric
         self.batch_size = batch_size
@@ -531,8 +576,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         Xa = _as_2d(X, "X")
         ya = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
         if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
-            raise KNNError(f"y: expected {Xa.shape[0]} labels (one per row of X), "
-                           f"found shape {ya.shape}")
+            raise KNNError(
+                f"y: expected {Xa.shape[0]} labels (one per row of X), found shape {ya.shape}"
+            )
         _check_k(self.k, Xa.shape[0])
         self.classes_, self._y = np.unique(ya, return_inverse=True)
         self._fitted = _Fitted(Xa, self.metric, torch.device(self.device))
@@ -545,16 +591,25 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             raise KNNError("KNNClassifier: call fit(X, y) before predicting")
         return fitted
 
-    def neighbors(self, X: npt.ArrayLike | torch.Tensor,
-                  n_neighbors: int | None = None) -> Neighbors:
+    def neighbors(
+        self, X: npt.ArrayLike | torch.Tensor, n_neighbors: int | None = None
+    ) -> Neighbors:
         """The search's whole result for `X`: distances, indices (nearest first) and how many
         queries needed the float64 fallback (`Neighbors.n_fallback`)."""
-        return self._check_fitted().query(X, n_neighbors or self.k,
-                                          memory_budget=self.memory_budget,
-                                          batch_size=self.batch_size, threads=self.threads)
+        return self._check_fitted().query(
+            X,
+            n_neighbors or self.k,
+            memory_budget=self.memory_budget,
+            batch_size=self.batch_size,
+            threads=self.threads,
+        )
 
-    def kneighbors(self, X: npt.ArrayLike | torch.Tensor, n_neighbors: int | None = None,
-                   return_distance: bool = True) -> Any:
+    def kneighbors(
+        self,
+        X: npt.ArrayLike | torch.Tensor,
+        n_neighbors: int | None = None,
+        return_distance: bool = True,
+    ) -> Any:
         """Distances and indices of the nearest training rows, nearest first (as scikit-learn);
         `neighbors` returns them with the search's fallback count."""
         nb = self.neighbors(X, n_neighbors)
@@ -576,14 +631,19 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 # choosing k
 
 
-def accuracy_by_k(neighbor_labels: npt.NDArray[np.int64], y_true: npt.ArrayLike,
-                  ks: tuple[int, ...] | list[int], num_classes: int) -> npt.NDArray[np.float64]:
+def accuracy_by_k(
+    neighbor_labels: npt.NDArray[np.int64],
+    y_true: npt.ArrayLike,
+    ks: tuple[int, ...] | list[int],
+    num_classes: int,
+) -> npt.NDArray[np.float64]:
     """Accuracy of the k-NN vote for each k in `ks`, from the labels of the nearest neighbours
     (nearest first, at least max(ks) columns): one search serves every k."""
     y = np.asarray(y_true)
     if neighbor_labels.shape[1] < max(ks):
-        raise KNNError(f"ks: expected at most {neighbor_labels.shape[1]} neighbours, "
-                       f"found k = {max(ks)}")
+        raise KNNError(
+            f"ks: expected at most {neighbor_labels.shape[1]} neighbours, found k = {max(ks)}"
+        )
     return np.array([(vote(neighbor_labels[:, :k], num_classes)[0] == y).mean() for k in ks])
 
 
@@ -601,13 +661,23 @@ class KSelection:
 
     @property
     def std(self) -> npt.NDArray[np.float64]:
-        return self.fold_accuracy.std(0, ddof=1) if len(self.fold_accuracy) > 1 else \
-            np.zeros(len(self.ks))
+        return (
+            self.fold_accuracy.std(0, ddof=1)
+            if len(self.fold_accuracy) > 1
+            else np.zeros(len(self.ks))
+        )
 
 
-def select_k(X: npt.ArrayLike, y: npt.ArrayLike,
-             ks: tuple[int, ...] | list[int] = tuple(range(1, 16)), metric: Metric = "l2", *,
-             folds: int = 5, seed: int = 0, **search: Any) -> KSelection:
+def select_k(
+    X: npt.ArrayLike,
+    y: npt.ArrayLike,
+    ks: tuple[int, ...] | list[int] = tuple(range(1, 16)),
+    metric: Metric = "l2",
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    **search: Any,
+) -> KSelection:
     """Choose k by stratified `folds`-fold cross-validation on the training set.
 
     One search per fold with k = max(ks) gives the vote of every smaller k as well.
@@ -635,8 +705,9 @@ def select_k(X: npt.ArrayLike, y: npt.ArrayLike,
 # the lab notebook's bug, reproduced on purpose
 
 
-def uint8_wraparound_distances(X_train: npt.NDArray[np.uint8], x: npt.NDArray[np.uint8],
-                               metric: Metric) -> npt.NDArray[np.float64]:
+def uint8_wraparound_distances(
+    X_train: npt.NDArray[np.uint8], x: npt.NDArray[np.uint8], metric: Metric
+) -> npt.NDArray[np.float64]:
     """Distances as seed 000's notebook computes them on uint8 arrays, bug included.
 
     ``np.sum(np.abs(Xtr - x), axis=1)`` subtracts in uint8, so every difference wraps modulo 256
@@ -646,8 +717,10 @@ def uint8_wraparound_distances(X_train: npt.NDArray[np.uint8], x: npt.NDArray[np
     """
     check_in("metric", metric, METRICS, error=KNNError)
     if X_train.dtype != np.uint8 or x.dtype != np.uint8:
-        raise KNNError(f"uint8_wraparound_distances: expected uint8 arrays, found "
-                       f"{X_train.dtype} and {x.dtype}")
+        raise KNNError(
+            f"uint8_wraparound_distances: expected uint8 arrays, found "
+            f"{X_train.dtype} and {x.dtype}"
+        )
     single = x.ndim == 1
     qs = np.atleast_2d(x)
     if qs.shape[1] != X_train.shape[1]:

@@ -27,8 +27,9 @@ CLASSIFIERS = ("naive_bayes", "knn", "svm", "logistic_regression", "random_fores
 """The names `tabular_classifiers` knows, in the report's order."""
 
 
-def tabular_classifiers(names: tuple[str, ...] = CLASSIFIERS, *,
-                        seed: int = 0) -> dict[str, Pipeline | Any]:  # fmt: skip
+def tabular_classifiers(
+    names: tuple[str, ...] = CLASSIFIERS, *, seed: int = 0
+) -> dict[str, Pipeline | Any]:
     """Unfitted scikit-learn classifiers by name (see the module docstring for the settings).
 
     Raises:

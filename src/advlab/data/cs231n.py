@@ -20,23 +20,28 @@ class CenteredCIFAR:
     scale: np.ndarray
 
 
-def cs231n_cifar10(n_train: int = 49000, n_val: int = 1000, n_test: int | None = None,
-                   standardize: bool = False) -> CenteredCIFAR:
+def cs231n_cifar10(
+    n_train: int = 49000, n_val: int = 1000, n_test: int | None = None, standardize: bool = False
+) -> CenteredCIFAR:
     """CIFAR-10 split and centred as CS231n does: float32 (N, 3072), mean training image off;
     with `standardize`, each pixel is also divided by its training standard deviation."""
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     if n_train + n_val > len(train):
-        raise ConfigError(f"n_train + n_val: expected at most {len(train)}, found "
-                          f"{n_train + n_val}")
+        raise ConfigError(
+            f"n_train + n_val: expected at most {len(train)}, found {n_train + n_val}"
+        )
     images = np.asarray(train.images)
-    x = images[:n_train + n_val].reshape(n_train + n_val, -1).astype(np.float32) / 255.0
-    y = np.asarray(train.labels)[:n_train + n_val]
+    x = images[: n_train + n_val].reshape(n_train + n_val, -1).astype(np.float32) / 255.0
+    y = np.asarray(train.labels)[: n_train + n_val]
     mean = x[:n_train].mean(0)
     x -= mean
     scale = x[:n_train].std(0) if standardize else np.float32(1.0)
     x /= scale
     nt = len(test) if n_test is None else min(n_test, len(test))
     xt = (np.asarray(test.images)[:nt].reshape(nt, -1).astype(np.float32) / 255.0 - mean) / scale
-    splits = {"train": (x[:n_train], y[:n_train]), "val": (x[n_train:], y[n_train:]),
-              "test": (xt, np.asarray(test.labels)[:nt])}
+    splits = {
+        "train": (x[:n_train], y[:n_train]),
+        "val": (x[n_train:], y[n_train:]),
+        "test": (xt, np.asarray(test.labels)[:nt]),
+    }
     return CenteredCIFAR(splits, mean, np.broadcast_to(np.float32(scale), mean.shape).copy())

@@ -806,8 +806,14 @@ __all__ = [
 ]
 
 
-def load_train_test(name: str, n_train: int | None = None, n_test: int | None = None, *,
-                    seed: int = 0, **options: Any) -> tuple[ArrayDataset, ArrayDataset]:
+def load_train_test(
+    name: str,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    *,
+    seed: int = 0,
+    **options: Any,
+) -> tuple[ArrayDataset, ArrayDataset]:
     """The train and test splits of `name`, each cut to a class-stratified sample of `n_train`
     / `n_test` images (drawn with `seed`) when fewer than all are asked for."""
     train, test = load_dataset(name, "train", **options), load_dataset(name, "test", **options)

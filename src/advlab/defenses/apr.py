@@ -67,8 +67,9 @@ class APRConfig:
 
 def apr_objective(cfg: APRConfig) -> DefenseObjective:
     """APR's training loss for `cfg` (plain cross-entropy with every part off)."""
-    attack = (OnePixelExamples(cfg.pixels, cfg.population, cfg.generations)
-              if cfg.adversarial else None)  # fmt: skip
+    attack = (
+        OnePixelExamples(cfg.pixels, cfg.population, cfg.generations) if cfg.adversarial else None
+    )
     reg = cfg.regularisation
     return DefenseObjective(
         attack,
@@ -85,14 +86,26 @@ def apr_model(base: ModelWrapper, cfg: APRConfig) -> ModelWrapper:
     return with_pixel_attention(model, hidden=cfg.hidden) if cfg.attention else model
 
 
-def fine_tune(base: ModelWrapper, train: tuple[torch.Tensor, torch.Tensor], cfg: APRConfig,
-              train_cfg: TrainConfig, *, checkpoint: Path | None = None,
-              progress: bool | None = None) -> tuple[ModelWrapper, History]:  # fmt: skip
+def fine_tune(
+    base: ModelWrapper,
+    train: tuple[torch.Tensor, torch.Tensor],
+    cfg: APRConfig,
+    train_cfg: TrainConfig,
+    *,
+    checkpoint: Path | None = None,
+    progress: bool | None = None,
+) -> tuple[ModelWrapper, History]:
     """Fine-tune an APR model from `base`'s weights on `train` = (images, labels).
 
     `base` is not changed. With `checkpoint`, an interrupted fine-tuning continues exactly.
     """
     model = apr_model(base, cfg)
-    history = fit(model, train, train_cfg, objective=apr_objective(cfg), checkpoint=checkpoint,
-                  progress=progress)  # fmt: skip
+    history = fit(
+        model,
+        train,
+        train_cfg,
+        objective=apr_objective(cfg),
+        checkpoint=checkpoint,
+        progress=progress,
+    )
     return model.eval(), history

@@ -35,12 +35,17 @@ def with_pixel_attention(
     `channels` defaults to the network's first convolution's input channels.
     """
     if not isinstance(model, ModelWrapper):
-        raise ConfigError(f"with_pixel_attention: expected a ModelWrapper, found "
-                          f"{type(model).__name__}")  # fmt: skip
+        raise ConfigError(
+            f"with_pixel_attention: expected a ModelWrapper, found {type(model).__name__}"
+        )
     if attention_layer(model) is not None:
         raise ConfigError("with_pixel_attention: the model already has a PixelAttention layer")
-    layer = PixelAttention(_input_channels(model) if channels is None else channels,
-                           hidden=hidden, kernel=kernel, init_open=init_open)  # fmt: skip
+    layer = PixelAttention(
+        _input_channels(model) if channels is None else channels,
+        hidden=hidden,
+        kernel=kernel,
+        init_open=init_open,
+    )
     mean = None if model.mean is None else model.mean.flatten().tolist()
     std = None if model.std is None else model.std.flatten().tolist()
     param = next(model.parameters(), None)
@@ -66,8 +71,10 @@ def logits_and_gate(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, to
     net = model.net if isinstance(model, ModelWrapper) else model
     if not (isinstance(net, nn.Sequential) and len(net) > 0 and isinstance(net[0], PixelAttention)):
         found = "none" if attention_layer(model) is None else "one elsewhere in the model"
-        raise ConfigError("model: expected a PixelAttention layer first in its network (as "
-                          f"with_pixel_attention puts it), found {found}")  # fmt: skip
+        raise ConfigError(
+            "model: expected a PixelAttention layer first in its network (as "
+            f"with_pixel_attention puts it), found {found}"
+        )
     layer: PixelAttention = net[0]
     z = _normalised(model, x) if isinstance(model, ModelWrapper) else x
     gated, weights = layer.gate(z)
@@ -112,5 +119,7 @@ def _input_channels(model: ModelWrapper) -> int:
             return int(module.in_channels)
     if model.mean is not None:
         return int(model.mean.numel())
-    raise ConfigError("with_pixel_attention: cannot tell the model's input channels (no "
-                      "Conv2d, no mean); pass channels=")  # fmt: skip
+    raise ConfigError(
+        "with_pixel_attention: cannot tell the model's input channels (no "
+        "Conv2d, no mean); pass channels="
+    )

@@ -98,20 +98,28 @@ class OnePixelExamples:
     generations: int = 5
 
     def __post_init__(self) -> None:
-        for name, value, low in (("pixels", self.pixels, 1), ("population", self.population, 4),
-                                 ("generations", self.generations, 0)):  # fmt: skip
+        for name, value, low in (
+            ("pixels", self.pixels, 1),
+            ("population", self.population, 4),
+            ("generations", self.generations, 0),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name}: expected an int >= {low}, found {value!r}")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        attack = OnePixel(population=self.population, max_generations=self.generations,
-                          stop="misclassified", seed=0)  # fmt: skip
+        attack = OnePixel(
+            population=self.population,
+            max_generations=self.generations,
+            stop="misclassified",
+            seed=0,
+        )
         ids = torch.randint(0, 2**62, (len(x),), device=x.device)
         return attack.search(model, x, y, pixels=self.pixels, image_ids=ids).adversarials
 
 
-def pixel_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, top_k: int = 1,
-                      create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def pixel_sensitivity(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, top_k: int = 1, create_graph: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image mean of the `top_k` largest per-pixel L1 input-gradient norms of the
     cross-entropy, and the logits: ((N,), (N, K)). Differentiable with `create_graph`."""
     if not isinstance(top_k, int) or top_k < 1:
@@ -121,8 +129,9 @@ def pixel_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, top
     return _sensitivity(logits, x, y, top_k, create_graph), logits
 
 
-def _sensitivity(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, top_k: int,
-                 create_graph: bool) -> torch.Tensor:  # fmt: skip
+def _sensitivity(
+    logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, top_k: int, create_graph: bool
+) -> torch.Tensor:
     """`pixel_sensitivity` (N,) from `logits` computed on `x`, which requires grad."""
     wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # not in half precision
     loss = F.cross_entropy(wide, y, reduction="sum")  # per-image gradients
@@ -159,15 +168,17 @@ class DefenseObjective:
 
     def __post_init__(self) -> None:
         if self.attack is not None and not callable(self.attack):
-            raise ConfigError(f"attack: expected a callable (model, x, y) -> x_adv or None, "
-                              f"found {self.attack!r}")  # fmt: skip
+            raise ConfigError(
+                f"attack: expected a callable (model, x, y) -> x_adv or None, found {self.attack!r}"
+            )
         check_fraction("adversarial_fraction", self.adversarial_fraction)
         check_number("gradient_weight", self.gradient_weight, minimum=0)
         check_number("attention_weight", self.attention_weight, minimum=0)
         check_fraction("label_smoothing", self.label_smoothing)
         if not isinstance(self.gradient_top_k, int) or self.gradient_top_k < 1:
-            raise ConfigError(f"gradient_top_k: expected an int >= 1, found "
-                              f"{self.gradient_top_k!r}")  # fmt: skip
+            raise ConfigError(
+                f"gradient_top_k: expected an int >= 1, found {self.gradient_top_k!r}"
+            )
 
     def spec(self) -> dict[str, Any]:
         """A JSON description (for `ModelRecipe.objective` and reports); `from_spec` inverts it."""
@@ -175,8 +186,10 @@ class DefenseObjective:
         if self.attack is not None:
             kind = next((k for k, cls in EXAMPLES.items() if type(self.attack) is cls), None)
             if kind is None:
-                raise ConfigError(f"attack: {type(self.attack).__name__} has no spec; use one "
-                                  f"of {sorted(EXAMPLES)}")  # fmt: skip
+                raise ConfigError(
+                    f"attack: {type(self.attack).__name__} has no spec; use one "
+                    f"of {sorted(EXAMPLES)}"
+                )
             out["attack"] = {"kind": kind, **asdict(self.attack)}  # type: ignore[call-overload]
         return out
 
@@ -189,8 +202,9 @@ class DefenseObjective:
             attack = dict(attack)
             kind = attack.pop("kind", None)
             if kind not in EXAMPLES:
-                raise ConfigError(f"attack kind: expected one of {sorted(EXAMPLES)}, found "
-                                  f"{kind!r}")  # fmt: skip
+                raise ConfigError(
+                    f"attack kind: expected one of {sorted(EXAMPLES)}, found {kind!r}"
+                )
             attack = EXAMPLES[kind](**attack)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -209,12 +223,15 @@ class DefenseObjective:
             x_adv = make(model, x[:n_adv].float(), y[:n_adv]).to(x.dtype)
         return torch.cat([x_adv.detach(), x[n_adv:]])
 
-    def __call__(self, model: nn.Module, x: torch.Tensor,
-                 y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.mix(model, x, y)
         if self.attention_weight > 0 and attention_layer(model) is None:
-            raise ConfigError("attention_weight > 0: the model has no PixelAttention layer "
-                              "(use advlab.defenses.with_pixel_attention)")  # fmt: skip
+            raise ConfigError(
+                "attention_weight > 0: the model has no PixelAttention layer "
+                "(use advlab.defenses.with_pixel_attention)"
+            )
         if self.gradient_weight > 0:
             x = x.detach().requires_grad_(True)
         gate = None

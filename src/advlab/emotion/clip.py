@@ -36,8 +36,9 @@ class ClipSpec:
 
 def _background(spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0 : spec.height, 0 : spec.width].astype(np.float32)
-    base = np.stack([60 + 80 * xx / spec.width, 90 + 60 * yy / spec.height,
-                     140 - 50 * xx / spec.width], axis=-1)  # fmt: skip
+    base = np.stack(
+        [60 + 80 * xx / spec.width, 90 + 60 * yy / spec.height, 140 - 50 * xx / spec.width], axis=-1
+    )
     noise = rng.normal(0, 6, size=base.shape).astype(np.float32)
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
@@ -45,22 +46,32 @@ def _background(spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
 FrameMeta = list[dict[str, Any]]
 
 
-def _frames(spec: ClipSpec, faces: np.ndarray, labels: np.ndarray, classes: list[str],
-            indices: np.ndarray | None) -> Iterator[tuple[np.ndarray, FrameMeta]]:  # fmt: skip
+def _frames(
+    spec: ClipSpec,
+    faces: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    indices: np.ndarray | None,
+) -> Iterator[tuple[np.ndarray, FrameMeta]]:
     cv2 = _cv2()
     side = spec.face_size
     slot = spec.width // spec.faces
     if slot < side + 20 or spec.height < side + 20:
-        raise ConfigError(f"{spec.faces} faces of side {side} do not fit a "
-                          f"{spec.width} x {spec.height} frame")  # fmt: skip
+        raise ConfigError(
+            f"{spec.faces} faces of side {side} do not fit a {spec.width} x {spec.height} frame"
+        )
     rng = np.random.default_rng(spec.seed)
     background = _background(spec, rng)
     h = faces.shape[1]
     # An integer upscaling repeats pixels exactly, so averaging the box back down to the
     # original size gives the original face (what the tests check predictions on).
     mode = cv2.INTER_NEAREST if side % h == 0 else cv2.INTER_CUBIC
-    pasted = [cv2.cvtColor(cv2.resize(faces[k % len(faces)], (side, side), interpolation=mode),
-                           cv2.COLOR_GRAY2BGR) for k in range(spec.faces)]  # fmt: skip
+    pasted = [
+        cv2.cvtColor(
+            cv2.resize(faces[k % len(faces)], (side, side), interpolation=mode), cv2.COLOR_GRAY2BGR
+        )
+        for k in range(spec.faces)
+    ]
     phase = rng.uniform(0, 2 * np.pi, size=(spec.faces, 2))
     room_x, room_y = slot - side - 10, spec.height - side - 10
     for t in range(spec.frames):
@@ -71,15 +82,25 @@ def _frames(spec: ClipSpec, faces: np.ndarray, labels: np.ndarray, classes: list
             y = 5 + int(room_y * (0.5 + 0.5 * np.sin(0.04 * t + phase[k, 1])))
             frame[y : y + side, x : x + side] = pasted[k]
             i = k % len(faces)
-            meta.append({"box": [x, y, side, side],
-                         "face": int(indices[i]) if indices is not None else i,
-                         "label": classes[int(labels[i])]})  # fmt: skip
+            meta.append(
+                {
+                    "box": [x, y, side, side],
+                    "face": int(indices[i]) if indices is not None else i,
+                    "label": classes[int(labels[i])],
+                }
+            )
         yield frame, meta
 
 
-def make_clip(path: Path | str, faces: np.ndarray, labels: np.ndarray, classes: list[str],
-              spec: ClipSpec = ClipSpec(), *,
-              indices: np.ndarray | None = None) -> Path:  # fmt: skip
+def make_clip(
+    path: Path | str,
+    faces: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    spec: ClipSpec = ClipSpec(),
+    *,
+    indices: np.ndarray | None = None,
+) -> Path:
     """Write a clip of `spec.frames` frames showing `spec.faces` of the grayscale `faces`
     (N, H, W) uint8, and its manifest ``<path>.json``; returns `path`.
 
@@ -98,8 +119,9 @@ def make_clip(path: Path | str, faces: np.ndarray, labels: np.ndarray, classes: 
     frames = _frames(spec, faces, np.asarray(labels), classes, indices)
     if path.suffix.lower() == ".avi":
         with atomic_path(path) as tmp:  # the temporary name ends in .avi too
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), spec.fps,
-                                     (spec.width, spec.height))  # fmt: skip
+            writer = cv2.VideoWriter(
+                str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), spec.fps, (spec.width, spec.height)
+            )
             if not writer.isOpened():
                 raise ConfigError(f"clip: OpenCV cannot write MJPG video to {path}")
             try:
@@ -117,9 +139,13 @@ def make_clip(path: Path | str, faces: np.ndarray, labels: np.ndarray, classes: 
                 if not cv2.imwrite(str(tmp), frame):
                     raise ConfigError(f"clip: OpenCV cannot write {tmp}")
             frames_meta.append(meta)
-    manifest = {"synthetic": True,
-                "note": "synthetic clip: FER2013 faces pasted on a generated background",
-                "fps": spec.fps, "size": [spec.width, spec.height], "frames": frames_meta}
+    manifest = {
+        "synthetic": True,
+        "note": "synthetic clip: FER2013 faces pasted on a generated background",
+        "fps": spec.fps,
+        "size": [spec.width, spec.height],
+        "frames": frames_meta,
+    }
     write_atomic(manifest_path(path), json.dumps(manifest, indent=1) + "\n")
     return path
 

@@ -34,9 +34,15 @@ class HaarFaceDetector:
         min_size: Smallest face side searched, in pixels of the original frame.
     """
 
-    def __init__(self, cascade: str | Path | None = None, *, scale: float = 0.5,
-                 scale_factor: float = 1.1, min_neighbors: int = 5,
-                 min_size: int = 40) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cascade: str | Path | None = None,
+        *,
+        scale: float = 0.5,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: int = 40,
+    ) -> None:
         cv2 = _cv2()
         if cascade is None:
             folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
@@ -62,12 +68,16 @@ class HaarFaceDetector:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         small = gray
         if self.scale != 1:
-            small = cv2.resize(gray, None, fx=self.scale, fy=self.scale,
-                               interpolation=cv2.INTER_AREA)  # fmt: skip
+            small = cv2.resize(
+                gray, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_AREA
+            )
         side = max(8, round(self.min_size * self.scale))
-        boxes = self.classifier.detectMultiScale(small, scaleFactor=self.scale_factor,
-                                                 minNeighbors=self.min_neighbors,
-                                                 minSize=(side, side))  # fmt: skip
+        boxes = self.classifier.detectMultiScale(
+            small,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(side, side),
+        )
         if len(boxes) == 0:
             return np.zeros((0, 4), dtype=np.int64)
         return np.round(np.asarray(boxes, dtype=np.float64) / self.scale).astype(np.int64)

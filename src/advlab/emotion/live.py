@@ -61,8 +61,15 @@ def annotate(image: np.ndarray, result: FrameResult) -> np.ndarray:
     for face in result.faces:
         x, y, w, h = face.box
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 255, 0), 2)
-        cv2.putText(out, f"{face.label} {face.confidence:.2f}", (x, max(12, y - 6)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)  # fmt: skip
+        cv2.putText(
+            out,
+            f"{face.label} {face.confidence:.2f}",
+            (x, max(12, y - 6)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6,
+            (0, 255, 0),
+            2,
+        )
     return out
 
 
@@ -78,8 +85,9 @@ class _Recorder:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = image.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"MJPG"),
-                                          self.fps, (w, h))  # fmt: skip
+            self.writer = cv2.VideoWriter(
+                str(self.path), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h)
+            )
             if not self.writer.isOpened():
                 raise ConfigError(f"--record {self.path}: OpenCV cannot write a video there")
         self.writer.write(image)

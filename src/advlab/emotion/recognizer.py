@@ -55,8 +55,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def crop_faces(frame: np.ndarray, boxes: np.ndarray, size: int = 48,
-               device: str | torch.device = "cpu") -> torch.Tensor:  # fmt: skip
+def crop_faces(
+    frame: np.ndarray, boxes: np.ndarray, size: int = 48, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Grayscale crops of `boxes` (x, y, w, h) resized to size x size, all in one
     `roi_align` call (each output pixel averages the frame pixels under it): (K, 1, size,
     size) float in [0, 1]. Parts of a box outside the frame read as black."""
@@ -69,8 +70,7 @@ def crop_faces(frame: np.ndarray, boxes: np.ndarray, size: int = 48,
         return image.new_zeros((0, 1, size, size))
     b = torch.as_tensor(boxes, dtype=torch.float32, device=image.device)
     rois = torch.cat([b.new_zeros(len(b), 1), b[:, :2], b[:, :2] + b[:, 2:]], dim=1)
-    return roi_align(image[None, None], rois, output_size=size, sampling_ratio=-1,
-                     aligned=True)  # fmt: skip
+    return roi_align(image[None, None], rois, output_size=size, sampling_ratio=-1, aligned=True)
 
 
 class EmotionRecognizer:
@@ -85,8 +85,16 @@ class EmotionRecognizer:
         device: Where the network runs.
     """
 
-    def __init__(self, model: nn.Module, classes: Sequence[str], detector: Detector, *,
-                 size: int = 48, smooth: int = 1, device: str = "cpu") -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: Sequence[str],
+        detector: Detector,
+        *,
+        size: int = 48,
+        smooth: int = 1,
+        device: str = "cpu",
+    ) -> None:
         if smooth < 1:
             raise ConfigError(f"smooth: expected a number of frames >= 1, found {smooth}")
         self.model = model.to(device).eval()
@@ -144,9 +152,15 @@ class EmotionRecognizer:
         t2 = time.perf_counter()
         probs = self._smoothed(boxes, self.classify(crops))
         t3 = time.perf_counter()
-        faces = [FaceResult(tuple(int(v) for v in box), self.classes[int(p.argmax())],  # type: ignore[arg-type]
-                            float(p.max()), tuple(float(v) for v in p))
-                 for box, p in zip(boxes, probs, strict=True)]  # fmt: skip
+        faces = [
+            FaceResult(
+                tuple(int(v) for v in box),  # type: ignore[arg-type]
+                self.classes[int(p.argmax())],
+                float(p.max()),
+                tuple(float(v) for v in p),
+            )
+            for box, p in zip(boxes, probs, strict=True)
+        ]
         ms = {"detect": t1 - t0, "crop": t2 - t1, "classify": t3 - t2}
         return FrameResult(faces, {k: 1000 * v for k, v in ms.items()})
 

@@ -38,8 +38,10 @@ def _camera(index: int, retries: int) -> Iterator[Frame]:
     cv2 = _cv2()
     cap = cv2.VideoCapture(index)
     if not cap.isOpened():
-        raise SourceError(f"--source {index}: no camera {index} could be opened (is one "
-                          "connected, and free?); a video file or an image folder works too")
+        raise SourceError(
+            f"--source {index}: no camera {index} could be opened (is one "
+            "connected, and free?); a video file or an image folder works too"
+        )
     start, i, failures = time.perf_counter(), 0, 0
     try:
         while True:

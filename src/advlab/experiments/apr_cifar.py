@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,21 +30,28 @@ from advlab.evaluation import Evaluation, Fooled, JSMABothWays, OnePixelProbe, P
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
-from advlab.report import Report, percent
-from advlab.report.figures import bar_plot, image_grid, line_plot, pareto_front, scatter_plot
+from advlab.report import Report, percent, rate_cell
+from advlab.report.figures import (
+    image_grid,
+    line_plot,
+    pareto_front,
+    rate_bars,
+    scatter_plot,
+)
 from advlab.runs import Run
 from advlab.train import TrainConfig
-from advlab.train.checkpoint import load_checkpoint
-from advlab.train.recipes import resnet18_cifar10
-from advlab.train.store import ModelRecipe, get_trained, load_model, save_model
+from advlab.train.recipes import cifar10_model
+from advlab.train.store import ModelRecipe, load_model, save_model
 from advlab.validation import check_each, check_int
 
 log = logging.getLogger(__name__)
 
 UNDEFENDED = "undefended"
 FULL = "APR (all three)"
-PUBLIC = ("public student reproductions: about 77% clean / 43% attack success undefended against "
-          "72% / 31% with APR, budgets unstated (a reference, not a target)")  # fmt: skip
+PUBLIC = (
+    "public student reproductions: about 77% clean / 43% attack success undefended against "
+    "72% / 31% with APR, budgets unstated (a reference, not a target)"
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,9 @@ def variants(cfg: APRCifarConfig) -> dict[str, APRConfig | None]:
     full = cfg.apr
     out: dict[str, APRConfig | None] = {UNDEFENDED: None, FULL: full}
     if cfg.ablation:
-        out["fine-tuned, no defence"] = replace(full, attention=False, adversarial=False,
-                                               regularisation=False)  # fmt: skip
+        out["fine-tuned, no defence"] = replace(
+            full, attention=False, adversarial=False, regularisation=False
+        )
         out["adversarial training only"] = replace(full, attention=False, regularisation=False)
         out["attention only"] = replace(full, adversarial=False, regularisation=False)
         out["regularisation only"] = replace(full, attention=False, adversarial=False)
@@ -112,20 +119,6 @@ def variants(cfg: APRCifarConfig) -> dict[str, APRConfig | None]:
     return out
 
 
-def _base(cfg: APRCifarConfig, device: str) -> tuple[ModelWrapper, str, dict[str, Any], str]:
-    """The base model, a description, its architecture and its checkpoint file."""
-    if cfg.checkpoint:
-        path = Path(cfg.checkpoint)
-        model = load_model(path, device=device)
-        info = load_checkpoint(path, map_location="cpu")["model"]
-        return model.eval(), f"checkpoint `{cfg.checkpoint}`", info, cfg.checkpoint
-    recipe = resnet18_cifar10(cfg.stem)
-    model = get_trained(recipe, device=device)
-    what = f"torchvision ResNet-18, {cfg.stem} stem (recipe `{recipe.key()}`)"
-    info = {"name": recipe.model, "config": recipe.model_config}
-    return model.eval(), what, info, str(recipe.folder() / "model.pt")
-
-
 def _saved_recipe(base: dict[str, Any], apr: APRConfig) -> ModelRecipe:
     if apr.attention:
         config = {"base": base["name"], "base_config": dict(base["config"]), "hidden": apr.hidden}
@@ -133,43 +126,81 @@ def _saved_recipe(base: dict[str, Any], apr: APRConfig) -> ModelRecipe:
     return ModelRecipe(base["name"], "cifar10", dict(base["config"]))
 
 
-def _evaluate(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str], probe: Probe,
-              ids: np.ndarray, name: str) -> dict[str, np.ndarray]:  # fmt: skip
+def _evaluate(
+    cfg: APRCifarConfig,
+    ctx: Context,
+    model: tuple[ModelWrapper, str],
+    probe: Probe,
+    ids: np.ndarray,
+    name: str,
+) -> dict[str, np.ndarray]:
     """`probe` on the images `ids` of the attacked set, in fixed chunks and `ctx.shards` shards;
     `model` is the model and its checkpoint file (what other workers load)."""
-    evaluation = Evaluation(model[1], "cifar10", cfg.n_images, cfg.seed, {name: probe},
-                            device=ctx.device)  # fmt: skip
-    return evaluate(evaluation, ids, folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
-                    shards=ctx.shards, backend=ctx.backend, model=model[0], desc=name)[name]
+    evaluation = Evaluation(
+        model[1], "cifar10", cfg.n_images, cfg.seed, {name: probe}, device=ctx.device
+    )
+    return evaluate(
+        evaluation,
+        ids,
+        folder=ctx.run.path / "chunks" / name,
+        chunk=cfg.chunk,
+        shards=ctx.shards,
+        backend=ctx.backend,
+        model=model[0],
+        desc=name,
+    )[name]
 
 
-def _one_pixel(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
-               x: torch.Tensor, correct: np.ndarray, pixels: int, name: str,
-               guided: bool = False) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
+def _one_pixel(
+    cfg: APRCifarConfig,
+    ctx: Context,
+    model: tuple[ModelWrapper, str],
+    x: torch.Tensor,
+    correct: np.ndarray,
+    pixels: int,
+    name: str,
+    guided: bool = False,
+) -> tuple[dict[str, Any], torch.Tensor]:
     """The one-pixel attack on the correctly classified images, in shards."""
     idx = np.nonzero(correct)[0]
     fooled = np.zeros(len(correct), dtype=bool)
     adv = x.clone()
     if len(idx):
-        attack = OnePixel(population=cfg.eval_population, max_generations=cfg.eval_generations,
-                          stop="misclassified", seed=cfg.seed)  # fmt: skip
+        attack = OnePixel(
+            population=cfg.eval_population,
+            max_generations=cfg.eval_generations,
+            stop="misclassified",
+            seed=cfg.seed,
+        )
         probe = OnePixelProbe(attack, pixels, cfg.open_fraction if guided else None)
         res = _evaluate(cfg, ctx, model, probe, idx, name)
         fooled[idx] = res["misclassified"]
-        adv[torch.as_tensor(idx, device=x.device)] = torch.as_tensor(res["adversarials"],
-                                                                     device=x.device)
+        adv[torch.as_tensor(idx, device=x.device)] = torch.as_tensor(
+            res["adversarials"], device=x.device
+        )
     return attack_summary(correct, fooled), adv
 
 
-def _sparse_rs(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
-               correct: np.ndarray, k: int, name: str) -> dict[str, Any]:  # fmt: skip
+def _sparse_rs(
+    cfg: APRCifarConfig,
+    ctx: Context,
+    model: tuple[ModelWrapper, str],
+    correct: np.ndarray,
+    k: int,
+    name: str,
+) -> dict[str, Any]:
     probe = Fooled(SparseRS(max_queries=cfg.sparse_rs_queries, seed=cfg.seed), k)
     res = _evaluate(cfg, ctx, model, probe, np.arange(len(correct)), name)
     return attack_summary(correct, res["fooled"])
 
 
-def _jsma(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
-          correct: np.ndarray, name: str) -> dict[str, Any]:  # fmt: skip
+def _jsma(
+    cfg: APRCifarConfig,
+    ctx: Context,
+    model: tuple[ModelWrapper, str],
+    correct: np.ndarray,
+    name: str,
+) -> dict[str, Any]:
     """White-box JSMA (both directions), with the median number of pixels the successful ones
     changed."""
     probe = JSMABothWays(cfg.jsma_features)
@@ -184,15 +215,28 @@ def _jsma(cfg: APRCifarConfig, ctx: Context, model: tuple[ModelWrapper, str],
 def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     device = torch.device(ctx.device)
     with ctx.timed("base model"):
-        base, what, base_info, base_file = _base(cfg, ctx.device)
+        loaded = cifar10_model(stem=cfg.stem, checkpoint=cfg.checkpoint, device=ctx.device)
+    base, what, base_info, base_file = (
+        loaded.model,
+        loaded.description,
+        loaded.architecture,
+        loaded.file,
+    )
     train = load_dataset("cifar10", "train").take(cfg.finetune_images, seed=cfg.seed)
     xtr, ytr = train.tensors(device)
     test = load_dataset("cifar10", "test")
     x, y = test.take(cfg.n_images, seed=cfg.seed).tensors(device)
     xc, yc = test.take(cfg.clean_images, seed=cfg.seed + 1).tensors(device)
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, nesterov=True,
-                       weight_decay=cfg.weight_decay, schedule="onecycle", augment="crop_flip",
-                       seed=cfg.seed)  # fmt: skip
+    tcfg = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        nesterov=True,
+        weight_decay=cfg.weight_decay,
+        schedule="onecycle",
+        augment="crop_flip",
+        seed=cfg.seed,
+    )
     folder = ctx.run.path / "models"
     folder.mkdir(exist_ok=True)
     models: dict[str, ModelWrapper] = {}
@@ -208,14 +252,30 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
         if path.is_file():  # a resumed run keeps what it trained
             models[name] = load_model(path, device=ctx.device)
         else:
-            log.info("fine-tuning %r (%s) on %d images, %d epoch(s)", name, apr.parts(),
-                     len(xtr), cfg.epochs)  # fmt: skip
+            log.info(
+                "fine-tuning %r (%s) on %d images, %d epoch(s)",
+                name,
+                apr.parts(),
+                len(xtr),
+                cfg.epochs,
+            )
             with ctx.timed(f"fine-tune {name}"):
-                model, history = fine_tune(base, (xtr, ytr), apr, tcfg,
-                                           checkpoint=folder / f"variant{i}.training.pt",
-                                           progress=ctx.progress)  # fmt: skip
-            save_model(path, model, _saved_recipe(base_info, apr), (3, 32, 32), 10,
-                       {"train_loss": history.train_loss})  # fmt: skip
+                model, history = fine_tune(
+                    base,
+                    (xtr, ytr),
+                    apr,
+                    tcfg,
+                    checkpoint=folder / f"variant{i}.training.pt",
+                    progress=ctx.progress,
+                )
+            save_model(
+                path,
+                model,
+                _saved_recipe(base_info, apr),
+                (3, 32, 32),
+                10,
+                {"train_loss": history.train_loss},
+            )
             (folder / f"variant{i}.training.pt").unlink(missing_ok=True)
             models[name] = model
         specs[name] = (models[name], str(path.resolve()))
@@ -232,8 +292,9 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
         for d in cfg.pixels if main else cfg.sweep_pixels:
             log.info("%s: one-pixel d = %d on %d correct images", name, d, int(correct.sum()))
             with ctx.timed(f"attack {name} d={d}"):
-                r["one_pixel"][str(d)], adv = _one_pixel(cfg, ctx, specs[name], x, correct, d,
-                                                         f"variant{v}-d{d}")  # fmt: skip
+                r["one_pixel"][str(d)], adv = _one_pixel(
+                    cfg, ctx, specs[name], x, correct, d, f"variant{v}-d{d}"
+                )
             if name == UNDEFENDED:
                 adversarials[d] = adv
     full = models[FULL]
@@ -242,18 +303,21 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     for d in cfg.adaptive_pixels:
         with ctx.timed(f"adaptive d={d}"):
             adaptive[f"one-pixel attack, d = {d}"] = _one_pixel(
-                cfg, ctx, specs[FULL], x, correct, d, f"adaptive-d{d}")[0]  # fmt: skip
+                cfg, ctx, specs[FULL], x, correct, d, f"adaptive-d{d}"
+            )[0]
     allowed = open_pixels(full, x, cfg.open_fraction)
     if allowed is not None:
         for d in cfg.pixels:
             with ctx.timed(f"guided d={d}"):
-                adaptive[f"one-pixel attack, d = {d}, on the {100 * cfg.open_fraction:g}% most "
-                         f"open pixels"] = _one_pixel(cfg, ctx, specs[FULL], x, correct, d,
-                                                      f"guided-d{d}", guided=True)[0]  # fmt: skip
+                adaptive[
+                    f"one-pixel attack, d = {d}, on the {100 * cfg.open_fraction:g}% most "
+                    f"open pixels"
+                ] = _one_pixel(cfg, ctx, specs[FULL], x, correct, d, f"guided-d{d}", guided=True)[0]
     for d, adv in adversarials.items():
         fooled = (full.predict(adv) != y).cpu().numpy()
         adaptive[f"transfer of the undefended model's d = {d} adversarials"] = attack_summary(
-            correct, fooled)
+            correct, fooled
+        )
     # Gradient-masking checks, on both models: Sparse-RS (black box) as the budget grows, and
     # white-box JSMA through the whole model at the budget of Sparse-RS at jsma_features / 3.
     masking: dict[str, Any] = {"sparse_rs": {}, "jsma": {}}
@@ -262,14 +326,16 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
         curve = masking["sparse_rs"][name] = {}
         for k in cfg.sparse_rs_pixels:
             with ctx.timed(f"sparse-rs {name} k={k}"):
-                curve[str(k)] = _sparse_rs(cfg, ctx, specs[name], ok_clean, k,
-                                           f"sparse-rs-{tag}-k{k}")  # fmt: skip
+                curve[str(k)] = _sparse_rs(
+                    cfg, ctx, specs[name], ok_clean, k, f"sparse-rs-{tag}-k{k}"
+                )
         with ctx.timed(f"jsma {name}"):
             masking["jsma"][name] = _jsma(cfg, ctx, specs[name], ok_clean, f"jsma-{tag}")
     for k, v in masking["sparse_rs"][FULL].items():
         adaptive[f"Sparse-RS, k = {k}, {cfg.sparse_rs_queries} queries"] = v
-    adaptive[f"JSMA (white box, +/- theta), <= {cfg.jsma_features} changed values"] = (
-        masking["jsma"][FULL])
+    adaptive[f"JSMA (white box, +/- theta), <= {cfg.jsma_features} changed values"] = masking[
+        "jsma"
+    ][FULL]
     out["adaptive"] = adaptive
     out["masking"] = masking
     out["n_images"] = len(y)
@@ -283,8 +349,9 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
 
 
 def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
-    rep = Report("Adaptive Pixel Resilience against the one-pixel attack (seed 000, Task 4)",
-                 run.path)  # fmt: skip
+    rep = Report(
+        "Adaptive Pixel Resilience against the one-pixel attack (seed 000, Task 4)", run.path
+    )
     a = cfg.apr
     rep.intro(
         f"Base model: {metrics['base']}. Each defended model is fine-tuned from it on "
@@ -305,7 +372,7 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
         "--set mix_ratios=[0.1,0.5,0.75] --set reg_weights=[0,0.2,0.5] --set "
         "eval_population=400 --set eval_generations=100 --set n_images=1000 --set "
         f"sweep_pixels=[1,3,5]`; {PUBLIC}."
-    )  # fmt: skip
+    )
     names = metrics.get("order") or list(metrics["variants"])
     ds = list(metrics["variants"][UNDEFENDED]["one_pixel"])
     rows = []
@@ -318,39 +385,66 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
             if s is None:
                 row[f"success d={d}"] = row[f"robust acc. d={d}"] = "not run"
                 continue
-            lo, hi = s["success_rate_ci"]
-            row[f"success d={d}"] = f"{percent(s['success_rate'])} ({100 * lo:.0f}-{100 * hi:.0f})"
+            row[f"success d={d}"] = rate_cell(s)
             row[f"robust acc. d={d}"] = percent(s["robust_accuracy"])
         rows.append(row)
-    rep.table("1. Effectiveness", rows, caption="One-pixel attack success among correctly "
-              "classified images (95% Wilson interval) and robust accuracy over all images; "
-              f"the ablation and sweep variants at d = {', '.join(map(str, cfg.sweep_pixels))} "
-              "only (`sweep_pixels`).")  # fmt: skip
+    rep.table(
+        "1. Effectiveness",
+        rows,
+        caption="One-pixel attack success among correctly "
+        "classified images (95% Wilson interval) and robust accuracy over all images; "
+        f"the ablation and sweep variants at d = {', '.join(map(str, cfg.sweep_pixels))} "
+        "only (`sweep_pixels`).",
+    )
     main = [n for n in names if all(d in metrics["variants"][n]["one_pixel"] for d in ds)]
     op = {n: metrics["variants"][n]["one_pixel"] for n in main}
-    fig = bar_plot(run.figure("success.png"), main,
-                   {f"d = {d}": [op[n][d]["success_rate"] for n in main] for d in ds},
-                   title="One-pixel attack success", xlabel="model",
-                   ylabel="success among correct images", ylim=(0, 1),
-                   errors={f"d = {d}": ([op[n][d]["success_rate_ci"][0] for n in main],
-                                        [op[n][d]["success_rate_ci"][1] for n in main])
-                           for d in ds})  # fmt: skip
+    fig = rate_bars(
+        run.figure("success.png"),
+        main,
+        {f"d = {d}": [op[n][d] for n in main] for d in ds},
+        title="One-pixel attack success",
+        xlabel="model",
+        ylabel="success among correct images",
+    )
     rep.figure("1. Effectiveness", fig, "Lower is more robust; bars are 95% Wilson intervals.")
     d0 = ds[0]
-    points = {n: (metrics["variants"][n]["one_pixel"][d0]["success_rate"],
-                  metrics["variants"][n]["clean_accuracy"]) for n in names}  # fmt: skip
-    fig = scatter_plot(run.figure("tradeoff.png"), points, title="Security against accuracy",
-                       xlabel=f"one-pixel success, d = {d0}", ylabel="clean accuracy")  # fmt: skip
-    rep.figure("2. Security against accuracy", fig, "Each fine-tuned variant; the dashed line "
-               f"joins the Pareto front ({', '.join(pareto_front(points))}).")
-    adaptive = [{"attacker": k, "success among correct": percent(v["success_rate"]),
-                 "robust accuracy": percent(v["robust_accuracy"])}
-                for k, v in metrics["adaptive"].items()]  # fmt: skip
-    rep.table("3. Adaptive attackers", adaptive, caption="Against the full APR model, on the "
-              f"correctly classified of the same {metrics['n_images']} images. Sparse-RS: "
-              f"{cfg.sparse_rs_queries} queries, k pixels set to corners of the colour cube. "
-              "JSMA: Papernot's pair saliency map through the gate and the network, increasing "
-              "and decreasing, an image counts if either succeeds.")  # fmt: skip
+    points = {
+        n: (
+            metrics["variants"][n]["one_pixel"][d0]["success_rate"],
+            metrics["variants"][n]["clean_accuracy"],
+        )
+        for n in names
+    }
+    fig = scatter_plot(
+        run.figure("tradeoff.png"),
+        points,
+        title="Security against accuracy",
+        xlabel=f"one-pixel success, d = {d0}",
+        ylabel="clean accuracy",
+    )
+    rep.figure(
+        "2. Security against accuracy",
+        fig,
+        "Each fine-tuned variant; the dashed line "
+        f"joins the Pareto front ({', '.join(pareto_front(points))}).",
+    )
+    adaptive = [
+        {
+            "attacker": k,
+            "success among correct": percent(v["success_rate"]),
+            "robust accuracy": percent(v["robust_accuracy"]),
+        }
+        for k, v in metrics["adaptive"].items()
+    ]
+    rep.table(
+        "3. Adaptive attackers",
+        adaptive,
+        caption="Against the full APR model, on the "
+        f"correctly classified of the same {metrics['n_images']} images. Sparse-RS: "
+        f"{cfg.sparse_rs_queries} queries, k pixels set to corners of the colour cube. "
+        "JSMA: Papernot's pair saliency map through the gate and the network, increasing "
+        "and decreasing, an image counts if either succeeds.",
+    )
     rep.text("3. Adaptive attackers", _verdict(metrics))
     _masking(cfg, metrics, run, rep)
     data = run.file("attention.npz")
@@ -360,14 +454,26 @@ def report(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run) -> Report:
         lo, hi = float(maps.min()), float(maps.max())
         shown = (maps - lo) / (hi - lo) if hi > lo else np.ones_like(maps)
         grid = np.stack([images, np.repeat(shown[..., None], 3, axis=-1)])
-        fig = image_grid(run.figure("attention.png"), grid, title="APR attention maps",
-                         row_labels=["image", "gate"])  # fmt: skip
-        uniform = (f" The gate is nearly uniform (a spread of {hi - lo:.4f}): it scales the "
-                   "whole image by about the same weight and closes no pixel, so it cannot "
-                   "stop a pixel the attacker chooses." if hi - lo < 0.05 else "")
-        rep.figure("3. Adaptive attackers", fig, f"Where the gate lets pixels through: black is "
-                   f"a weight of {lo:.4f}, white {hi:.4f} (the range over these images, "
-                   f"stretched to show its shape).{uniform}")  # fmt: skip
+        fig = image_grid(
+            run.figure("attention.png"),
+            grid,
+            title="APR attention maps",
+            row_labels=["image", "gate"],
+        )
+        uniform = (
+            f" The gate is nearly uniform (a spread of {hi - lo:.4f}): it scales the "
+            "whole image by about the same weight and closes no pixel, so it cannot "
+            "stop a pixel the attacker chooses."
+            if hi - lo < 0.05
+            else ""
+        )
+        rep.figure(
+            "3. Adaptive attackers",
+            fig,
+            f"Where the gate lets pixels through: black is "
+            f"a weight of {lo:.4f}, white {hi:.4f} (the range over these images, "
+            f"stretched to show its shape).{uniform}",
+        )
     return rep
 
 
@@ -386,18 +492,25 @@ def _verdict(metrics: dict[str, Any]) -> str:
             said = "higher, the 95% intervals apart: APR makes it worse."
         else:
             said = "the 95% intervals overlap: no difference these images can show."
-        lines.append(f"- one-pixel, d = {d}: {percent(s['success_rate'])} undefended, "
-                     f"{percent(a['success_rate'])} with APR: {said}")  # fmt: skip
+        lines.append(
+            f"- one-pixel, d = {d}: {percent(s['success_rate'])} undefended, "
+            f"{percent(a['success_rate'])} with APR: {said}"
+        )
     worst, w = max(metrics["adaptive"].items(), key=lambda kv: kv[1]["success_rate"])
     d0, base = next(iter(v[UNDEFENDED]["one_pixel"].items()))
     fails = w["success_rate"] >= base["success_rate"]
-    lines.append(f"- the strongest adaptive attacker, {worst}, succeeds on "
-                 f"{percent(w['success_rate'])} of the images APR classifies correctly, "
-                 f"leaving {percent(w['robust_accuracy'])} robust accuracy: the defence "
-                 + ("fails against it, which does at least as well as" if fails else
-                    "holds partly against it, which does worse than")
-                 + f" the plain d = {d0} attack on the undefended model "
-                 f"({percent(base['success_rate'])}).")  # fmt: skip
+    lines.append(
+        f"- the strongest adaptive attacker, {worst}, succeeds on "
+        f"{percent(w['success_rate'])} of the images APR classifies correctly, "
+        f"leaving {percent(w['robust_accuracy'])} robust accuracy: the defence "
+        + (
+            "fails against it, which does at least as well as"
+            if fails
+            else "holds partly against it, which does worse than"
+        )
+        + f" the plain d = {d0} attack on the undefended model "
+        f"({percent(base['success_rate'])})."
+    )
     return "Where APR holds and where it fails:\n\n" + "\n".join(lines)
 
 
@@ -419,31 +532,55 @@ def _masking(cfg: APRCifarConfig, metrics: dict[str, Any], run: Run, rep: Report
         row[f"JSMA <= {cfg.jsma_features} values"] = percent(j["success_rate"])
         row["JSMA median pixels"] = "-" if j["median_pixels"] is None else f"{j['median_pixels']:g}"
         rows.append(row)
-    rep.table(sec, rows, caption="Success among correctly classified images: black-box "
-              "Sparse-RS at k pixels, white-box JSMA at a budget of changed values (3 per "
-              "pixel, so its budget equals Sparse-RS's at k = "
-              f"{cfg.jsma_features // 3}).")  # fmt: skip
-    fig = line_plot(run.figure("budget.png"), [int(k) for k in ks],
-                    {n: [m["sparse_rs"][n][k]["success_rate"] for k in ks] for n in names},
-                    title="Sparse-RS success as the pixel budget grows", xlabel="pixels k",
-                    ylabel="success among correct images", ylim=(0, 1.02), logx=True)  # fmt: skip
-    rep.figure(sec, fig, "A defence that only masks gradients still falls to a black-box "
-               "attack with enough pixels; one that holds keeps the curve low.")
+    rep.table(
+        sec,
+        rows,
+        caption="Success among correctly classified images: black-box "
+        "Sparse-RS at k pixels, white-box JSMA at a budget of changed values (3 per "
+        "pixel, so its budget equals Sparse-RS's at k = "
+        f"{cfg.jsma_features // 3}).",
+    )
+    fig = line_plot(
+        run.figure("budget.png"),
+        [int(k) for k in ks],
+        {n: [m["sparse_rs"][n][k]["success_rate"] for k in ks] for n in names},
+        title="Sparse-RS success as the pixel budget grows",
+        xlabel="pixels k",
+        ylabel="success among correct images",
+        ylim=(0, 1.02),
+        logx=True,
+    )
+    rep.figure(
+        sec,
+        fig,
+        "A defence that only masks gradients still falls to a black-box "
+        "attack with enough pixels; one that holds keeps the curve low.",
+    )
     lines = []
     same = str(cfg.jsma_features // 3)
     for name in names:
         top = m["sparse_rs"][name][ks[-1]]["success_rate"]
         black = m["sparse_rs"][name].get(same, {}).get("success_rate")
         white = m["jsma"][name]["success_rate"]
-        verdict = ("reaches 100%" if top >= 0.995 else f"stops at {percent(top)} (below 100%: the "
-                   "budget or the query limit is too small to tell masking from robustness)")
+        verdict = (
+            "reaches 100%"
+            if top >= 0.995
+            else f"stops at {percent(top)} (below 100%: the "
+            "budget or the query limit is too small to tell masking from robustness)"
+        )
         line = f"- **{name}**: Sparse-RS at k = {ks[-1]} {verdict}."
         if black is not None:
             gap = black - white
-            line += (f" At k = {same}, black-box {percent(black)} against white-box "
-                     f"{percent(white)}: " + ("the black-box attack does better, a sign of "
-                                               "masked gradients (or of JSMA's one-value steps)."
-                                               if gap > 0.05 else "no sign of masked gradients."))
+            line += (
+                f" At k = {same}, black-box {percent(black)} against white-box "
+                f"{percent(white)}: "
+                + (
+                    "the black-box attack does better, a sign of "
+                    "masked gradients (or of JSMA's one-value steps)."
+                    if gap > 0.05
+                    else "no sign of masked gradients."
+                )
+            )
         lines.append(line)
     rep.text(sec, "\n".join(lines))
 

@@ -51,11 +51,17 @@ def execute(cfg: DemoConfig, ctx: Context) -> dict[str, Any]:
     x_train, y_train = train.tensors(device)
     x_test, y_test = test.tensors(device)
     c, h, _ = train.shape
-    net = create_model(cfg.model, in_channels=c, num_classes=train.num_classes, width=cfg.width,
-                       image_size=h)  # fmt: skip
+    net = create_model(
+        cfg.model, in_channels=c, num_classes=train.num_classes, width=cfg.width, image_size=h
+    )
     model = ModelWrapper(net).to(device)
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                       momentum=cfg.momentum, seed=cfg.seed)  # fmt: skip
+    tcfg = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        seed=cfg.seed,
+    )
     with ctx.timed("train"):
         history = fit(
             model,
@@ -99,8 +105,12 @@ def execute(cfg: DemoConfig, ctx: Context) -> dict[str, Any]:
     with ctx.timed("preprocessing"):
         _, first = np.unique(np.asarray(test.labels), return_index=True)  # one per class
         shown = np.asarray(test.images)[np.sort(first)[: cfg.n_examples]]
-        prep = compare_preprocessing(np.asarray(train.images), shown,
-                                     ctx.run.file("preprocessing.npz"), epsilon=cfg.zca_epsilon)
+        prep = compare_preprocessing(
+            np.asarray(train.images),
+            shown,
+            ctx.run.file("preprocessing.npz"),
+            epsilon=cfg.zca_epsilon,
+        )
     return {
         "preprocessing": prep,
         "dataset": {"name": cfg.dataset, "train": len(train), "test": len(test)},
@@ -192,8 +202,9 @@ attacked images the model gets wrong (already-misclassified images count as succ
         rep.figure("Results", grid, "Test digits perturbed by FGSM at increasing epsilon.")
     prep_file = run.file("preprocessing.npz")
     if prep_file.is_file():
-        preprocessing_section(rep, run, metrics["preprocessing"], prep_file,
-                              epsilon=cfg.zca_epsilon)
+        preprocessing_section(
+            rep, run, metrics["preprocessing"], prep_file, epsilon=cfg.zca_epsilon
+        )
     rep.text("Analysis", _analysis(metrics))
     return rep
 

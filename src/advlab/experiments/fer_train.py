@@ -67,12 +67,26 @@ def recipe_and_objective(cfg: FERTrainConfig) -> tuple[ModelRecipe, WeightedCros
     train = load_dataset("fer2013", "train")
     weights = class_weights(train.labels, train.num_classes, cfg.class_weighting)
     objective = WeightedCrossEntropy(tuple(weights), cfg.label_smoothing)
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=0.9,
-                       nesterov=True, weight_decay=cfg.weight_decay, schedule="onecycle",
-                       augment=cfg.augment, early_stopping=cfg.epochs,
-                       seed=cfg.seed)  # fmt: skip
-    recipe = ModelRecipe("fer_cnn", "fer2013", {"width": cfg.width}, tcfg,
-                         objective=objective.spec(), train_fraction=cfg.train_fraction)  # fmt: skip
+    tcfg = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=cfg.weight_decay,
+        schedule="onecycle",
+        augment=cfg.augment,
+        early_stopping=cfg.epochs,
+        seed=cfg.seed,
+    )
+    recipe = ModelRecipe(
+        "fer_cnn",
+        "fer2013",
+        {"width": cfg.width},
+        tcfg,
+        objective=objective.spec(),
+        train_fraction=cfg.train_fraction,
+    )
     return recipe, objective
 
 
@@ -101,18 +115,31 @@ def execute(cfg: FERTrainConfig, ctx: Context) -> dict[str, Any]:
     wrong = np.flatnonzero(pred != labels)
     confident = wrong[np.argsort(-probs[wrong].max(axis=1))][: cfg.mistakes]
     with atomic_path(ctx.run.file("mistakes.npz")) as tmp:
-        np.savez_compressed(tmp, images=np.asarray(test.images)[confident][..., 0],
-                            labels=labels[confident], pred=pred[confident],
-                            confidence=probs[confident].max(axis=1))  # fmt: skip
+        np.savez_compressed(
+            tmp,
+            images=np.asarray(test.images)[confident][..., 0],
+            labels=labels[confident],
+            pred=pred[confident],
+            confidence=probs[confident].max(axis=1),
+        )
     h5 = export_model(recipe.folder() / "model.pt", ctx.run.file("fer_cnn.h5"), format="h5")
     low, high = proportion_ci(correct, len(labels))
     return {
-        "test_accuracy": correct / len(labels), "test_ci": [low, high], "n_test": len(labels),
-        "val_accuracy": stored["val_accuracy"], "train_seconds": stored["train_seconds"],
-        "reused": reused, "store_key": recipe.key(), "class_weights": list(objective.weights),
-        "per_class": per_class, "confusion": matrix.tolist(), "history": stored["history"],
-        "h5": h5.name, "classes": list(test.classes), "n_train": stored["n_train"],
-    }  # fmt: skip
+        "test_accuracy": correct / len(labels),
+        "test_ci": [low, high],
+        "n_test": len(labels),
+        "val_accuracy": stored["val_accuracy"],
+        "train_seconds": stored["train_seconds"],
+        "reused": reused,
+        "store_key": recipe.key(),
+        "class_weights": list(objective.weights),
+        "per_class": per_class,
+        "confusion": matrix.tolist(),
+        "history": stored["history"],
+        "h5": h5.name,
+        "classes": list(test.classes),
+        "n_train": stored["n_train"],
+    }
 
 
 def report(cfg: FERTrainConfig, metrics: dict[str, Any], run: Run) -> Report:
@@ -131,21 +158,42 @@ def report(cfg: FERTrainConfig, metrics: dict[str, Any], run: Run) -> Report:
         f"{percent(acc)}** (95% CI {percent(low)}-{percent(high)}, {metrics['n_test']:,} faces; "
         f"human accuracy is about {percent(HUMAN_ACCURACY, 0)}). Keras model: "
         f"`{metrics['h5']}`. Rerun with `{rerun_command('fer-train', cfg)}`."
-    )  # fmt: skip
+    )
     # metrics.json sorts its keys: take the classes in label order, as the weights are.
     per_class = [(name, metrics["per_class"][name]) for name in metrics["classes"]]
-    rows = [{"class": name, "precision": f"{r['precision']:.3f}", "recall": f"{r['recall']:.3f}",
-             "test faces": r["support"], "loss weight": f"{w:.2f}"}
-            for (name, r), w in zip(per_class, metrics["class_weights"], strict=True)]  # fmt: skip
-    rep.table("Per class", rows, caption="PrivateTest; loss weight: the class's weight in the "
-              "training loss.")  # fmt: skip
-    fig = confusion_matrix_plot(run.figure("confusion.png"), np.asarray(metrics["confusion"]),
-                                metrics["classes"], title="PrivateTest confusion matrix")
+    rows = [
+        {
+            "class": name,
+            "precision": f"{r['precision']:.3f}",
+            "recall": f"{r['recall']:.3f}",
+            "test faces": r["support"],
+            "loss weight": f"{w:.2f}",
+        }
+        for (name, r), w in zip(per_class, metrics["class_weights"], strict=True)
+    ]
+    rep.table(
+        "Per class",
+        rows,
+        caption="PrivateTest; loss weight: the class's weight in the training loss.",
+    )
+    fig = confusion_matrix_plot(
+        run.figure("confusion.png"),
+        np.asarray(metrics["confusion"]),
+        metrics["classes"],
+        title="PrivateTest confusion matrix",
+    )
     rep.figure("Per class", fig, "Rows: true emotion; columns: predicted.")
-    fig = learning_curves(run.figure("curves.png"), metrics["history"],
-                          title="fer_cnn: loss and accuracy", val_label="PublicTest")
-    rep.figure("Training", fig, "Training loss on augmented, class-weighted batches; dotted: "
-               "the epoch kept.")  # fmt: skip
+    fig = learning_curves(
+        run.figure("curves.png"),
+        metrics["history"],
+        title="fer_cnn: loss and accuracy",
+        val_label="PublicTest",
+    )
+    rep.figure(
+        "Training",
+        fig,
+        "Training loss on augmented, class-weighted batches; dotted: the epoch kept.",
+    )
     with np.load(run.file("mistakes.npz")) as saved:
         images, labels = saved["images"], saved["labels"]
         pred, conf = saved["pred"], saved["confidence"]
@@ -158,10 +206,15 @@ def report(cfg: FERTrainConfig, metrics: dict[str, Any], run: Run) -> Report:
         for i in range(len(images)):
             grid[i // cols, i % cols] = images[i] / 255.0
             titles[i // cols][i % cols] = f"{classes[labels[i]]}->{classes[pred[i]]} {conf[i]:.2f}"
-        fig = image_grid(run.figure("mistakes.png"), grid, cell_titles=titles,
-                         title="Most confident mistakes (true -> predicted, confidence)")
-        rep.figure("Mistakes", fig, "PrivateTest faces the model got wrong with the highest "
-                   "confidence.")  # fmt: skip
+        fig = image_grid(
+            run.figure("mistakes.png"),
+            grid,
+            cell_titles=titles,
+            title="Most confident mistakes (true -> predicted, confidence)",
+        )
+        rep.figure(
+            "Mistakes", fig, "PrivateTest faces the model got wrong with the highest confidence."
+        )
     return rep
 
 

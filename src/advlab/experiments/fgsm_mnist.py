@@ -72,8 +72,13 @@ def _probs(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 def execute(cfg: FGSMMnistConfig, ctx: Context) -> dict[str, Any]:
     device = torch.device(ctx.device)
-    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                            optimizer=cfg.optimizer, seed=cfg.seed)  # fmt: skip
+    train_cfg = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        seed=cfg.seed,
+    )
     recipe = ModelRecipe(cfg.model, cfg.dataset, train=train_cfg)
     with ctx.timed("model"):
         model = get_trained(recipe, device=ctx.device).eval()
@@ -87,7 +92,7 @@ def execute(cfg: FGSMMnistConfig, ctx: Context) -> dict[str, Any]:
     if len(hits) == 0:
         raise ConfigError(f"digit: no correctly classified test image of class {cfg.digit}")
     index = int(hits[0])
-    x0, y0 = x_all[index:index + 1], y_all[index:index + 1]
+    x0, y0 = x_all[index : index + 1], y_all[index : index + 1]
     fgsm, bim = FGSM(), BIM(steps=cfg.steps)
     with ctx.timed("single image"):
         _, x_fgsm, ok_fgsm = fgsm(model, x0, y0, epsilons=cfg.epsilon)
@@ -119,8 +124,9 @@ def execute(cfg: FGSMMnistConfig, ctx: Context) -> dict[str, Any]:
     for name, attack in (("fgsm", fgsm), ("bim", bim)):
         with ctx.timed(f"torch {name}"):
             _, _, success = attack(model, x, y, epsilons=eps)
-        curves[name] = [{"epsilon": e, **attack_summary(correct, s)}
-                        for e, s in zip(eps, success, strict=True)]  # fmt: skip
+        curves[name] = [
+            {"epsilon": e, **attack_summary(correct, s)} for e, s in zip(eps, success, strict=True)
+        ]
 
     jax_rows: dict[str, list[float]] = {}
     if cfg.jax:
@@ -137,13 +143,18 @@ def execute(cfg: FGSMMnistConfig, ctx: Context) -> dict[str, Any]:
                     for e in eps
                 ]
     gaps = {
-        name: max(abs(r["robust_accuracy"] - j)
-                  for r, j in zip(curves[name], jax_rows[name], strict=True))
+        name: max(
+            abs(r["robust_accuracy"] - j) for r, j in zip(curves[name], jax_rows[name], strict=True)
+        )
         for name in jax_rows
-    }  # fmt: skip
+    }
     return {
-        "model": {"name": cfg.model, "recipe_key": recipe.key(), "test_accuracy": clean_accuracy,
-                  "test_images": len(test)},
+        "model": {
+            "name": cfg.model,
+            "recipe_key": recipe.key(),
+            "test_accuracy": clean_accuracy,
+            "test_images": len(test),
+        },
         "example": {
             "index": index,
             "label": cfg.digit,
@@ -181,7 +192,7 @@ are in [0, 1]; the normalisation is inside the model, so the attacks work on pix
 **Attacks.** FGSM: x* = clip(x + eps * sign(dL/dx), 0, 1) with L the cross-entropy of the
 true label. Iterated (seed 002, part 3; advlab's `BIM`): k = {k} times x <- clip(x +
 (eps/k) * sign(dL/dx), 0, 1), so the total change stays within eps. Accuracy curves use
-{metrics['n_images']} test images drawn once with seed {cfg.seed} (class-stratified) and eps in
+{metrics["n_images"]} test images drawn once with seed {cfg.seed} (class-stratified) and eps in
 {list(cfg.epsilons)}. Robust accuracy counts images still classified correctly, over all of
 them; the success rate counts fooled images among those the model got right, with 95% Wilson
 intervals.
@@ -194,6 +205,7 @@ computes the attack with `jax.grad`. Both curves are computed by both backends.
     example = run.file("example.npz")
     if example.is_file():
         with np.load(example) as e:
+
             def hwc(a: np.ndarray) -> np.ndarray:
                 return np.asarray(a).transpose(1, 2, 0)
 
@@ -204,12 +216,18 @@ computes the attack with `jax.grad`. Both curves are computed by both backends.
                  hwc(e["bim"]), e["p_original"], e["p_bim"]),
             ]  # fmt: skip
         fig = adversarial_example(
-            run.figure("example.png"), panels, [str(i) for i in range(10)],
+            run.figure("example.png"),
+            panels,
+            [str(i) for i in range(10)],
             title=f"Test image {ex['index']} (a {ex['label']}) attacked at eps {ex['epsilon']:g}",
             magnify=1 / max(ex["epsilon"], 1e-12),
         )
-        rep.figure("Results", fig, "Parts 1 and 3: original, perturbation (scaled to the "
-                   "full colour range), adversarial and the softmax outputs before and after.")
+        rep.figure(
+            "Results",
+            fig,
+            "Parts 1 and 3: original, perturbation (scaled to the "
+            "full colour range), adversarial and the softmax outputs before and after.",
+        )
     small = ex["smallest_epsilon"]
     rep.text(
         "Results",
@@ -239,15 +257,25 @@ computes the attack with `jax.grad`. Both curves are computed by both backends.
         series["FGSM (JAX)"] = metrics["jax"]["fgsm"]
         series[f"iterated, k={k} (JAX)"] = metrics["jax"]["bim"]
     fig = line_plot(
-        run.figure("accuracy_vs_epsilon.png"), list(cfg.epsilons), series,
+        run.figure("accuracy_vs_epsilon.png"),
+        list(cfg.epsilons),
+        series,
         title=f"{cfg.model} on {metrics['n_images']} MNIST test images",
-        xlabel="epsilon (L-inf, pixel scale [0, 1])", ylabel="accuracy on adversarial images",
+        xlabel="epsilon (L-inf, pixel scale [0, 1])",
+        ylabel="accuracy on adversarial images",
         ylim=(0, 1),
-        styles={name: {"linestyle": "--", "marker": "x", "markersize": 9}
-                for name in series if "JAX" in name},
+        styles={
+            name: {"linestyle": "--", "marker": "x", "markersize": 9}
+            for name in series
+            if "JAX" in name
+        },
     )
-    rep.figure("Results", fig, "Parts 2 and 4: accuracy against epsilon, both attacks, both "
-               "backends (the JAX and PyTorch lines lie on top of each other).")
+    rep.figure(
+        "Results",
+        fig,
+        "Parts 2 and 4: accuracy against epsilon, both attacks, both "
+        "backends (the JAX and PyTorch lines lie on top of each other).",
+    )
     rep.text("Analysis", _analysis(cfg, metrics))
     return rep
 
@@ -275,12 +303,19 @@ def _analysis(cfg: FGSMMnistConfig, metrics: dict[str, Any]) -> str:
         "readable to a human.",
         f"- **Part 2.** Accuracy falls from {f[0]['robust_accuracy']:.3f} at eps 0 to "
         f"{f[-1]['robust_accuracy']:.3f} at eps {eps[-1]:g}"
-        + (", never rising as eps grows." if monotone else
-           "; it is not monotone: FGSM is one linearised step, and a larger step can overshoot "
-           "the loss maximum."),
+        + (
+            ", never rising as eps grows."
+            if monotone
+            else "; it is not monotone: FGSM is one linearised step, and a larger step can "
+            "overshoot "
+            "the loss maximum."
+        ),
         f"- **Parts 3 and 4.** Spending the same budget in k = {k} smaller steps is "
-        + ("at least as strong at every eps" if stronger else
-           f"stronger at most eps (not at eps {', '.join(f'{e:g}' for e in weaker)})")
+        + (
+            "at least as strong at every eps"
+            if stronger
+            else f"stronger at most eps (not at eps {', '.join(f'{e:g}' for e in weaker)})"
+        )
         + f": at eps {eps[i3]:g} the iterated attack leaves "
         f"{b[i3]['robust_accuracy']:.3f} accuracy against FGSM's {f[i3]['robust_accuracy']:.3f}. "
         f"On the chosen image, FGSM needs eps {_eps(small['fgsm'])} and the iterated attack "

@@ -68,9 +68,13 @@ AUGMENTS = ("none", *AFFINE_PRESETS)
 def _train(recipe: ModelRecipe, ctx: Context, label: str) -> tuple[ModelWrapper, dict[str, Any]]:
     """The stored model of `recipe` (trained now if missing) and its row of results."""
     reused = (recipe.folder() / "model.pt").is_file()
-    log.info("%s: %s (%d epochs, augmentation %s)", label,
-             "found in the model store" if reused else "training", recipe.train.epochs,
-             recipe.train.augment)  # fmt: skip
+    log.info(
+        "%s: %s (%d epochs, augmentation %s)",
+        label,
+        "found in the model store" if reused else "training",
+        recipe.train.epochs,
+        recipe.train.augment,
+    )
     with ctx.timed(f"train {label}"):
         model = get_trained(recipe, device=ctx.device)
     metrics = stored_metrics(recipe)
@@ -98,25 +102,37 @@ def _minutes(rows: list[dict[str, Any]]) -> str:
 
 
 def _setting(cfg: FlowersTraining) -> str:
-    precision = ("bfloat16 autocast on CPU (float32 weights; `--set precision=fp32` for float32 "
-                 "throughout)" if cfg.cpu_bf16() else "float32 on CPU")  # fmt: skip
-    return (f"SGD (lr {cfg.lr}, momentum {cfg.momentum:g}, batch {cfg.batch_size}) for "
-            f"{cfg.epochs} epochs at {cfg.image_size} x {cfg.image_size}, in "
-            f"{precision}")  # fmt: skip
+    precision = (
+        "bfloat16 autocast on CPU (float32 weights; `--set precision=fp32` for float32 throughout)"
+        if cfg.cpu_bf16()
+        else "float32 on CPU"
+    )
+    return (
+        f"SGD (lr {cfg.lr}, momentum {cfg.momentum:g}, batch {cfg.batch_size}) for "
+        f"{cfg.epochs} epochs at {cfg.image_size} x {cfg.image_size}, in "
+        f"{precision}"
+    )
 
 
 def _selection_note(n_selection: int, n_held_out: int) -> str:
-    return (f"The epoch of minimum loss on {n_selection} of the validation images is kept, as "
-            f"in the report; that choice makes their accuracy optimistic, so the other "
-            f"{n_held_out} validation images, never used to choose, give the held-out "
-            "accuracy.")  # fmt: skip
+    return (
+        f"The epoch of minimum loss on {n_selection} of the validation images is kept, as "
+        f"in the report; that choice makes their accuracy optimistic, so the other "
+        f"{n_held_out} validation images, never used to choose, give the held-out "
+        "accuracy."
+    )
 
 
 def _result_row(label: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
-    return {**label, "epoch": r["best_epoch"],
-            "train loss": f"{r['train_loss']:.3f}", "train acc.": f"{r['train_acc']:.3f}",
-            "val loss": f"{r['val_loss']:.3f}", "val acc.": f"{r['val_acc']:.3f}",
-            "held-out acc.": f"{r['held_out_acc']:.3f}"}  # fmt: skip
+    return {
+        **label,
+        "epoch": r["best_epoch"],
+        "train loss": f"{r['train_loss']:.3f}",
+        "train acc.": f"{r['train_acc']:.3f}",
+        "val loss": f"{r['val_loss']:.3f}",
+        "val acc.": f"{r['val_acc']:.3f}",
+        "held-out acc.": f"{r['held_out_acc']:.3f}",
+    }
 
 
 # ----------------------------------------------------------------------------------- flowers-cnn
@@ -140,8 +156,9 @@ def execute_cnn(cfg: FlowersCNNConfig, ctx: Context) -> dict[str, Any]:
         _, row = _train(cfg.recipe(name), ctx, name)
         out["models"][name] = {**row, "parameters_128": ARCHITECTURES[name].parameters}
     first = next(iter(out["models"].values()))
-    out.update(n_train=first["n_train"], n_selection=first["n_selection"],
-               n_held_out=first["n_held_out"])
+    out.update(
+        n_train=first["n_train"], n_selection=first["n_selection"], n_held_out=first["n_held_out"]
+    )
     return out
 
 
@@ -159,20 +176,38 @@ def report_cnn(cfg: FlowersCNNConfig, metrics: dict[str, Any], run: Run) -> Repo
     for name in cfg.models:
         r = results[name]
         ref = REPORT_VAL_ACCURACY.get(name)
-        rows.append({**_result_row({"model": name,
-                                    f"parameters ({cfg.image_size} px)": f"{r['parameters']:,}",
-                                    "parameters (128 px)": f"{r['parameters_128']:,}"}, r),
-                     "report val acc.": "-" if ref is None else f"{ref:.3f}",
-                     "minutes": f"{r['seconds'] / 60:.1f}"})  # fmt: skip
-    rep.table("Results", rows, caption="At the epoch of minimum validation loss (the report's "
-              "table 2 gives its validation accuracy for the first four).")  # fmt: skip
+        rows.append(
+            {
+                **_result_row(
+                    {
+                        "model": name,
+                        f"parameters ({cfg.image_size} px)": f"{r['parameters']:,}",
+                        "parameters (128 px)": f"{r['parameters_128']:,}",
+                    },
+                    r,
+                ),
+                "report val acc.": "-" if ref is None else f"{ref:.3f}",
+                "minutes": f"{r['seconds'] / 60:.1f}",
+            }
+        )
+    rep.table(
+        "Results",
+        rows,
+        caption="At the epoch of minimum validation loss (the report's "
+        "table 2 gives its validation accuracy for the first four).",
+    )
     best = max(results.items(), key=lambda kv: kv[1]["held_out_acc"])
-    rep.text("Results", f"Best on the held-out images: {best[0]}, "
-             f"{percent(best[1]['held_out_acc'])}.")  # fmt: skip
+    rep.text(
+        "Results", f"Best on the held-out images: {best[0]}, {percent(best[1]['held_out_acc'])}."
+    )
     for name in cfg.models:
         r = results[name]
-        fig = learning_curves(run.figure(f"curves_{name}.png"), r["history"],
-                              title=f"{name}: loss and accuracy", val_label="selection")
+        fig = learning_curves(
+            run.figure(f"curves_{name}.png"),
+            r["history"],
+            title=f"{name}: loss and accuracy",
+            val_label="selection",
+        )
         rep.figure("Learning curves", fig, f"{name}; dotted: the epoch kept.")
     return rep
 
@@ -205,8 +240,9 @@ def execute_augment(cfg: FlowersAugmentConfig, ctx: Context) -> dict[str, Any]:
     train = load_dataset("flowers17", "train", image_size=cfg.image_size)
     x, _ = train.take(cfg.examples, seed=cfg.seed).tensors()
     gen = torch.Generator().manual_seed(cfg.seed)
-    rows = [x] + [random_affine(x, AFFINE_PRESETS[a], generator=gen)
-                  for a in cfg.augments if a != "none"]  # fmt: skip
+    rows = [x] + [
+        random_affine(x, AFFINE_PRESETS[a], generator=gen) for a in cfg.augments if a != "none"
+    ]
     examples = torch.stack(rows).permute(0, 1, 3, 4, 2).numpy()
     with atomic_path(ctx.run.file("augment_examples.npz")) as tmp:
         np.savez_compressed(tmp, images=examples.astype(np.float32))
@@ -228,51 +264,90 @@ def report_augment(cfg: FlowersAugmentConfig, metrics: dict[str, Any], run: Run)
     rows = []
     for r in runs:
         ref = REPORT_AUGMENT_ACCURACY.get((r["model"], r["augment"]))
-        rows.append({**_result_row({"model": r["model"],
-                                    "augmentation": AUGMENT_NAMES[r["augment"]]}, r),
-                     "report val acc.": "-" if ref is None else f"{ref:.3f}",
-                     "minutes": f"{r['seconds'] / 60:.1f}"})  # fmt: skip
-    rep.table("Results", rows, caption="At the epoch of minimum validation loss (the report's "
-              "table 3 gives its validation accuracy on plain data and with configuration #3, "
-              "after 150 epochs at 128 x 128).")  # fmt: skip
+        rows.append(
+            {
+                **_result_row(
+                    {"model": r["model"], "augmentation": AUGMENT_NAMES[r["augment"]]}, r
+                ),
+                "report val acc.": "-" if ref is None else f"{ref:.3f}",
+                "minutes": f"{r['seconds'] / 60:.1f}",
+            }
+        )
+    rep.table(
+        "Results",
+        rows,
+        caption="At the epoch of minimum validation loss (the report's "
+        "table 3 gives its validation accuracy on plain data and with configuration #3, "
+        "after 150 epochs at 128 x 128).",
+    )
     for name in cfg.models:
         mine = [r for r in runs if r["model"] == name]
         plain = next((r for r in mine if r["augment"] == "none"), None)
         best = max(mine, key=lambda r: r["held_out_acc"])
-        line = (f"{name}: best held-out accuracy with {AUGMENT_NAMES[best['augment']]}, "
-                f"{percent(best['held_out_acc'])}")  # fmt: skip
+        line = (
+            f"{name}: best held-out accuracy with {AUGMENT_NAMES[best['augment']]}, "
+            f"{percent(best['held_out_acc'])}"
+        )
         if plain is not None and best is not plain:
-            line += (f", against {percent(plain['held_out_acc'])} on plain data "
-                     f"({100 * (best['held_out_acc'] - plain['held_out_acc']):+.1f} points)")
+            line += (
+                f", against {percent(plain['held_out_acc'])} on plain data "
+                f"({100 * (best['held_out_acc'] - plain['held_out_acc']):+.1f} points)"
+            )
         rep.text("Results", line + ".")
         mix = next((r for r in mine if r["augment"] == "mix"), None)
         if plain is not None and mix is not None and mix["held_out_acc"] < plain["held_out_acc"]:
-            rep.text("Results", (
-                f"{name}: with #3 the training loss at the epoch kept is {mix['train_loss']:.2f}, "
-                f"against {plain['train_loss']:.2f} on plain data (whose validation loss is "
-                f"{plain['val_loss'] - plain['train_loss']:.2f} above its training loss): after "
-                f"{cfg.epochs} epochs the network trained on augmented batches still underfits, "
-                "so this budget cannot show the gain the report measured after 150 epochs."))
+            rep.text(
+                "Results",
+                (
+                    f"{name}: with #3 the training loss at the epoch kept is "
+                    f"{mix['train_loss']:.2f}, "
+                    f"against {plain['train_loss']:.2f} on plain data (whose validation loss is "
+                    f"{plain['val_loss'] - plain['train_loss']:.2f} above its training loss): "
+                    "after "
+                    f"{cfg.epochs} epochs the network trained on augmented batches still "
+                    "underfits, "
+                    "so this budget cannot show the gain the report measured after 150 epochs."
+                ),
+            )
         epochs = list(range(1, len(mine[0]["history"]["val_loss"]) + 1))
         series = {AUGMENT_NAMES[r["augment"]]: r["history"]["val_loss"] for r in mine}
-        series.update({f"{AUGMENT_NAMES[r['augment']]} (train)": r["history"]["train_loss"]
-                       for r in mine})  # fmt: skip
+        series.update(
+            {f"{AUGMENT_NAMES[r['augment']]} (train)": r["history"]["train_loss"] for r in mine}
+        )
         styles: dict[str, dict[str, object]] = {
             k: {"marker": "", "linestyle": "--" if k.endswith("(train)") else "-"} for k in series
         }
-        fig = line_plot(run.figure(f"loss_{name}.png"), epochs, series,
-                        title=f"{name}: loss per epoch under each augmentation",
-                        xlabel="epoch", ylabel="cross-entropy loss", styles=styles)  # fmt: skip
-        rep.figure("Learning curves", fig, f"{name}: validation (selection half) loss, solid, "
-                   "and training loss on the augmented batches, dashed (the report's figures "
-                   "3 and 4).")  # fmt: skip
+        fig = line_plot(
+            run.figure(f"loss_{name}.png"),
+            epochs,
+            series,
+            title=f"{name}: loss per epoch under each augmentation",
+            xlabel="epoch",
+            ylabel="cross-entropy loss",
+            styles=styles,
+        )
+        rep.figure(
+            "Learning curves",
+            fig,
+            f"{name}: validation (selection half) loss, solid, "
+            "and training loss on the augmented batches, dashed (the report's figures "
+            "3 and 4).",
+        )
     with np.load(run.file("augment_examples.npz")) as saved:
         examples = saved["images"]
     labels = ["original"] + [AUGMENT_NAMES[a] for a in cfg.augments if a != "none"]
-    fig = image_grid(run.figure("augment_examples.png"), examples, row_labels=labels,
-                     title="Training images under each augmentation (one random draw)")
-    rep.figure("Augmentations", fig, "Each row: the same training images through one "
-               "configuration, as a training batch sees them.")  # fmt: skip
+    fig = image_grid(
+        run.figure("augment_examples.png"),
+        examples,
+        row_labels=labels,
+        title="Training images under each augmentation (one random draw)",
+    )
+    rep.figure(
+        "Augmentations",
+        fig,
+        "Each row: the same training images through one "
+        "configuration, as a training batch sees them.",
+    )
     return rep
 
 
@@ -299,14 +374,16 @@ class FlowersEnsembleConfig(FlowersTraining):
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.check_models(self.models)) < 2:
-            raise ConfigError(f"models: expected two or more for an ensemble, found "
-                              f"{list(self.models)}")  # fmt: skip
+            raise ConfigError(
+                f"models: expected two or more for an ensemble, found {list(self.models)}"
+            )
         check_in("augment", self.augment, AUGMENTS)
         check_fraction("meta_share", self.meta_share, zero=False, one=False)
 
 
-def _ensemble(cfg: FlowersEnsembleConfig, ctx: Context, train_fraction: float,
-              tag: str) -> dict[str, Any]:  # fmt: skip
+def _ensemble(
+    cfg: FlowersEnsembleConfig, ctx: Context, train_fraction: float, tag: str
+) -> dict[str, Any]:
     """Base learners trained on `train_fraction` of the training images; soft vote and
     stacking fitted on the rest (or, with 1.0, on the training images themselves)."""
     device = torch.device(ctx.device)
@@ -327,8 +404,14 @@ def _ensemble(cfg: FlowersEnsembleConfig, ctx: Context, train_fraction: float,
             probs[k][name] = predict_proba(model, x, batch_size=64).cpu().numpy()
         del model
     labels = {k: d.labels for k, d in sets.items()}
-    out = compare_ensembles(probs, labels, fit_on="meta", scored=("selection", "held_out"),
-                            n_estimators=cfg.trees, seed=cfg.seed)  # fmt: skip
+    out = compare_ensembles(
+        probs,
+        labels,
+        fit_on="meta",
+        scored=("selection", "held_out"),
+        n_estimators=cfg.trees,
+        seed=cfg.seed,
+    )
     for name in cfg.models:
         out["learners"][name] = {**learners[name], **out["learners"][name]}
     return {**out, "n_meta": len(meta_set), "n_fit": len(fit_part)}
@@ -345,8 +428,7 @@ _VARIANTS = {"report_variant": "report's variant", "unbiased": "unbiased variant
 
 
 def report_ensemble(cfg: FlowersEnsembleConfig, metrics: dict[str, Any], run: Run) -> Report:
-    rep = Report("Flowers-17: CNN ensembles, soft voting and stacking (seed 004, Part B)",
-                 run.path)  # fmt: skip
+    rep = Report("Flowers-17: CNN ensembles, soft voting and stacking (seed 004, Part B)", run.path)
     base = metrics["report_variant"]
     first = next(iter(base["learners"].values()))
     rows_all = [r for v in metrics.values() for r in v["learners"].values()]
@@ -360,54 +442,95 @@ def report_ensemble(cfg: FlowersEnsembleConfig, metrics: dict[str, Any], run: Ru
         f"learner, side by side, to a random forest of {cfg.trees} trees. In the report's "
         f"variant the forest is fitted on the learners' predictions for the {base['n_meta']} "
         "training images they were trained on, which rewards the learners that memorised them"
-        + ("" if unbiased is None else
-           f"; in the unbiased variant the report recommends, a second set of learners trains "
-           f"on {unbiased['n_fit']} training images and the forest is fitted on the other "
-           f"{unbiased['n_meta']}") +
-        ". The report's setting (128 x 128, 150 epochs): `advlab run flowers-ensemble --set "
+        + (
+            ""
+            if unbiased is None
+            else "; in the unbiased variant the report recommends, a second set of learners "
+            "trains "
+            f"on {unbiased['n_fit']} training images and the forest is fitted on the other "
+            f"{unbiased['n_meta']}"
+        )
+        + ". The report's setting (128 x 128, 150 epochs): `advlab run flowers-ensemble --set "
         f"image_size=128 --set epochs=150`. Rerun with "
         f"`{rerun_command('flowers-ensemble', cfg)}`."
-    )  # fmt: skip
+    )
     for key, variant in metrics.items():
         name = _VARIANTS[key]
         rows = []
         for m in cfg.models:
             r = variant["learners"][m]
-            rows.append({"model": m, "epoch": r["best_epoch"],
-                         "meta-set acc.": f"{r['meta_acc']:.3f}",
-                         "val acc.": f"{r['selection_acc']:.3f}",
-                         "held-out acc.": f"{r['held_out_acc']:.3f}",
-                         "report val acc.": f"{REPORT_ENSEMBLE_ACCURACY[m]:.3f}"
-                         if m in REPORT_ENSEMBLE_ACCURACY else "-"})  # fmt: skip
+            rows.append(
+                {
+                    "model": m,
+                    "epoch": r["best_epoch"],
+                    "meta-set acc.": f"{r['meta_acc']:.3f}",
+                    "val acc.": f"{r['selection_acc']:.3f}",
+                    "held-out acc.": f"{r['held_out_acc']:.3f}",
+                    "report val acc.": f"{REPORT_ENSEMBLE_ACCURACY[m]:.3f}"
+                    if m in REPORT_ENSEMBLE_ACCURACY
+                    else "-",
+                }
+            )
         for label, r in (("soft vote", variant["soft_vote"]), ("stacking", variant["stacking"])):
-            rows.append({"model": label, "epoch": "", "meta-set acc.": "",
-                         "val acc.": f"{r['selection_acc']:.3f}",
-                         "held-out acc.": f"{r['held_out_acc']:.3f}",
-                         "report val acc.": f"{REPORT_ENSEMBLE_ACCURACY[label]:.3f}"})  # fmt: skip
+            rows.append(
+                {
+                    "model": label,
+                    "epoch": "",
+                    "meta-set acc.": "",
+                    "val acc.": f"{r['selection_acc']:.3f}",
+                    "held-out acc.": f"{r['held_out_acc']:.3f}",
+                    "report val acc.": f"{REPORT_ENSEMBLE_ACCURACY[label]:.3f}",
+                }
+            )
         section = f"Results, {name}"
-        rep.table(section, rows, caption="val acc.: the selection half of the validation images "
-                  "(optimistic, as the report's); held-out acc.: the other half; meta-set acc.: "
-                  "on the images the forest is fitted on.")  # fmt: skip
+        rep.table(
+            section,
+            rows,
+            caption="val acc.: the selection half of the validation images "
+            "(optimistic, as the report's); held-out acc.: the other half; meta-set acc.: "
+            "on the images the forest is fitted on.",
+        )
         best_single = max(r["held_out_acc"] for r in variant["learners"].values())
         worst_single = min(r["held_out_acc"] for r in variant["learners"].values())
-        rep.text(section, (
-            f"On the held-out images: best single learner {percent(best_single)}, worst "
-            f"{percent(worst_single)}, soft vote {percent(variant['soft_vote']['held_out_acc'])}, "
-            f"stacking {percent(variant['stacking']['held_out_acc'])}."))
+        rep.text(
+            section,
+            (
+                f"On the held-out images: best single learner {percent(best_single)}, worst "
+                f"{percent(worst_single)}, soft vote "
+                f"{percent(variant['soft_vote']['held_out_acc'])}, "
+                f"stacking {percent(variant['stacking']['held_out_acc'])}."
+            ),
+        )
         imp = np.asarray(variant["importances"])
-        fig = bar_plot(run.figure(f"importance_models_{key}.png"), list(cfg.models),
-                       {"importance": imp.sum(axis=1).tolist()},
-                       title=f"Share of the forest's importance per learner ({name})",
-                       xlabel="base learner", ylabel="summed feature importance")  # fmt: skip
-        rep.figure(section, fig, "Each learner's 17 output neurons' importances summed (the "
-                   "report's table 6).")  # fmt: skip
-        fig = heatmap(run.figure(f"importance_neurons_{key}.png"), imp,
-                      title=f"Feature importance per output neuron ({name})",
-                      xlabel="class (output neuron)", ylabel="base learner",
-                      yticks=list(cfg.models), fmt=".3f", vmin=0.0,
-                      vmax=float(imp.max()))  # fmt: skip
-        rep.figure(section, fig, "The forest's importance of each of the 85 softmax outputs "
-                   "(the report's figure 6).")  # fmt: skip
+        fig = bar_plot(
+            run.figure(f"importance_models_{key}.png"),
+            list(cfg.models),
+            {"importance": imp.sum(axis=1).tolist()},
+            title=f"Share of the forest's importance per learner ({name})",
+            xlabel="base learner",
+            ylabel="summed feature importance",
+        )
+        rep.figure(
+            section,
+            fig,
+            "Each learner's 17 output neurons' importances summed (the report's table 6).",
+        )
+        fig = heatmap(
+            run.figure(f"importance_neurons_{key}.png"),
+            imp,
+            title=f"Feature importance per output neuron ({name})",
+            xlabel="class (output neuron)",
+            ylabel="base learner",
+            yticks=list(cfg.models),
+            fmt=".3f",
+            vmin=0.0,
+            vmax=float(imp.max()),
+        )
+        rep.figure(
+            section,
+            fig,
+            "The forest's importance of each of the 85 softmax outputs (the report's figure 6).",
+        )
     return rep
 
 

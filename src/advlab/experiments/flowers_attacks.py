@@ -32,8 +32,8 @@ from advlab.errors import ConfigError
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
-from advlab.report import Report, percent
-from advlab.report.figures import bar_plot, image_grid
+from advlab.report import Report, percent, rate_cell
+from advlab.report.figures import image_grid, rate_bars
 from advlab.runs import Run
 from advlab.train.recipes import SELF_PRETRAINED, FlowersTraining, self_pretrained_backbone
 from advlab.train.store import get_trained
@@ -81,10 +81,12 @@ class FlowersAttacksConfig:
         check_each("pixels", self.pixels, check_int, minimum=1)
         check_fraction("jsma_fraction", self.jsma_fraction, zero=False)
         if (self.cnn.held_out, self.cnn.seed) != (self.transfer.held_out, self.transfer.seed):
-            raise ConfigError("cnn.held_out/seed and transfer.held_out/seed: expected the same "
-                              "values, so that neither model chose its epoch on the attacked "
-                              f"images, found {self.cnn.held_out}/{self.cnn.seed} and "
-                              f"{self.transfer.held_out}/{self.transfer.seed}")  # fmt: skip
+            raise ConfigError(
+                "cnn.held_out/seed and transfer.held_out/seed: expected the same "
+                "values, so that neither model chose its epoch on the attacked "
+                f"images, found {self.cnn.held_out}/{self.cnn.seed} and "
+                f"{self.transfer.held_out}/{self.transfer.seed}"
+            )
 
 
 def _cnn(cfg: FlowersAttacksConfig, ctx: Context) -> tuple[ModelWrapper, dict[str, Any]]:
@@ -115,10 +117,18 @@ def _transfer(cfg: FlowersAttacksConfig, ctx: Context) -> tuple[ModelWrapper, di
         f_train = cached_features(backbone.frozen, x, key)
         f_val = cached_features(backbone.frozen, xv, key)
         phase_b = t.phase_b_epochs if backbone.name == SELF_PRETRAINED else 0
-        row, head = fine_tune_configuration(t, backbone, (f_train, y), (f_val[sel], yv[sel]),
-                                            (f_val[hel], yv[hel]), num_classes=train.num_classes,
-                                            optimizer="adam", batch_norm=True, dropout=0.5,
-                                            phase_b_epochs=phase_b)  # fmt: skip
+        row, head = fine_tune_configuration(
+            t,
+            backbone,
+            (f_train, y),
+            (f_val[sel], yv[sel]),
+            (f_val[hel], yv[hel]),
+            num_classes=train.num_classes,
+            optimizer="adam",
+            batch_norm=True,
+            dropout=0.5,
+            phase_b_epochs=phase_b,
+        )
     net = nn.Sequential(backbone.frozen, head).eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -128,8 +138,9 @@ def _transfer(cfg: FlowersAttacksConfig, ctx: Context) -> tuple[ModelWrapper, di
     return ModelWrapper(net), info
 
 
-def _attack_model(cfg: FlowersAttacksConfig, model: ModelWrapper, size: int, ctx: Context,
-                  held: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
+def _attack_model(
+    cfg: FlowersAttacksConfig, model: ModelWrapper, size: int, ctx: Context, held: np.ndarray
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     device = torch.device(ctx.device)
     val = load_dataset("flowers17", "val", image_size=size)
     pick = held[: cfg.n_images]
@@ -152,8 +163,12 @@ def _attack_model(cfg: FlowersAttacksConfig, model: ModelWrapper, size: int, ctx
         fooled = np.zeros(len(y), dtype=bool)
         adv = x.clone()
         if len(idx):
-            attack = OnePixel(population=cfg.population, max_generations=cfg.generations,
-                              stop="misclassified", seed=cfg.seed)  # fmt: skip
+            attack = OnePixel(
+                population=cfg.population,
+                max_generations=cfg.generations,
+                stop="misclassified",
+                seed=cfg.seed,
+            )
             with ctx.timed(f"one-pixel d={d} {size}"):
                 res = attack.search(model, x[idx], y[idx], pixels=d, image_ids=idx)
             adv[idx] = res.adversarials
@@ -171,8 +186,9 @@ def _attack_model(cfg: FlowersAttacksConfig, model: ModelWrapper, size: int, ctx
         changed = np.zeros(0)
         if len(sub):
             with ctx.timed(f"jsma {size}"):
-                raw, _, _ = JSMA(theta=1.0)(model, x[sub], Misclassification(y[sub]),
-                                            epsilons=budget)  # fmt: skip
+                raw, _, _ = JSMA(theta=1.0)(
+                    model, x[sub], Misclassification(y[sub]), epsilons=budget
+                )
             adv[sub] = raw
             with torch.no_grad():
                 fooled[sub.cpu().numpy()] = (model.predict(raw) != y[sub]).cpu().numpy()
@@ -211,30 +227,36 @@ def _examples(cfg: FlowersAttacksConfig, name: str, run: Run) -> tuple[Any, str]
     cols = [arrays["x"][:n]] + [arrays[k][:n] for k in keys]
     grid = np.stack(cols, axis=1).transpose(0, 1, 3, 4, 2)  # (n, cols, H, W, C)
     titles = [["original"] + [k.replace("_", " ") for k in keys]] * n
-    path = image_grid(run.figure(f"examples_{name}.png"), grid, title=f"{name}: examples",
-                      cell_titles=titles)  # fmt: skip
-    return path, (f"The first {n} attacked images of the {name} model: the original, then "
-                  f"FGSM at eps {cfg.epsilons[-1] * 255:.0f}/255, the one-pixel attack at each "
-                  "d, and JSMA (an image left unchanged was misclassified already or not "
-                  "fooled).")
+    path = image_grid(
+        run.figure(f"examples_{name}.png"), grid, title=f"{name}: examples", cell_titles=titles
+    )
+    return path, (
+        f"The first {n} attacked images of the {name} model: the original, then "
+        f"FGSM at eps {cfg.epsilons[-1] * 255:.0f}/255, the one-pixel attack at each "
+        "d, and JSMA (an image left unchanged was misclassified already or not "
+        "fooled)."
+    )
 
 
 def report(cfg: FlowersAttacksConfig, metrics: dict[str, Any], run: Run) -> Report:
-    rep = Report("Flowers-17 under attack: FGSM, one-pixel and JSMA (seed 004, research part)",
-                 run.path)  # fmt: skip
+    rep = Report(
+        "Flowers-17 under attack: FGSM, one-pixel and JSMA (seed 004, research part)", run.path
+    )
     models = metrics["models"]
     rep.intro(
         f"advlab's attacks on the best CNN ({models[CNN]['name']}) and the best transfer "
         f"model ({models[TRANSFER]['name']}) of seed 004, on {models[CNN]['n_images']} "
         "held-out validation images each (the half that never chose an epoch)."
     )
-    rep.text("Methodology", f"""
-- **Models.** CNN: {models[CNN]['name']}, {models[CNN]['image_size']} x
-  {models[CNN]['image_size']} input, model store key `{models[CNN]['store_key']}`. Transfer:
-  {models[TRANSFER]['weights']}, cut after layer3, phases A ({cfg.transfer.phase_a_epochs}
-  epochs) and B ({cfg.transfer.phase_b_epochs} epochs), {models[TRANSFER]['image_size']} x
-  {models[TRANSFER]['image_size']} input. No ImageNet weights were used.
-- **FGSM**: one signed-gradient step, Linf eps in {[f'{e * 255:g}/255' for e in cfg.epsilons]}.
+    rep.text(
+        "Methodology",
+        f"""
+- **Models.** CNN: {models[CNN]["name"]}, {models[CNN]["image_size"]} x
+  {models[CNN]["image_size"]} input, model store key `{models[CNN]["store_key"]}`. Transfer:
+  {models[TRANSFER]["weights"]}, cut after layer3, phases A ({cfg.transfer.phase_a_epochs}
+  epochs) and B ({cfg.transfer.phase_b_epochs} epochs), {models[TRANSFER]["image_size"]} x
+  {models[TRANSFER]["image_size"]} input. No ImageNet weights were used.
+- **FGSM**: one signed-gradient step, Linf eps in {[f"{e * 255:g}/255" for e in cfg.epsilons]}.
 - **One-pixel**: differential evolution, DE/rand/1 with F = 0.5, population {cfg.population},
   at most {cfg.generations} generations, stopping at the first misclassification, d in
   {list(cfg.pixels)} pixels (the paper: 400 and 100).
@@ -242,13 +264,12 @@ def report(cfg: FlowersAttacksConfig, metrics: dict[str, Any], run: Run) -> Repo
   {percent(cfg.jsma_fraction, 0)} of the input values changed, on the first
   {cfg.jsma_images} images.
 - Success rate among correctly classified images (95% Wilson interval); robust accuracy over
-  all attacked images. Rerun with `{rerun_command('flowers-attacks', cfg)}`.
-""")
+  all attacked images. Rerun with `{rerun_command("flowers-attacks", cfg)}`.
+""",
+    )
     rows: list[dict[str, Any]] = []
     labels: list[str] = []
-    series: dict[str, list[float]] = {CNN: [], TRANSFER: []}
-    lows: dict[str, list[float]] = {CNN: [], TRANSFER: []}
-    highs: dict[str, list[float]] = {CNN: [], TRANSFER: []}
+    series: dict[str, list[dict[str, Any]]] = {CNN: [], TRANSFER: []}
     settings: list[tuple[str, Any]] = [("fgsm", i) for i in range(len(cfg.epsilons))]
     settings += [("one_pixel", i) for i in range(len(cfg.pixels))]
     if models[CNN]["jsma"] is not None:
@@ -264,31 +285,46 @@ def report(cfg: FlowersAttacksConfig, metrics: dict[str, Any], run: Run) -> Repo
         row: dict[str, Any] = {"attack": label}
         for name in (CNN, TRANSFER):
             r = models[name][kind] if i is None else models[name][kind][i]
-            lo, hi = r["success_rate_ci"]
-            row[f"{name} success"] = f"{percent(r['success_rate'])} ({percent(lo)}-{percent(hi)})"
+            row[f"{name} success"] = rate_cell(r)
             row[f"{name} robust acc."] = percent(r["robust_accuracy"])
-            series[name].append(r["success_rate"])
-            lows[name].append(lo)
-            highs[name].append(hi)
+            series[name].append(r)
         rows.append(row)
-    errors = {k: (lows[k], highs[k]) for k in series}
-    rep.table("Results", [{"model": n, "clean accuracy": percent(models[n]["clean_accuracy"]),
-                           "images": models[n]["n_images"]} for n in (CNN, TRANSFER)],
-              caption="Clean accuracy on the attacked held-out images")  # fmt: skip
-    rep.table("Results", rows, caption="Success among correctly classified images (95% CI) "
-              "and robust accuracy over all attacked images")  # fmt: skip
-    fig = bar_plot(run.figure("success.png"), labels, series, title="Attack success rate",
-                   xlabel="attack", ylabel="success among correct", errors=errors,
-                   ylim=(0, 1))  # fmt: skip
-    rep.figure("Results", fig, "Success rate of each attack on both models, 95% Wilson "
-               "intervals.")
+    rep.table(
+        "Results",
+        [
+            {
+                "model": n,
+                "clean accuracy": percent(models[n]["clean_accuracy"]),
+                "images": models[n]["n_images"],
+            }
+            for n in (CNN, TRANSFER)
+        ],
+        caption="Clean accuracy on the attacked held-out images",
+    )
+    rep.table(
+        "Results",
+        rows,
+        caption="Success among correctly classified images (95% CI) "
+        "and robust accuracy over all attacked images",
+    )
+    fig = rate_bars(
+        run.figure("success.png"),
+        labels,
+        series,
+        title="Attack success rate",
+        xlabel="attack",
+        ylabel="success among correct",
+    )
+    rep.figure("Results", fig, "Success rate of each attack on both models, 95% Wilson intervals.")
     for name in (CNN, TRANSFER):
         ex = _examples(cfg, name, run)
         if ex is not None:
             rep.figure("Results", *ex)
     fg = {n: models[n]["fgsm"][-1]["success_rate"] for n in (CNN, TRANSFER)}
     op = {n: models[n]["one_pixel"][0]["success_rate"] for n in (CNN, TRANSFER)}
-    rep.text("Analysis", f"""
+    rep.text(
+        "Analysis",
+        f"""
 - FGSM at eps {cfg.epsilons[-1] * 255:g}/255 fools {percent(fg[CNN])} of the CNN's correct
   images and {percent(fg[TRANSFER])} of the transfer model's; neither model was trained to
   resist it, and a single gradient step is the weakest of the gradient attacks, so these are
@@ -298,8 +334,9 @@ def report(cfg: FlowersAttacksConfig, metrics: dict[str, Any], run: Run) -> Repo
   paper's budget can only raise these numbers.
 - The report's accuracy comparisons (transfer beats training from scratch) say nothing about
   robustness: compare the rows above, with their intervals, before concluding that one model
-  is harder to fool; {models[CNN]['n_images']} images give intervals of several points.
-""")
+  is harder to fool; {models[CNN]["n_images"]} images give intervals of several points.
+""",
+    )
     return rep
 
 

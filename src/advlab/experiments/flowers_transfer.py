@@ -107,17 +107,20 @@ def _imagenet(name: str) -> Backbone:
     frozen = nn.Sequential(Normalize(mean, std), net)
     for p in frozen.parameters():
         p.requires_grad_(False)
-    return Backbone(name, frozen, nn.Flatten(), weights_source(net),
-                    weights_sha256(net.state_dict()))  # fmt: skip
+    return Backbone(
+        name, frozen, nn.Flatten(), weights_source(net), weights_sha256(net.state_dict())
+    )
 
 
-def _classify(cfg: FlowersTransferConfig, feats: dict[str, np.ndarray],
-              labels: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:  # fmt: skip
+def _classify(
+    cfg: FlowersTransferConfig, feats: dict[str, np.ndarray], labels: dict[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
     out = {}
     for name, clf in tabular_classifiers(cfg.classifiers, seed=cfg.seed).items():
         clf.fit(feats["train"], labels["train"])
-        out[name] = {k: float((clf.predict(feats[k]) == labels[k]).mean())
-                     for k in ("val", "held_out")}  # fmt: skip
+        out[name] = {
+            k: float((clf.predict(feats[k]) == labels[k]).mean()) for k in ("val", "held_out")
+        }
     return out
 
 
@@ -164,10 +167,18 @@ def execute(cfg: FlowersTransferConfig, ctx: Context) -> dict[str, Any]:
         grid = itertools.product(cfg.optimizers, cfg.batch_norm, cfg.dropout)
         for opt, bn, drop in grid:
             with ctx.timed(f"fine-tune {backbone.name}"):
-                row, _ = fine_tune_configuration(cfg, backbone, tr, va, ho,
-                                                 num_classes=train.num_classes, optimizer=opt,
-                                                 batch_norm=bn, dropout=drop,
-                                                 phase_b_epochs=phase_b)  # fmt: skip
+                row, _ = fine_tune_configuration(
+                    cfg,
+                    backbone,
+                    tr,
+                    va,
+                    ho,
+                    num_classes=train.num_classes,
+                    optimizer=opt,
+                    batch_norm=bn,
+                    dropout=drop,
+                    phase_b_epochs=phase_b,
+                )
             runs.append(row)
         result["fine_tune"] = runs
         result["n_selection"], result["n_held_out"] = len(select), len(held)
@@ -193,10 +204,12 @@ def report(cfg: FlowersTransferConfig, metrics: dict[str, Any], run: Run) -> Rep
     unmeasured = metrics["unmeasured"]
     warning = ""
     if unmeasured:
-        warning = (f"**No ImageNet weights on this machine for {', '.join(unmeasured)}: those "
-                   "backbones are supported but not measured here** (`advlab weights info`; "
-                   "`advlab weights import FILE` installs torchvision's VGG16 and Inception-v3 "
-                   "files, checksum verified). ")  # fmt: skip
+        warning = (
+            f"**No ImageNet weights on this machine for {', '.join(unmeasured)}: those "
+            "backbones are supported but not measured here** (`advlab weights info`; "
+            "`advlab weights import FILE` installs torchvision's VGG16 and Inception-v3 "
+            "files, checksum verified). "
+        )
     rep.intro(
         warning + f"The measured backbone is **{own['weights']}**, cut after layer3 "
         f"(phase B unfreezes layer4), at {own['image_size']} x {own['image_size']}: its "
@@ -211,17 +224,27 @@ def report(cfg: FlowersTransferConfig, metrics: dict[str, Any], run: Run) -> Rep
         f"{cfg.phase_a_epochs} epochs at {cfg.phase_a_lr:g}; phase B: {cfg.phase_b_epochs} "
         f"epochs at {cfg.phase_b_lr:g}; batch {cfg.batch_size}; a top of {cfg.hidden} units. "
         f"Rerun with `{rerun_command('flowers-transfer', cfg)}`."
-    )  # fmt: skip
-    rows = [{"backbone": r["backbone"], "source": r["source"],
-             "parameters": f"{r['parameters']:,}", "Keras trainable": f"{r['Keras trainable']:,}",
-             "report parameters": f"{r['report parameters']:,}",
-             "feature map (128 px)": "x".join(map(str, r["feature map"])),
-             "report feature map": "x".join(map(str, r["report feature map"])),
-             "tabular features": f"{r['tabular features']:,}",
-             "ImageNet weights": "not here" if r["backbone"] in unmeasured else "loaded"}
-            for r in backbone_table()]  # fmt: skip
-    rep.table("Backbones", rows, caption="The report's table 7 next to advlab's backbones "
-              "(parameters without the top, feature map at 128 x 128).")  # fmt: skip
+    )
+    rows = [
+        {
+            "backbone": r["backbone"],
+            "source": r["source"],
+            "parameters": f"{r['parameters']:,}",
+            "Keras trainable": f"{r['Keras trainable']:,}",
+            "report parameters": f"{r['report parameters']:,}",
+            "feature map (128 px)": "x".join(map(str, r["feature map"])),
+            "report feature map": "x".join(map(str, r["report feature map"])),
+            "tabular features": f"{r['tabular features']:,}",
+            "ImageNet weights": "not here" if r["backbone"] in unmeasured else "loaded",
+        }
+        for r in backbone_table()
+    ]
+    rep.table(
+        "Backbones",
+        rows,
+        caption="The report's table 7 next to advlab's backbones "
+        "(parameters without the top, feature map at 128 x 128).",
+    )
     for name, why in unmeasured.items():
         rep.text("Backbones", f"- {name}: unmeasured ({why})")
     order = metrics["order"]
@@ -235,40 +258,68 @@ def report(cfg: FlowersTransferConfig, metrics: dict[str, Any], run: Run) -> Rep
         for b, value in REPORT_TABLE_8.get(clf, {}).items():
             row[f"report {b}"] = f"{value:.3f}"
         crows.append(row)
-    rep.table("Feature extraction", crows, caption="Validation accuracy of scikit-learn "
-              "classifiers on the backbones' features (the report's table 8: ImageNet "
-              "backbones at 128 x 128).")  # fmt: skip
-    series = {b: [metrics["backbones"][b]["classifiers"][c]["val"] for c in cfg.classifiers]
-              for b in order}  # fmt: skip
-    fig = bar_plot(run.figure("classifiers.png"), list(cfg.classifiers), series,
-                   title="Classifiers on extracted features", xlabel="classifier",
-                   ylabel="validation accuracy", ylim=(0, 1))  # fmt: skip
+    rep.table(
+        "Feature extraction",
+        crows,
+        caption="Validation accuracy of scikit-learn "
+        "classifiers on the backbones' features (the report's table 8: ImageNet "
+        "backbones at 128 x 128).",
+    )
+    series = {
+        b: [metrics["backbones"][b]["classifiers"][c]["val"] for c in cfg.classifiers]
+        for b in order
+    }
+    fig = bar_plot(
+        run.figure("classifiers.png"),
+        list(cfg.classifiers),
+        series,
+        title="Classifiers on extracted features",
+        xlabel="classifier",
+        ylabel="validation accuracy",
+        ylim=(0, 1),
+    )
     rep.figure("Feature extraction", fig, "All 340 validation images.")
     for b in order:
         res = metrics["backbones"][b]
         frows = []
         for r in res["fine_tune"]:
             ref = REPORT_TABLE_9.get((r["optimizer"], r["batch_norm"], r["dropout"]), {})
-            frows.append({"configuration": _name(r),
-                          "phase A val acc.": f"{r['phase_a_val_acc']:.3f}",
-                          "final val acc.": f"{r['val_acc']:.3f}",
-                          "held-out acc.": f"{r['held_out_acc']:.3f}",
-                          **{f"report {k} A / B": f"{a:.3f} / {b_:.3f}"
-                             for k, (a, b_) in ref.items()}})  # fmt: skip
-        rep.table("Fine-tuning", frows, caption=f"{b}: phase A (frozen backbone) then phase B "
-                  "(top block unfrozen) where there is one; validation accuracy on the "
-                  "selection half at the epoch kept, held-out accuracy on the other half.")
+            frows.append(
+                {
+                    "configuration": _name(r),
+                    "phase A val acc.": f"{r['phase_a_val_acc']:.3f}",
+                    "final val acc.": f"{r['val_acc']:.3f}",
+                    "held-out acc.": f"{r['held_out_acc']:.3f}",
+                    **{f"report {k} A / B": f"{a:.3f} / {b_:.3f}" for k, (a, b_) in ref.items()},
+                }
+            )
+        rep.table(
+            "Fine-tuning",
+            frows,
+            caption=f"{b}: phase A (frozen backbone) then phase B "
+            "(top block unfrozen) where there is one; validation accuracy on the "
+            "selection half at the epoch kept, held-out accuracy on the other half.",
+        )
         best = max(res["fine_tune"], key=lambda r: r["held_out_acc"])
         best_clf = max(res["classifiers"].items(), key=lambda kv: kv[1]["held_out"])
-        rep.text("Fine-tuning", (
-            f"{b}: best fine-tuning {_name(best)}, {percent(best['held_out_acc'])} on the "
-            f"held-out images; best classifier on the same images {best_clf[0]}, "
-            f"{percent(best_clf[1]['held_out'])}."))
-        history = {k: best["phase_a"][k] + (best["phase_b"] or {}).get(k, [])
-                   for k in ("train_loss", "train_acc", "val_loss", "val_acc")}  # fmt: skip
-        fig = learning_curves(run.figure(f"fine_tune_{b}.png"), history,
-                              title=f"{b}, {_name(best)}: phase A then phase B",
-                              val_label="selection")  # fmt: skip
+        rep.text(
+            "Fine-tuning",
+            (
+                f"{b}: best fine-tuning {_name(best)}, {percent(best['held_out_acc'])} on the "
+                f"held-out images; best classifier on the same images {best_clf[0]}, "
+                f"{percent(best_clf[1]['held_out'])}."
+            ),
+        )
+        history = {
+            k: best["phase_a"][k] + (best["phase_b"] or {}).get(k, [])
+            for k in ("train_loss", "train_acc", "val_loss", "val_acc")
+        }
+        fig = learning_curves(
+            run.figure(f"fine_tune_{b}.png"),
+            history,
+            title=f"{b}, {_name(best)}: phase A then phase B",
+            val_label="selection",
+        )
         rep.figure("Fine-tuning", fig, f"Phase B starts after epoch {cfg.phase_a_epochs}.")
     return rep
 

@@ -65,8 +65,9 @@ class FoolingConfig:
         check_in("target", self.target, [c for c in classes if c != self.source])
 
 
-def _fool(model: torch.nn.Module, x: torch.Tensor, target: int, cfg: FoolingConfig
-          ) -> dict[str, Any]:  # fmt: skip
+def _fool(
+    model: torch.nn.Module, x: torch.Tensor, target: int, cfg: FoolingConfig
+) -> dict[str, Any]:
     attack = FoolingImage(stepsize=cfg.stepsize, max_steps=cfg.max_steps)
     goal = TargetedMisclassification(torch.full((len(x),), target, dtype=torch.int64))
     found = attack.search(model, x, goal)
@@ -74,9 +75,15 @@ def _fool(model: torch.nn.Module, x: torch.Tensor, target: int, cfg: FoolingConf
     with torch.no_grad():
         p_before = torch.softmax(model(x), 1).numpy()
         p_after = torch.softmax(model(raw), 1).numpy()
-    return {"images": raw, "success": success.numpy(), "steps": found.steps.numpy(),
-            "l2_255": (255 * l2(x, raw)).numpy(), "linf_255": (255 * linf(x, raw)).numpy(),
-            "p_before": p_before, "p_after": p_after}  # fmt: skip
+    return {
+        "images": raw,
+        "success": success.numpy(),
+        "steps": found.steps.numpy(),
+        "l2_255": (255 * l2(x, raw)).numpy(),
+        "linf_255": (255 * linf(x, raw)).numpy(),
+        "p_before": p_before,
+        "p_after": p_after,
+    }
 
 
 def _stats(result: dict[str, Any]) -> dict[str, Any]:
@@ -96,12 +103,20 @@ def execute(cfg: FoolingConfig, ctx: Context) -> dict[str, Any]:
     src, tgt = classes.index(cfg.source), classes.index(cfg.target)
     data = cs231n_cifar10(cfg.n_train, cfg.n_val, cfg.n_test)
     x_tr, y_tr = data.splits["train"]
-    net = mlp([x_tr.shape[1], cfg.hidden, 10], "relu", weight_scale=cfg.weight_scale,
-              seed=cfg.seed)  # fmt: skip
+    net = mlp([x_tr.shape[1], cfg.hidden, 10], "relu", weight_scale=cfg.weight_scale, seed=cfg.seed)
     with ctx.timed("train numpy net"):
-        hist = sgd(net, x_tr, y_tr, lr=cfg.lr, lr_decay=cfg.lr_decay, epochs=cfg.epochs,
-                   batch_size=cfg.batch_size, seed=cfg.seed, val=data.splits["val"],
-                   desc="training")  # fmt: skip
+        hist = sgd(
+            net,
+            x_tr,
+            y_tr,
+            lr=cfg.lr,
+            lr_decay=cfg.lr_decay,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            val=data.splits["val"],
+            desc="training",
+        )
     if hist.diverged is not None:
         raise ConfigError(f"lr: training diverged in epoch {hist.diverged}; lower lr")
     numpy_model = NumpyClassifier(net, layout="nhwc", mean=data.mean, std=data.scale)
@@ -110,9 +125,13 @@ def execute(cfg: FoolingConfig, ctx: Context) -> dict[str, Any]:
     models: dict[str, NumpyClassifier | ModelWrapper] = {"numpy two-layer net": numpy_model}
     test_acc = {"numpy two-layer net": accuracy(net, *data.splits["test"])}
     if cfg.torch_model != "none":
-        recipe = ModelRecipe(cfg.torch_model, "cifar10",
-                             train=TrainConfig(epochs=cfg.torch_epochs, lr=0.05, batch_size=128,
-                                               augment="crop_flip", seed=cfg.seed))  # fmt: skip
+        recipe = ModelRecipe(
+            cfg.torch_model,
+            "cifar10",
+            train=TrainConfig(
+                epochs=cfg.torch_epochs, lr=0.05, batch_size=128, augment="crop_flip", seed=cfg.seed
+            ),
+        )
         with ctx.timed("torch model"):
             torch_model = get_trained(recipe).eval()
         models[f"torch {cfg.torch_model}"] = torch_model
@@ -121,8 +140,10 @@ def execute(cfg: FoolingConfig, ctx: Context) -> dict[str, Any]:
     both = torch.stack(list(correct.values())).all(0) & (y == src)
     if cfg.index is not None:
         if not 0 <= cfg.index < n_test or int(y[cfg.index]) != src:
-            raise ConfigError(f"index: expected a test image of class {cfg.source!r} below "
-                              f"{n_test}, found {cfg.index}")  # fmt: skip
+            raise ConfigError(
+                f"index: expected a test image of class {cfg.source!r} below "
+                f"{n_test}, found {cfg.index}"
+            )
         index = cfg.index
     else:
         hits = torch.nonzero(both).flatten()
@@ -136,7 +157,7 @@ def execute(cfg: FoolingConfig, ctx: Context) -> dict[str, Any]:
     arrays: dict[str, np.ndarray] = {"original": x[index].numpy()}
     for name, model in models.items():
         with ctx.timed(f"fool {name}"):
-            one = _fool(model, x[index:index + 1], tgt, cfg)
+            one = _fool(model, x[index : index + 1], tgt, cfg)
             pool = torch.nonzero(correct[name] & (y == src)).flatten()[: cfg.n_stats]
             many = _fool(model, x[pool], tgt, cfg)
         out["models"][name] = {
@@ -167,7 +188,8 @@ def report(cfg: FoolingConfig, metrics: dict[str, Any], run: Run) -> Report:
     acc = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test_accuracy"].items())
     comparison = (
         f"`{cfg.torch_model}`, a PyTorch CNN from the model store ({cfg.torch_epochs} epochs, SGD "
-        "lr 0.05, crop and flip augmentation)" if cfg.torch_model != "none"
+        "lr 0.05, crop and flip augmentation)"
+        if cfg.torch_model != "none"
         else "no torch model (disabled)"
     )
     rep.text(
@@ -200,23 +222,43 @@ of the report: L2 over all 3 x 32 x 32 values.
                 biggest = max(biggest, float(np.abs(fooled - orig).max()))
                 rows.append((name, orig, fooled, npz[f"{key}_p_before"], npz[f"{key}_p_after"]))
         classes = metrics.get("classes") or list(load_dataset("cifar10", "test").classes)
-        fig = adversarial_example(run.figure("fooling.png"), rows, classes,
-                                  title=f"{cfg.source} fooled into {cfg.target}",
-                                  magnify=round(0.5 / biggest, 1))  # fmt: skip
-        rep.figure("Results", fig, "Original, difference (magnified, grey = 0), fooled image and "
-                   "the softmax outputs before and after, per model.")
+        fig = adversarial_example(
+            run.figure("fooling.png"),
+            rows,
+            classes,
+            title=f"{cfg.source} fooled into {cfg.target}",
+            magnify=round(0.5 / biggest, 1),
+        )
+        rep.figure(
+            "Results",
+            fig,
+            "Original, difference (magnified, grey = 0), fooled image and "
+            "the softmax outputs before and after, per model.",
+        )
     table = []
     for name, r in metrics["models"].items():
         s = r["stats"]
-        table.append({"model": name, "fooled": r["fooled"], "steps": r["steps"],
-                      "L2 (0-255)": r["l2_255"], "Linf (0-255)": r["linf_255"],
-                      f"p({cfg.target}) before": r["p_target_before"],
-                      f"p({cfg.target}) after": r["p_target_after"],
-                      f"all correct {cfg.source}s: fooled": s["success_rate"],
-                      "median L2 (0-255)": s["median_l2_255"], "median steps": s["median_steps"],
-                      "images": s["n"]})  # fmt: skip
-    rep.table("Results", table, caption=f"The chosen image, and every correctly classified "
-              f"{cfg.source} among the test images (at most {cfg.n_stats})")
+        table.append(
+            {
+                "model": name,
+                "fooled": r["fooled"],
+                "steps": r["steps"],
+                "L2 (0-255)": r["l2_255"],
+                "Linf (0-255)": r["linf_255"],
+                f"p({cfg.target}) before": r["p_target_before"],
+                f"p({cfg.target}) after": r["p_target_after"],
+                f"all correct {cfg.source}s: fooled": s["success_rate"],
+                "median L2 (0-255)": s["median_l2_255"],
+                "median steps": s["median_steps"],
+                "images": s["n"],
+            }
+        )
+    rep.table(
+        "Results",
+        table,
+        caption=f"The chosen image, and every correctly classified "
+        f"{cfg.source} among the test images (at most {cfg.n_stats})",
+    )
     rep.text("Analysis", _analysis(cfg, metrics))
     return rep
 

@@ -71,9 +71,14 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
     x_all, y_all = test.tensors(device)
     out: dict[str, Any] = {"classes": list(test.classes), "models": {}}
     for name in cfg.models:
-        recipe = ModelRecipe(name, cfg.dataset, model_config=_MODEL_CONFIG.get(name, {}),
-                             train=TrainConfig(epochs=cfg.epochs, lr=1e-3, optimizer="adam",
-                                               batch_size=128, seed=cfg.seed))  # fmt: skip
+        recipe = ModelRecipe(
+            name,
+            cfg.dataset,
+            model_config=_MODEL_CONFIG.get(name, {}),
+            train=TrainConfig(
+                epochs=cfg.epochs, lr=1e-3, optimizer="adam", batch_size=128, seed=cfg.seed
+            ),
+        )
         with ctx.timed(f"model {name}"):
             model = get_trained(recipe, device=ctx.device).eval()
         pred = model.predict(x_all)
@@ -86,9 +91,14 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
             picks.append(int(hits[0]))
         x = x_all[picks].repeat_interleave(k, dim=0)  # (len(digits) * k, C, H, W)
         target = torch.arange(k, device=device).repeat(len(picks))
-        attack = SimpleGenerator(warmup_steps=cfg.warmup_steps, fit_steps=cfg.fit_steps,
-                                 push_steps=cfg.push_steps, max_rounds=cfg.max_rounds,
-                                 lr=cfg.lr, seed=cfg.seed)  # fmt: skip
+        attack = SimpleGenerator(
+            warmup_steps=cfg.warmup_steps,
+            fit_steps=cfg.fit_steps,
+            push_steps=cfg.push_steps,
+            max_rounds=cfg.max_rounds,
+            lr=cfg.lr,
+            seed=cfg.seed,
+        )
         with ctx.timed(f"attack {name}"):
             found = attack.search(model, x, TargetedMisclassification(target))
         adv, ok = found.adversarials, found.success
@@ -98,10 +108,13 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
         norms, inf = l2(x, adv), linf(x, adv)
         rounds = found.rounds
         with atomic_path(ctx.run.file(f"grid_{name}.npz")) as tmp:
-            np.savez_compressed(tmp, originals=x_all[picks].cpu().numpy(),
-                                images=adv.cpu().numpy().reshape(len(picks), k, *x.shape[1:]),
-                                success=ok.cpu().numpy().reshape(len(picks), k),
-                                confidence=conf.cpu().numpy().reshape(len(picks), k))  # fmt: skip
+            np.savez_compressed(
+                tmp,
+                originals=x_all[picks].cpu().numpy(),
+                images=adv.cpu().numpy().reshape(len(picks), k, *x.shape[1:]),
+                success=ok.cpu().numpy().reshape(len(picks), k),
+                confidence=conf.cpu().numpy().reshape(len(picks), k),
+            )
         other = ~own
         out["models"][name] = {
             "recipe_key": recipe.key(),
@@ -113,12 +126,16 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
             "max_l2": float(norms[other & ok].max()) if bool((other & ok).any()) else None,
             "median_linf": float(inf[other & ok].median()) if bool((other & ok).any()) else None,
             "mean_rounds": float(rounds[other].float().mean()),
-            "max_rounds_needed": (int(rounds[other & ok].max()) if bool((other & ok).any())
-                                  else None),
+            "max_rounds_needed": (
+                int(rounds[other & ok].max()) if bool((other & ok).any()) else None
+            ),
             "own_class_l2": float(norms[own].median()),
-            "per_target_l2": [float(norms[other & ok & (target == t)].median())
-                              if bool((other & ok & (target == t)).any()) else None
-                              for t in range(k)],
+            "per_target_l2": [
+                float(norms[other & ok & (target == t)].median())
+                if bool((other & ok & (target == t)).any())
+                else None
+                for t in range(k)
+            ],
         }
     return out
 
@@ -126,15 +143,16 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
 def report(cfg: GeneratorConfig, metrics: dict[str, Any], run: Run) -> Report:
     classes = metrics["classes"]
     part = "(C)" if cfg.dataset == "cifar10" else "(B)"
-    rep = Report(f"Simple-generator adversarial examples on {cfg.dataset} (seed 001, Ex. 2 "
-                 f"{part})", run.path)  # fmt: skip
+    rep = Report(
+        f"Simple-generator adversarial examples on {cfg.dataset} (seed 001, Ex. 2 {part})", run.path
+    )
     name = "generator-cifar" if cfg.dataset == "cifar10" else "generator-mnist"
     rep.intro(f"Seed {cfg.seed}. Rerun with `{rerun_command(name, cfg)}`.")
     acc = ", ".join(f"`{m}` {r['test_accuracy']:.4f}" for m, r in metrics["models"].items())
     rep.text(
         "Methodology",
         f"""
-**Models (A).** {', '.join(f'`{m}`' for m in cfg.models)} from the model store, trained on the
+**Models (A).** {", ".join(f"`{m}`" for m in cfg.models)} from the model store, trained on the
 {cfg.dataset} training set ({cfg.epochs} epochs, Adam, lr 0.001, batch 128); the MLP has 5
 hidden layers of 32 ReLU units, as in Exercise 1. Test accuracy: {acc}. The attacks never
 change their weights (the exercise's "disable training for all parameters in C").
@@ -148,16 +166,24 @@ cross-entropy of C(f_ij) towards the one-hot of j, each generator stopping at th
 after which C says j. Rounds repeat until then (at most {cfg.max_rounds}). All
 {len(cfg.digits) * len(classes)} generators of a grid are one batch.
 Chosen images: the first correctly classified test image of class(es)
-{', '.join(classes[d] for d in cfg.digits)}. Norms are on [0, 1] pixels.
+{", ".join(classes[d] for d in cfg.digits)}. Norms are on [0, 1] pixels.
 """,
     )
     rows = []
     for m, r in metrics["models"].items():
-        rows.append({"model": m, "generators (j != label)": r["n_generators"],
-                     "fooled": r["success_rate"], "median L2": r["median_l2"],
-                     "max L2": r["max_l2"], "median Linf": r["median_linf"],
-                     "mean rounds": r["mean_rounds"], "most rounds": r["max_rounds_needed"],
-                     "L2 of j = label": r["own_class_l2"]})  # fmt: skip
+        rows.append(
+            {
+                "model": m,
+                "generators (j != label)": r["n_generators"],
+                "fooled": r["success_rate"],
+                "median L2": r["median_l2"],
+                "max L2": r["max_l2"],
+                "median Linf": r["median_linf"],
+                "mean rounds": r["mean_rounds"],
+                "most rounds": r["max_rounds_needed"],
+                "L2 of j = label": r["own_class_l2"],
+            }
+        )
         grid_file = run.file(f"grid_{m}.npz")
         if grid_file.is_file():
             with np.load(grid_file) as g:
@@ -165,15 +191,25 @@ Chosen images: the first correctly classified test image of class(es)
                 images = g["images"].transpose(0, 1, 3, 4, 2)
                 ok, conf = g["success"], g["confidence"]
             cells = np.concatenate([originals, images], axis=1)
-            titles = [["original"] + [f"{classes[j][:6]} {conf[i, j]:.2f}" + ("" if ok[i, j]
-                                      else " x") for j in range(len(classes))]
-                      for i in range(len(images))]  # fmt: skip
-            fig = image_grid(run.figure(f"grid_{m}.png"), cells,
-                             title=f"{m}: generator images per target class (title: target and "
-                             "its probability; x = not reached)", cell_titles=titles,
-                             row_labels=[classes[d] for d in cfg.digits])  # fmt: skip
-            rep.figure("Results", fig, f"{m}: the original, then the image of each class's "
-                       "generator.")
+            titles = [
+                ["original"]
+                + [
+                    f"{classes[j][:6]} {conf[i, j]:.2f}" + ("" if ok[i, j] else " x")
+                    for j in range(len(classes))
+                ]
+                for i in range(len(images))
+            ]
+            fig = image_grid(
+                run.figure(f"grid_{m}.png"),
+                cells,
+                title=f"{m}: generator images per target class (title: target and "
+                "its probability; x = not reached)",
+                cell_titles=titles,
+                row_labels=[classes[d] for d in cfg.digits],
+            )
+            rep.figure(
+                "Results", fig, f"{m}: the original, then the image of each class's generator."
+            )
     rep.table("Results", rows, caption="Generators towards the other classes")
     rep.text("Analysis", _analysis(metrics))
     return rep
@@ -194,8 +230,11 @@ def _analysis(metrics: dict[str, Any]) -> str:
             f"generator towards the true class ends at L2 {r['own_class_l2']:.2f}: its warm-up "
             "fit and a single push step (Adam's first step moves every pixel by about the "
             "learning rate, in logit space), a floor under the other norms."
-            + (f" The class needing the largest change is {metrics['classes'][hardest]}."
-               if hardest is not None else "")
+            + (
+                f" The class needing the largest change is {metrics['classes'][hardest]}."
+                if hardest is not None
+                else ""
+            )
         )
     if len(metrics["models"]) == 2:
         (a, ra), (b, rb) = metrics["models"].items()
@@ -210,9 +249,15 @@ def _analysis(metrics: dict[str, Any]) -> str:
 
 
 for _name, _cfg, _summary in (
-    ("generator-mnist", GeneratorConfig,
-     "seed 001 Ex. 2 (B): simple-generator adversarials, 5 MNIST digits x 10 classes, MLP + CNN"),
-    ("generator-cifar", GeneratorCifarConfig,
-     "seed 001 Ex. 2 (C): simple-generator adversarials, one CIFAR-10 image x 10 classes"),
-):  # fmt: skip
+    (
+        "generator-mnist",
+        GeneratorConfig,
+        "seed 001 Ex. 2 (B): simple-generator adversarials, 5 MNIST digits x 10 classes, MLP + CNN",
+    ),
+    (
+        "generator-cifar",
+        GeneratorCifarConfig,
+        "seed 001 Ex. 2 (C): simple-generator adversarials, one CIFAR-10 image x 10 classes",
+    ),
+):
     register_experiment(_name, _summary, config=_cfg, execute=execute, report=report)

@@ -55,9 +55,17 @@ class JSMAConfig:
 
 def execute(cfg: JSMAConfig, ctx: Context) -> dict[str, Any]:
     device = torch.device(ctx.device)
-    recipe = ModelRecipe(cfg.model, cfg.dataset, train=TrainConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer=cfg.optimizer,
-        seed=cfg.seed))  # fmt: skip
+    recipe = ModelRecipe(
+        cfg.model,
+        cfg.dataset,
+        train=TrainConfig(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            optimizer=cfg.optimizer,
+            seed=cfg.seed,
+        ),
+    )
     with ctx.timed("model"):
         model = get_trained(recipe, device=ctx.device).eval()
     test = load_dataset(cfg.dataset, "test")
@@ -93,8 +101,10 @@ def execute(cfg: JSMAConfig, ctx: Context) -> dict[str, Any]:
     # The paper's figure: the first correct test digit of each class into every class.
     all_x, all_y = test.tensors(device)
     g = min(max(cfg.grid_classes, 1), k)
-    first = [int(torch.nonzero((all_y == c) & (model.predict(all_x) == c)).flatten()[0])
-             for c in range(g)]  # fmt: skip
+    first = [
+        int(torch.nonzero((all_y == c) & (model.predict(all_x) == c)).flatten()[0])
+        for c in range(g)
+    ]
     xs = all_x[first].repeat_interleave(g, dim=0)
     ts_grid = torch.arange(g, device=device).repeat(g)
     diagonal = ts_grid == all_y[first].repeat_interleave(g)
@@ -103,12 +113,18 @@ def execute(cfg: JSMAConfig, ctx: Context) -> dict[str, Any]:
         grid, _, grid_ok = attack(model, xs, TargetedMisclassification(ts_safe), epsilons=budget)
     grid = torch.where(diagonal.view(-1, 1, 1, 1), xs, grid)
     with atomic_path(ctx.run.file("grid.npz")) as tmp:
-        np.savez_compressed(tmp, images=grid.cpu().numpy().reshape(g, g, *x.shape[1:]),
-                            success=(grid_ok | diagonal).cpu().numpy().reshape(g, g))  # fmt: skip
+        np.savez_compressed(
+            tmp,
+            images=grid.cpu().numpy().reshape(g, g, *x.shape[1:]),
+            success=(grid_ok | diagonal).cpu().numpy().reshape(g, g),
+        )
     n_ok = int(ok.sum())
     return {
-        "model": {"name": cfg.model, "recipe_key": recipe.key(),
-                  "test_accuracy": float((model.predict(all_x) == all_y).float().mean())},
+        "model": {
+            "name": cfg.model,
+            "recipe_key": recipe.key(),
+            "test_accuracy": float((model.predict(all_x) == all_y).float().mean()),
+        },
         "n_images": len(subset),
         "n_correct": int(correct.sum()),
         "n_attacks": len(ok),
@@ -138,44 +154,76 @@ def report(cfg: JSMAConfig, metrics: dict[str, Any], run: Run) -> Report:
 pair of pixels maximising Papernot's saliency (target-logit gradient times minus the other
 logits' gradient, both summed over the pair, with the paper's sign conditions) is changed,
 until the target class is reached or gamma = {cfg.gamma:g} of the 784 pixels
-({metrics['budget']}) would be exceeded. The pair search is exact (it equals a brute force over
+({metrics["budget"]}) would be exceeded. The pair search is exact (it equals a brute force over
 all pairs) but runs over the two Pareto fronts of the pixels' (gradient, -other gradient) points
 only, for every image at once.
 
-**Evaluation.** {metrics['n_images']} test images drawn with seed {cfg.seed}
-(class-stratified); the {metrics['n_correct']} the model classifies correctly are each attacked
-towards the 9 other classes ({metrics['n_attacks']} attacks), as in the paper. Success rate
+**Evaluation.** {metrics["n_images"]} test images drawn with seed {cfg.seed}
+(class-stratified); the {metrics["n_correct"]} the model classifies correctly are each attacked
+towards the 9 other classes ({metrics["n_attacks"]} attacks), as in the paper. Success rate
 with a 95% Wilson interval; distortion = fraction of the 784 pixels changed.
 """,
     )
     lo, hi = metrics["success_rate_ci"]
-    rep.table("Results", [
-        {"": "advlab", "success rate": metrics["success_rate"], "95% CI": f"{lo:.4f}-{hi:.4f}",
-         "mean pixels changed (successes)": metrics["mean_changed_fraction_success"],
-         "median pixels changed (successes)": metrics["median_changed_fraction_success"]},
-        {"": "paper (LeNet, 10,000 images)", "success rate": PAPER["success_rate"],
-         "95% CI": "", "mean pixels changed (successes)": PAPER["mean_distortion"],
-         "median pixels changed (successes)": ""},
-    ], caption=f"Targeted JSMA, all 9 targets, gamma {cfg.gamma:g}")  # fmt: skip
+    rep.table(
+        "Results",
+        [
+            {
+                "": "advlab",
+                "success rate": metrics["success_rate"],
+                "95% CI": f"{lo:.4f}-{hi:.4f}",
+                "mean pixels changed (successes)": metrics["mean_changed_fraction_success"],
+                "median pixels changed (successes)": metrics["median_changed_fraction_success"],
+            },
+            {
+                "": "paper (LeNet, 10,000 images)",
+                "success rate": PAPER["success_rate"],
+                "95% CI": "",
+                "mean pixels changed (successes)": PAPER["mean_distortion"],
+                "median pixels changed (successes)": "",
+            },
+        ],
+        caption=f"Targeted JSMA, all 9 targets, gamma {cfg.gamma:g}",
+    )
     matrix = np.asarray(metrics["matrix"], dtype=float)
-    fig = heatmap(run.figure("success_matrix.png"), matrix,
-                  title="JSMA success rate per source and target class",
-                  xlabel="target class", ylabel="source class (true label)")  # fmt: skip
-    rep.figure("Results", fig, "Success rate per source (row) and target (column) class; the "
-               "diagonal is empty.")
+    fig = heatmap(
+        run.figure("success_matrix.png"),
+        matrix,
+        title="JSMA success rate per source and target class",
+        xlabel="target class",
+        ylabel="source class (true label)",
+    )
+    rep.figure(
+        "Results",
+        fig,
+        "Success rate per source (row) and target (column) class; the diagonal is empty.",
+    )
     grid_file = run.file("grid.npz")
     if grid_file.is_file():
         with np.load(grid_file) as g:
             images = g["images"].transpose(0, 1, 3, 4, 2)  # (k, k, H, W, C)
             ok = g["success"]
         k = images.shape[0]
-        titles = [[("original" if s == t else f"-> {t}" + ("" if ok[s, t] else " (failed)"))
-                   for t in range(k)] for s in range(k)]  # fmt: skip
-        fig = image_grid(run.figure("grid.png"), images, title="JSMA: each digit (row) into "
-                         "every class (column)", row_labels=[f"digit {s}" for s in range(k)],
-                         cell_titles=titles)  # fmt: skip
-        rep.figure("Results", fig, "The paper's Figure 1 on this model: rows are originals, "
-                   "columns targets, the diagonal the unchanged digit.")
+        titles = [
+            [
+                ("original" if s == t else f"-> {t}" + ("" if ok[s, t] else " (failed)"))
+                for t in range(k)
+            ]
+            for s in range(k)
+        ]
+        fig = image_grid(
+            run.figure("grid.png"),
+            images,
+            title="JSMA: each digit (row) into every class (column)",
+            row_labels=[f"digit {s}" for s in range(k)],
+            cell_titles=titles,
+        )
+        rep.figure(
+            "Results",
+            fig,
+            "The paper's Figure 1 on this model: rows are originals, "
+            "columns targets, the diagonal the unchanged digit.",
+        )
     rep.text("Analysis", _analysis(metrics))
     return rep
 
@@ -184,18 +232,21 @@ def _analysis(metrics: dict[str, Any]) -> str:
     matrix = np.asarray(metrics["matrix"], dtype=float)
     hardest = np.unravel_index(np.nanargmin(matrix), matrix.shape)
     gap = metrics["success_rate"] - PAPER["success_rate"]
-    return "\n".join([
-        f"- **Success.** {100 * metrics['success_rate']:.2f}% of the targeted attacks reach "
-        f"their class within the budget ({100 * gap:+.2f} points from the paper's 97.05% on "
-        "its LeNet), changing "
-        f"{100 * metrics['mean_changed_fraction_success']:.2f}% of the pixels on average when "
-        f"they succeed (paper: 4.02%).",
-        f"- **Hardest pair.** {hardest[0]} -> {hardest[1]} succeeds least often "
-        f"({100 * matrix[hardest]:.1f}%); the matrix is not symmetric: turning a digit with "
-        "little ink into one with more is easier for an attack that only adds ink (theta > 0).",
-        "- **What it looks like.** The changed pixels are saturated strokes added to the digit: "
-        "an L0 attack, few pixels changed by a lot, unlike FGSM's small change of every pixel.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"- **Success.** {100 * metrics['success_rate']:.2f}% of the targeted attacks reach "
+            f"their class within the budget ({100 * gap:+.2f} points from the paper's 97.05% on "
+            "its LeNet), changing "
+            f"{100 * metrics['mean_changed_fraction_success']:.2f}% of the pixels on average when "
+            f"they succeed (paper: 4.02%).",
+            f"- **Hardest pair.** {hardest[0]} -> {hardest[1]} succeeds least often "
+            f"({100 * matrix[hardest]:.1f}%); the matrix is not symmetric: turning a digit with "
+            "little ink into one with more is easier for an attack that only adds ink (theta > 0).",
+            "- **What it looks like.** The changed pixels are saturated strokes added to the "
+            "digit: "
+            "an L0 attack, few pixels changed by a lot, unlike FGSM's small change of every pixel.",
+        ]
+    )
 
 
 register_experiment(

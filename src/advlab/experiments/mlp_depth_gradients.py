@@ -64,43 +64,76 @@ class MlpDepthGradientsConfig:
         check_int("seeds", self.seeds, minimum=1)
 
 
-def _job(x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
-         xb: torch.Tensor, yb: torch.Tensor, *, activation: str, depth: int, seed: int,
-         cfg: MlpDepthGradientsConfig) -> dict[str, Any]:
+def _job(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    *,
+    activation: str,
+    depth: int,
+    seed: int,
+    cfg: MlpDepthGradientsConfig,
+) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one run per worker; restored, so a caller's process keeps its own
     try:
         torch.manual_seed(seed)
-        net = create_model("mlp", in_shape=tuple(x.shape[1:]), num_classes=10, depth=depth,
-                           width=cfg.width, activation_name=activation, init=cfg.init)
+        net = create_model(
+            "mlp",
+            in_shape=tuple(x.shape[1:]),
+            num_classes=10,
+            depth=depth,
+            width=cfg.width,
+            activation_name=activation,
+            init=cfg.init,
+        )
         model = ModelWrapper(net)
         untrained = weight_grad_max(model, xb, yb)
-        hist = fit(model, (x, y), TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                              lr=cfg.lr, momentum=0.0, seed=seed), val=(xt, yt))
+        hist = fit(
+            model,
+            (x, y),
+            TrainConfig(
+                epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=0.0, seed=seed
+            ),
+            val=(xt, yt),
+        )
         _, acc = evaluate(model, xt, yt)
         trained = weight_grad_max(model, xb, yb)
     finally:
         torch.set_num_threads(threads)
-    return {"activation": activation, "depth": depth, "seed": seed, "test_accuracy": acc,
-            "history": hist.as_dict(), "grad_untrained": untrained.tolist(),
-            "grad_trained": trained.tolist()}
+    return {
+        "activation": activation,
+        "depth": depth,
+        "seed": seed,
+        "test_accuracy": acc,
+        "history": hist.as_dict(),
+        "grad_untrained": untrained.tolist(),
+        "grad_trained": trained.tolist(),
+    }
 
 
 def execute(cfg: MlpDepthGradientsConfig, ctx: Context) -> dict[str, Any]:
     train, test = load_train_test(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.seed)
     x, y = train.tensors()  # float pixels in [0, 1]: MNIST scaled as Keras examples do
     xt, yt = test.tensors()
-    fixed = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(x))[:cfg.grad_batch])
+    fixed = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.grad_batch])
     xb, yb = x[fixed], y[fixed]
     acts = list(dict.fromkeys([*cfg.activations, *(("tanh", "lecun") if cfg.lecun else ())]))
     jobs = [(a, d, cfg.seed + s) for s in range(cfg.seeds) for d in cfg.depths for a in acts]
     with ctx.timed("training"):
         results = Parallel(n_jobs=cfg.workers)(
             delayed(_job)(x, y, xt, yt, xb, yb, activation=a, depth=d, seed=s, cfg=cfg)
-            for a, d, s in jobs)
+            for a, d, s in jobs
+        )
     ranges = {name: derivative_range(ACTIVATIONS[name]()) for name in ACTIVATIONS}
-    return {"dataset": {"name": cfg.dataset, "train": len(train), "test": len(test)},
-            "derivative_ranges": ranges, "runs": results}
+    return {
+        "dataset": {"name": cfg.dataset, "train": len(train), "test": len(test)},
+        "derivative_ranges": ranges,
+        "runs": results,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,13 +167,16 @@ EQUATIONS = [
 
 def report(cfg: MlpDepthGradientsConfig, metrics: dict[str, Any], run: Run) -> Report:
     ds = metrics["dataset"]
-    rep = Report(f"Deep MLPs and their gradients on {ds['name']} (seed 001, Exercise 1)",
-                 run.path)
-    rep.intro(f"{ds['train']:,} training and {ds['test']:,} test images; {cfg.seeds} seed(s) "
-              f"per model. Rerun with `{rerun_command('mlp-depth-gradients', cfg)}`.")
-    rep.text("Methodology", f"""
+    rep = Report(f"Deep MLPs and their gradients on {ds['name']} (seed 001, Exercise 1)", run.path)
+    rep.intro(
+        f"{ds['train']:,} training and {ds['test']:,} test images; {cfg.seeds} seed(s) "
+        f"per model. Rerun with `{rerun_command('mlp-depth-gradients', cfg)}`."
+    )
+    rep.text(
+        "Methodology",
+        f"""
 **Models.** `mlp` from advlab's model registry: {cfg.width} units per hidden layer, depths
-{list(cfg.depths)}, activations {list(cfg.activations)}{' and LeCun' if cfg.lecun else ''};
+{list(cfg.depths)}, activations {list(cfg.activations)}{" and LeCun" if cfg.lecun else ""};
 softmax output through the cross-entropy loss. Keras's defaults, as the homework is written
 for Keras: `{cfg.init}` weights, zero biases. Pixels scaled to [0, 1].
 
@@ -151,16 +187,28 @@ categorical cross-entropy, {cfg.epochs} epochs; seeds {cfg.seed}..{cfg.seed + cf
 model): the maximum absolute gradient of the loss with respect to each layer's weight matrix,
 layer 1 next to the input, the last layer the output layer; before training and after
 {cfg.epochs} epochs; lines show the geometric mean over seeds.
-""")
-    eq = equations_figure(run.figure("equations.png"), EQUATIONS,
-                          title="Backpropagation in an MLP (l = 1..L, L the output layer)")
+""",
+    )
+    eq = equations_figure(
+        run.figure("equations.png"),
+        EQUATIONS,
+        title="Backpropagation in an MLP (l = 1..L, L the output layer)",
+    )
     rep.figure("Methodology", eq, "(A) The backpropagation equations and the derivatives.")
     ranges = metrics["derivative_ranges"]
-    rep.table("Methodology", [
-        {"activation": a, "derivative range (closed form)": EXPECTED_RANGES[a],
-         "measured min on [-20, 20]": f"{ranges[a][0]:.4g}",
-         "measured max": f"{ranges[a][1]:.4g}"} for a in ACTIVATIONS
-    ], caption="(A) Range of each activation's derivative (measured by autograd on a grid)")
+    rep.table(
+        "Methodology",
+        [
+            {
+                "activation": a,
+                "derivative range (closed form)": EXPECTED_RANGES[a],
+                "measured min on [-20, 20]": f"{ranges[a][0]:.4g}",
+                "measured max": f"{ranges[a][1]:.4g}",
+            }
+            for a in ACTIVATIONS
+        ],
+        caption="(A) Range of each activation's derivative (measured by autograd on a grid)",
+    )
     acts = list(dict.fromkeys([*cfg.activations, *(("tanh", "lecun") if cfg.lecun else ())]))
     rows = []
     for a in acts:
@@ -169,24 +217,41 @@ layer 1 next to the input, the last layer the output layer; before training and 
             accs = [r["test_accuracy"] for r in _runs(metrics, a, d)]
             row[f"depth {d}"] = format_mean_std(accs, digits=3) if accs else ""
         rows.append(row)
-    rep.table("Results", rows, caption=f"(B) Test accuracy after {cfg.epochs} epochs, mean ± std "
-              f"over {cfg.seeds} seed(s)")
+    rep.table(
+        "Results",
+        rows,
+        caption=f"(B) Test accuracy after {cfg.epochs} epochs, mean ± std over {cfg.seeds} seed(s)",
+    )
     for when in ("trained", "untrained"):
         panels: dict[str, dict[str, tuple[Any, Any]]] = {}
-        shown = (list(cfg.activations) if when == "trained"
-                 else [a for a in ("tanh", "lecun") if a in acts])
+        shown = (
+            list(cfg.activations)
+            if when == "trained"
+            else [a for a in ("tanh", "lecun") if a in acts]
+        )
         for d in cfg.depths:
             panels[f"depth {d}"] = {
-                a: (list(range(1, d + 2)), _geo_mean([r[f"grad_{when}"] for r in
-                                                       _runs(metrics, a, d)]))
-                for a in shown if _runs(metrics, a, d)}
-        label = ("after training" if when == "trained" else "untrained (at initialisation)")
-        fig = panel_plot(run.figure(f"gradients_{when}.png"), panels,
-                         title=f"Max |dL/dW| per layer, {label}", xlabel="layer (1 = input side)",
-                         ylabel="max |gradient|", logy=True)
-        cap = ("(C) Largest weight gradient of each layer after training, one panel per depth."
-               if when == "trained" else
-               "(D) Gradients of untrained tanh and LeCun networks at each depth.")
+                a: (
+                    list(range(1, d + 2)),
+                    _geo_mean([r[f"grad_{when}"] for r in _runs(metrics, a, d)]),
+                )
+                for a in shown
+                if _runs(metrics, a, d)
+            }
+        label = "after training" if when == "trained" else "untrained (at initialisation)"
+        fig = panel_plot(
+            run.figure(f"gradients_{when}.png"),
+            panels,
+            title=f"Max |dL/dW| per layer, {label}",
+            xlabel="layer (1 = input side)",
+            ylabel="max |gradient|",
+            logy=True,
+        )
+        cap = (
+            "(C) Largest weight gradient of each layer after training, one panel per depth."
+            if when == "trained"
+            else "(D) Gradients of untrained tanh and LeCun networks at each depth."
+        )
         if when == "trained" or cfg.lecun:
             rep.figure("Results", fig, cap)
     if cfg.lecun:
@@ -196,13 +261,23 @@ layer 1 next to the input, the last layer the output layer; before training and 
             for a in ("tanh", "lecun"):
                 curves = [r["history"]["val_acc"] for r in _runs(metrics, a, d)]
                 if curves:
-                    panels[f"depth {d}"][a] = (list(range(1, len(curves[0]) + 1)),
-                                               np.mean(curves, 0).tolist())
-        fig = panel_plot(run.figure("lecun_vs_tanh.png"), panels,
-                         title="(D) Test accuracy per epoch: LeCun's tanh vs tanh",
-                         xlabel="epoch", ylabel="test accuracy")
-        rep.figure("Results", fig, "(D) Learning curves (mean over seeds) of LeCun and tanh "
-                   "networks of the same topology.")
+                    panels[f"depth {d}"][a] = (
+                        list(range(1, len(curves[0]) + 1)),
+                        np.mean(curves, 0).tolist(),
+                    )
+        fig = panel_plot(
+            run.figure("lecun_vs_tanh.png"),
+            panels,
+            title="(D) Test accuracy per epoch: LeCun's tanh vs tanh",
+            xlabel="epoch",
+            ylabel="test accuracy",
+        )
+        rep.figure(
+            "Results",
+            fig,
+            "(D) Learning curves (mean over seeds) of LeCun and tanh "
+            "networks of the same topology.",
+        )
     rep.text("Analysis", _analysis(cfg, metrics))
     return rep
 
@@ -233,23 +308,39 @@ def _analysis(cfg: MlpDepthGradientsConfig, metrics: dict[str, Any]) -> str:
     facts = []
     for a in cfg.activations:
         if _runs(metrics, a, deep):
-            facts.append(f"{a}: first-layer / last-layer gradient {_ratio(metrics, a, deep):.2g}, "
-                         f"test accuracy {_mean_acc(metrics, a, deep):.3f}")
+            facts.append(
+                f"{a}: first-layer / last-layer gradient {_ratio(metrics, a, deep):.2g}, "
+                f"test accuracy {_mean_acc(metrics, a, deep):.3f}"
+            )
     ranked_grad = sorted(cfg.activations, key=lambda a: _ratio(metrics, a, deep))
     ranked_acc = sorted(cfg.activations, key=lambda a: _mean_acc(metrics, a, deep))
     agree = ranked_grad[0] == ranked_acc[0]
-    lines.append(f"- **Measured at depth {deep}.** " + "; ".join(facts) + ". A ratio far below 1 "
-                 "is a vanishing gradient. " + (
-                     f"The accuracies follow it: {ranked_grad[0]}, whose early layers get the "
-                     f"least gradient, learns the least in {cfg.epochs} epochs." if agree else
-                     f"Here the smallest ratio ({ranked_grad[0]}) is not the lowest accuracy "
-                     f"({ranked_acc[0]}): after {cfg.epochs} epochs the output layers also "
-                     "matter, and a dead or saturated net can show any ratio."))
-    lines.append("- **Depth.** Mean test accuracy per depth: " + "; ".join(
-        f"depth {d}: " + ", ".join(f"{a} {_mean_acc(metrics, a, d):.3f}"
-                                   for a in cfg.activations if _runs(metrics, a, d))
-        for d in cfg.depths) + ". The std over seeds in the table shows how much a deep net "
-        "depends on its starting point.")
+    lines.append(
+        f"- **Measured at depth {deep}.** " + "; ".join(facts) + ". A ratio far below 1 "
+        "is a vanishing gradient. "
+        + (
+            f"The accuracies follow it: {ranked_grad[0]}, whose early layers get the "
+            f"least gradient, learns the least in {cfg.epochs} epochs."
+            if agree
+            else f"Here the smallest ratio ({ranked_grad[0]}) is not the lowest accuracy "
+            f"({ranked_acc[0]}): after {cfg.epochs} epochs the output layers also "
+            "matter, and a dead or saturated net can show any ratio."
+        )
+    )
+    lines.append(
+        "- **Depth.** Mean test accuracy per depth: "
+        + "; ".join(
+            f"depth {d}: "
+            + ", ".join(
+                f"{a} {_mean_acc(metrics, a, d):.3f}"
+                for a in cfg.activations
+                if _runs(metrics, a, d)
+            )
+            for d in cfg.depths
+        )
+        + ". The std over seeds in the table shows how much a deep net "
+        "depends on its starting point."
+    )
     if cfg.lecun:
         lines.append(
             f"- **LeCun vs tanh (D).** At depth {deep}: LeCun "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,7 +20,15 @@ import numpy as np
 import torch
 
 from advlab.analysis.images import image_statistics
-from advlab.analysis.robustness import attack_summary, success_by_bins, success_rate
+from advlab.analysis.robustness import (
+    attack_summary,
+    location_counts,
+    pair_success_matrix,
+    query_statistics,
+    success_by_bins,
+    success_rate,
+    success_within,
+)
 from advlab.attacks import OnePixel
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
@@ -29,7 +36,7 @@ from advlab.evaluation import Evaluation, OnePixelProbe, evaluate
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
-from advlab.report import Report
+from advlab.report import Report, rate_cell
 from advlab.report.figures import (
     bar_panels,
     bar_plot,
@@ -37,18 +44,16 @@ from advlab.report.figures import (
     heatmap,
     line_plot,
     pixel_examples,
+    rate_bars,
 )
 from advlab.runs import Run
-from advlab.train import TrainConfig
-from advlab.train.recipes import resnet18_cifar10
-from advlab.train.store import ModelRecipe, get_trained, load_model
+from advlab.train.recipes import CIFAR10_MODELS, cifar10_model
 from advlab.validation import check_each, check_in, check_int
 
 log = logging.getLogger(__name__)
 
 PAPER_UNTARGETED_1PX = {"all-conv": 0.6871, "NiN": 0.7166, "VGG16": 0.6353}
 PUBLIC_RESNET = "about 28-34% for 1 pixel and 78-79% for 3 pixels"
-MODELS = ("resnet18", "small_cnn")
 N_EXAMPLES = 8
 
 
@@ -83,38 +88,32 @@ class OnePixelConfig:
 
     def __post_init__(self) -> None:
         if not self.checkpoint:
-            check_in("model", self.model, MODELS)
+            check_in("model", self.model, CIFAR10_MODELS)
         check_int("n_images", self.n_images, minimum=1)
         check_int("chunk", self.chunk, minimum=1)
         check_each("pixels", self.pixels, check_int, minimum=1)
 
 
-def _model(cfg: OnePixelConfig, device: str) -> tuple[ModelWrapper, str, str]:
-    """The attacked model, a description, and its checkpoint file (what shards load)."""
-    if cfg.checkpoint:
-        what = f"checkpoint `{cfg.checkpoint}`"
-        return load_model(Path(cfg.checkpoint), device=device), what, cfg.checkpoint
-    if cfg.model == "resnet18":
-        recipe = resnet18_cifar10(cfg.stem)
-        what = f"torchvision ResNet-18, {cfg.stem} stem (recipe `{recipe.key()}`)"
-    else:
-        recipe = ModelRecipe("small_cnn", "cifar10", train=TrainConfig(
-            epochs=10, lr=0.05, batch_size=128, augment="crop_flip", seed=0))  # fmt: skip
-        what = f"advlab's small_cnn (recipe `{recipe.key()}`)"
-    return get_trained(recipe, device=device).eval(), what, str(recipe.folder() / "model.pt")
-
-
 def _attack(cfg: OnePixelConfig, generations: int) -> OnePixel:
-    return OnePixel(population=cfg.population, max_generations=generations,
-                    mutation_factor=cfg.mutation_factor, strategy=cfg.strategy, stop=cfg.stop,
-                    seed=cfg.seed, batch_size=cfg.batch_size or None,
-                    frozen=cfg.frozen)  # fmt: skip
+    return OnePixel(
+        population=cfg.population,
+        max_generations=generations,
+        mutation_factor=cfg.mutation_factor,
+        strategy=cfg.strategy,
+        stop=cfg.stop,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size or None,
+        frozen=cfg.frozen,
+    )
 
 
 def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
     device = torch.device(ctx.device)
     with ctx.timed("model"):
-        model, what, checkpoint = _model(cfg, ctx.device)
+        loaded = cifar10_model(
+            cfg.model, stem=cfg.stem, checkpoint=cfg.checkpoint, device=ctx.device
+        )
+    model, what, checkpoint = loaded.model, loaded.description, loaded.file
     test = load_dataset("cifar10", "test")
     classes = list(test.classes)
     subset = test.take(cfg.n_images, seed=cfg.seed)
@@ -131,12 +130,18 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
     }  # fmt: skip
     arrays: dict[str, np.ndarray] = {}
     if len(idx) == 0:
-        raise ConfigError(f"the model classifies none of the {len(y)} test images correctly: "
-                          "nothing to attack")  # fmt: skip
+        raise ConfigError(
+            f"the model classifies none of the {len(y)} test images correctly: nothing to attack"
+        )
     for d in cfg.pixels:
         _attack(cfg, cfg.max_generations)  # checks the settings before any chunk runs
-        log.info("untargeted, d = %d: %d images, population %d, at most %d generations", d,
-                 len(idx), cfg.population, cfg.max_generations)  # fmt: skip
+        log.info(
+            "untargeted, d = %d: %d images, population %d, at most %d generations",
+            d,
+            len(idx),
+            cfg.population,
+            cfg.max_generations,
+        )
         with ctx.timed(f"untargeted d={d}"):
             res = _sharded(cfg, ctx, (model, checkpoint), d, cfg.max_generations, idx, f"d{d}")
         with torch.no_grad():
@@ -147,29 +152,19 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
         first = res.first_success_generation.cpu().numpy()
         q_success = res.queries_to_success.cpu().numpy()
         timed_ok = fooled_c & (first >= 0)  # the search's record of those it fooled
-        budget_curve = [float(((first >= 0) & (first <= g)).mean()) if len(first) else 0.0
-                        for g in range(cfg.max_generations + 1)]  # fmt: skip
         yc = y[idx].cpu().numpy()
         px = res.pixels.cpu().numpy()  # (n_correct, d, 5)
-        locations = np.zeros(x.shape[2:], dtype=np.int64)
-        for col, row in px[fooled_c][:, :, :2].reshape(-1, 2).astype(int):
-            locations[row, col] += 1  # a histogram of a few hundred points
         out["untargeted"][str(d)] = {
             **attack_summary(correct.cpu().numpy(), fooled),
             "search_found_mismatches": int((res.found.cpu().numpy() != fooled_c).sum()),
-            "median_generations_to_success": float(np.median(first[timed_ok]))
-            if timed_ok.any() else None,
-            "median_queries_to_success": float(np.median(q_success[timed_ok]))
-            if timed_ok.any() else None,
-            "mean_queries": float(res.queries.float().mean()) if len(idx) else 0.0,
-            "total_queries": int(res.queries.sum()),
-            "success_vs_generations": budget_curve,
+            **query_statistics(first, q_success, res.queries, fooled_c),
+            "success_vs_generations": success_within(first, cfg.max_generations),
             "by_class": [success_rate(fooled_c[yc == k]) for k in range(len(classes))],
             "by_confidence": success_by_bins(confidence[idx].cpu().numpy(), fooled_c),
             "by_statistic": {
                 k: success_by_bins(v[idx.cpu().numpy()], fooled_c) for k, v in stats.items()
             },
-            "locations": locations.tolist(),
+            "locations": location_counts(px[fooled_c], (x.shape[2], x.shape[3])).tolist(),
             "seconds": ctx.timing.get(f"untargeted d={d}"),
         }
         arrays[f"d{d}_generations"] = first
@@ -192,25 +187,49 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _sharded(cfg: OnePixelConfig, ctx: Context, model: tuple[ModelWrapper, str], pixels: int,
-             generations: int, ids: torch.Tensor, name: str,
-             targets: int = 0) -> SimpleNamespace:  # fmt: skip
+def _sharded(
+    cfg: OnePixelConfig,
+    ctx: Context,
+    model: tuple[ModelWrapper, str],
+    pixels: int,
+    generations: int,
+    ids: torch.Tensor,
+    name: str,
+    targets: int = 0,
+) -> SimpleNamespace:
     """The search on the items `ids` (images of the evaluation set, or image * `targets` +
     target class) in fixed chunks of `cfg.chunk`, in `ctx.shards` shards; the merged arrays as
     tensors on the run's device, by `OnePixelResult`'s field names."""
     evaluation = Evaluation(
-        model[1], "cifar10", cfg.targeted_per_class * targets if targets else cfg.n_images,
-        cfg.seed + 1 if targets else cfg.seed, {name: OnePixelProbe(_attack(cfg, generations),
-        pixels)}, device=ctx.device, targets=targets,
-    )  # fmt: skip
-    arrays = evaluate(evaluation, ids, folder=ctx.run.path / "chunks" / name, chunk=cfg.chunk,
-                      shards=ctx.shards, backend=ctx.backend, model=model[0], desc=name)[name]
+        model[1],
+        "cifar10",
+        cfg.targeted_per_class * targets if targets else cfg.n_images,
+        cfg.seed + 1 if targets else cfg.seed,
+        {name: OnePixelProbe(_attack(cfg, generations), pixels)},
+        device=ctx.device,
+        targets=targets,
+    )
+    arrays = evaluate(
+        evaluation,
+        ids,
+        folder=ctx.run.path / "chunks" / name,
+        chunk=cfg.chunk,
+        shards=ctx.shards,
+        backend=ctx.backend,
+        model=model[0],
+        desc=name,
+    )[name]
     device = torch.device(ctx.device)
     return SimpleNamespace(**{k: torch.as_tensor(v, device=device) for k, v in arrays.items()})
 
 
-def _targeted(cfg: OnePixelConfig, ctx: Context, source: tuple[ModelWrapper, str], test: Any,
-              device: torch.device) -> dict[str, Any]:  # fmt: skip
+def _targeted(
+    cfg: OnePixelConfig,
+    ctx: Context,
+    source: tuple[ModelWrapper, str],
+    test: Any,
+    device: torch.device,
+) -> dict[str, Any]:
     model = source[0]
     k = test.num_classes
     tsub = test.take(cfg.targeted_per_class * k, seed=cfg.seed + 1)
@@ -218,33 +237,46 @@ def _targeted(cfg: OnePixelConfig, ctx: Context, source: tuple[ModelWrapper, str
     with torch.no_grad():
         correct = torch.cat([model(c).argmax(1) for c in x.split(256)]) == y
     if not bool(correct.any()):
-        raise ConfigError("targeted_per_class: the model classifies none of the targeted "
-                          "images correctly")  # fmt: skip
+        raise ConfigError(
+            "targeted_per_class: the model classifies none of the targeted images correctly"
+        )
     src = torch.nonzero(correct).flatten().repeat_interleave(k - 1)
     tgt = (y[src] + torch.arange(1, k, device=device).repeat(int(correct.sum()))) % k
     _attack(cfg, cfg.targeted_generations)  # checks the settings first
-    log.info("targeted, d = %d: %d attacks, %d generations", cfg.targeted_pixels, len(src),
-             cfg.targeted_generations)  # fmt: skip
+    log.info(
+        "targeted, d = %d: %d attacks, %d generations",
+        cfg.targeted_pixels,
+        len(src),
+        cfg.targeted_generations,
+    )
     with ctx.timed("targeted"):  # one stream per (image, target)
-        res = _sharded(cfg, ctx, source, cfg.targeted_pixels, cfg.targeted_generations,
-                       src * k + tgt, "targeted", targets=k)  # fmt: skip
+        res = _sharded(
+            cfg,
+            ctx,
+            source,
+            cfg.targeted_pixels,
+            cfg.targeted_generations,
+            src * k + tgt,
+            "targeted",
+            targets=k,
+        )
     with torch.no_grad():
         pred = torch.cat([model(c).argmax(1) for c in res.adversarials.split(256)])
     ok = (pred == tgt).cpu().numpy()
-    ys, ts = y[src].cpu().numpy(), tgt.cpu().numpy()
-    matrix = np.full((k, k), np.nan)
-    for s in range(k):
-        for t in range(k):
-            sel = (ys == s) & (ts == t)
-            if sel.any():
-                matrix[s, t] = ok[sel].mean()
+    matrix = pair_success_matrix(y[src], tgt, ok, k)
     # An image counts as broken by "some target" when any of its 9 targeted attacks worked.
     per_image = ok.reshape(-1, k - 1).any(axis=1) if len(ok) else np.zeros(0, dtype=bool)
-    return {"n_images": len(y), "n_correct": int(correct.sum()), "n_attacks": len(ok),
-            "pixels": cfg.targeted_pixels, "generations": cfg.targeted_generations,
-            **{f"attack_{key}": v for key, v in success_rate(ok).items()},
-            "any_target": success_rate(per_image), "matrix": matrix.tolist(),
-            "seconds": ctx.timing.get("targeted")}  # fmt: skip
+    return {
+        "n_images": len(y),
+        "n_correct": int(correct.sum()),
+        "n_attacks": len(ok),
+        "pixels": cfg.targeted_pixels,
+        "generations": cfg.targeted_generations,
+        **{f"attack_{key}": v for key, v in success_rate(ok).items()},
+        "any_target": success_rate(per_image),
+        "matrix": matrix.tolist(),
+        "seconds": ctx.timing.get("targeted"),
+    }
 
 
 def report(cfg: OnePixelConfig, metrics: dict[str, Any], run: Run) -> Report:
@@ -259,8 +291,9 @@ def report(cfg: OnePixelConfig, metrics: dict[str, Any], run: Run) -> Report:
         f"targeted towards each of the 9 other classes on {cfg.targeted_per_class} images per "
         f"class (the correctly classified ones), d = {cfg.targeted_pixels}, "
         f"{cfg.targeted_generations} generations"
-        if cfg.targeted_per_class > 0 else "no targeted matrix (disabled)"
-    )  # fmt: skip
+        if cfg.targeted_per_class > 0
+        else "no targeted matrix (disabled)"
+    )
     rep.text(
         "Methodology",
         f"""
@@ -272,18 +305,24 @@ and the child replaces its parent only if it is fitter. Fitness: the model's pro
 true class (untargeted, minimised) or of the target class (targeted, maximised), compared as
 log-probabilities. Constraint handling: coordinates clipped to the image after each mutation and
 rounded to the nearest pixel, colours clipped to [0, 255] and rounded to 8-bit levels. Early
-stop: `{cfg.stop}` ({"as soon as some candidate is adversarial: the same successes as the "
-"paper's probability threshold, with fewer queries" if cfg.stop == "misclassified" else
-"the paper's probability threshold"}); at most {cfg.max_generations} generations. All images'
+stop: `{cfg.stop}` ({
+            "as soon as some candidate is adversarial: the same successes as the "
+            "paper's probability threshold, with fewer queries"
+            if cfg.stop == "misclassified"
+            else "the paper's probability threshold"
+        }); at most {cfg.max_generations} generations. All images'
 populations run as one batch, {cfg.population} x images candidates per generation{
-"; candidates are evaluated by a frozen TorchScript copy of the model (`frozen=true`: batch "
-"norm folded, the same function up to float rounding), results by the model itself"
-if cfg.frozen else ""}.
+            "; candidates are evaluated by a frozen TorchScript copy of the model (`frozen=true`: "
+            "batch "
+            "norm folded, the same function up to float rounding), results by the model itself"
+            if cfg.frozen
+            else ""
+        }.
 
-**Evaluation.** {metrics['n_images']} class-stratified test images drawn with seed {cfg.seed};
-the {metrics['n_correct']} the model classifies correctly are attacked, untargeted, at d =
+**Evaluation.** {metrics["n_images"]} class-stratified test images drawn with seed {cfg.seed};
+the {metrics["n_correct"]} the model classifies correctly are attacked, untargeted, at d =
 {", ".join(str(d) for d in cfg.pixels)}. Success is decided by the model on the returned image.
-Robust accuracy = correct and not fooled, over all {metrics['n_images']} images; success rate =
+Robust accuracy = correct and not fooled, over all {metrics["n_images"]} images; success rate =
 fooled among the correct ones; 95% Wilson intervals. Then {targeted}. The paper's full budget
 (1,000+ images, all 9 targets with 100 generations) is `--set n_images=1000 --set
 targeted_per_class=100 --set targeted_generations=100`, meant for a GPU.
@@ -291,42 +330,62 @@ targeted_per_class=100 --set targeted_generations=100`, meant for a GPU.
     )
     rows = []
     for d, r in metrics["untargeted"].items():
-        lo, hi = r["success_rate_ci"]
-        rlo, rhi = r["robust_accuracy_ci"]
-        rows.append({
-            "pixels d": int(d), "success rate (correct images)": r["success_rate"],
-            "95% CI": f"{lo:.3f}-{hi:.3f}", "robust accuracy (all)": r["robust_accuracy"],
-            "robust 95% CI": f"{rlo:.3f}-{rhi:.3f}",
-            "median generations to success": r["median_generations_to_success"],
-            "median queries to success": r["median_queries_to_success"],
-            "mean queries per image": r["mean_queries"], "seconds": r["seconds"],
-        })  # fmt: skip
-    rep.table("1. Success rate", rows, caption=f"Untargeted, population {cfg.population}, at "
-              f"most {cfg.max_generations} generations")  # fmt: skip
-    ds = list(metrics["untargeted"])
-    rates = [metrics["untargeted"][d]["success_rate"] for d in ds]
-    ci = [metrics["untargeted"][d]["success_rate_ci"] for d in ds]
-    fig = bar_plot(run.figure("success_rate.png"), [f"d = {d}" for d in ds],
-                   {"advlab, this model": rates}, title="Untargeted success rate",
-                   xlabel="pixels changed", ylabel="success rate among correct images",
-                   errors={"advlab, this model": ([c[0] for c in ci], [c[1] for c in ci])},
-                   ylim=(0, 1))  # fmt: skip
+        rows.append(
+            {
+                "pixels d": int(d),
+                "success rate (correct images)": rate_cell(r),
+                "robust accuracy (all)": rate_cell(r, "robust_accuracy"),
+                "median generations to success": r["median_generations_to_success"],
+                "median queries to success": r["median_queries_to_success"],
+                "mean queries per image": r["mean_queries"],
+                "seconds": r["seconds"],
+            }
+        )
+    rep.table(
+        "1. Success rate",
+        rows,
+        caption=f"Untargeted, population {cfg.population}, at "
+        f"most {cfg.max_generations} generations",
+    )
+    fig = rate_bars(
+        run.figure("success_rate.png"),
+        [f"d = {d}" for d in metrics["untargeted"]],
+        {"advlab, this model": list(metrics["untargeted"].values())},
+        title="Untargeted success rate",
+        xlabel="pixels changed",
+        ylabel="success rate among correct images",
+    )
     rep.figure("1. Success rate", fig, "With 95% Wilson intervals.")
     t = metrics.get("targeted")
     if t:
-        lo, hi = t["attack_ci"]
-        alo, ahi = t["any_target"]["ci"]
-        rep.table("1. Success rate", [
-            {"": "targeted attacks", "n": t["attack_n"], "success rate": t["attack_rate"],
-             "95% CI": f"{lo:.3f}-{hi:.3f}"},
-            {"": "images broken towards some target", "n": t["any_target"]["n"],
-             "success rate": t["any_target"]["rate"], "95% CI": f"{alo:.3f}-{ahi:.3f}"},
-        ], caption=f"Targeted, d = {t['pixels']}, {t['generations']} generations")  # fmt: skip
+        rep.table(
+            "1. Success rate",
+            [
+                {
+                    "": "targeted attacks",
+                    "n": t["attack_n"],
+                    "success rate (95% CI)": rate_cell(
+                        {"rate": t["attack_rate"], "ci": t["attack_ci"]}, "rate"
+                    ),
+                },
+                {
+                    "": "images broken towards some target",
+                    "n": t["any_target"]["n"],
+                    "success rate (95% CI)": rate_cell(t["any_target"], "rate"),
+                },
+            ],
+            caption=f"Targeted, d = {t['pixels']}, {t['generations']} generations",
+        )
         names = metrics["classes"]
-        fig = heatmap(run.figure("target_matrix.png"), np.asarray(t["matrix"], dtype=float),
-                      title=f"Targeted success, d = {t['pixels']}, {t['generations']} "
-                      "generations", xlabel="target class", ylabel="true class",
-                      xticks=names, yticks=names)  # fmt: skip
+        fig = heatmap(
+            run.figure("target_matrix.png"),
+            np.asarray(t["matrix"], dtype=float),
+            title=f"Targeted success, d = {t['pixels']}, {t['generations']} generations",
+            xlabel="target class",
+            ylabel="true class",
+            xticks=names,
+            yticks=names,
+        )
         rep.figure("1. Success rate", fig, "Source (row) to target (column) success rate.")
     _efficiency(cfg, metrics, run, rep)
     _vulnerability(cfg, metrics, run, rep)
@@ -337,91 +396,172 @@ targeted_per_class=100 --set targeted_generations=100`, meant for a GPU.
 def _efficiency(cfg: OnePixelConfig, metrics: dict[str, Any], run: Run, rep: Report) -> None:
     data = run.file("onepixel.npz")
     curves = {f"d = {d}": r["success_vs_generations"] for d, r in metrics["untargeted"].items()}
-    fig = line_plot(run.figure("success_vs_budget.png"), list(range(cfg.max_generations + 1)),
-                    curves, title="Success against the generation budget",
-                    xlabel="generations (0 = the initial population)",
-                    ylabel="success rate among correct images", ylim=(0, 1),
-                    styles={k: {"marker": None} for k in curves})  # fmt: skip
-    rep.figure("2. Efficiency", fig, "Fraction of the correctly classified images fooled "
-               "within g generations: the success rate a smaller budget would have had.")
+    fig = line_plot(
+        run.figure("success_vs_budget.png"),
+        list(range(cfg.max_generations + 1)),
+        curves,
+        title="Success against the generation budget",
+        xlabel="generations (0 = the initial population)",
+        ylabel="success rate among correct images",
+        ylim=(0, 1),
+        styles={k: {"marker": None} for k in curves},
+    )
+    rep.figure(
+        "2. Efficiency",
+        fig,
+        "Fraction of the correctly classified images fooled "
+        "within g generations: the success rate a smaller budget would have had.",
+    )
     if data.is_file():
         with np.load(data) as npz:
-            gens = {f"d = {d}": npz[f"d{d}_generations"][npz[f"d{d}_fooled"]]
-                    for d in metrics["untargeted"]}  # fmt: skip
-            queries = {f"d = {d}": npz[f"d{d}_queries"][npz[f"d{d}_fooled"]]
-                       for d in metrics["untargeted"]}  # fmt: skip
-        fig = distribution_plot(run.figure("generations.png"), gens,
-                                title="Generations to success (successful attacks)",
-                                xlabel="generation of the first adversarial candidate",
-                                bins=min(25, cfg.max_generations + 1))  # fmt: skip
-        rep.figure("2. Efficiency", fig, "Histogram with medians (dashed) and cumulative "
-                   "distribution.")
-        fig = distribution_plot(run.figure("queries.png"), queries,
-                                title="Model queries to success (successful attacks)",
-                                xlabel="model queries (population x (1 + generations))",
-                                logx=True)  # fmt: skip
-        rep.figure("2. Efficiency", fig, "Queries = candidates evaluated on the model until the "
-                   "first adversarial one.")
+            gens = {
+                f"d = {d}": npz[f"d{d}_generations"][npz[f"d{d}_fooled"]]
+                for d in metrics["untargeted"]
+            }
+            queries = {
+                f"d = {d}": npz[f"d{d}_queries"][npz[f"d{d}_fooled"]] for d in metrics["untargeted"]
+            }
+        fig = distribution_plot(
+            run.figure("generations.png"),
+            gens,
+            title="Generations to success (successful attacks)",
+            xlabel="generation of the first adversarial candidate",
+            bins=min(25, cfg.max_generations + 1),
+        )
+        rep.figure(
+            "2. Efficiency", fig, "Histogram with medians (dashed) and cumulative distribution."
+        )
+        fig = distribution_plot(
+            run.figure("queries.png"),
+            queries,
+            title="Model queries to success (successful attacks)",
+            xlabel="model queries (population x (1 + generations))",
+            logx=True,
+        )
+        rep.figure(
+            "2. Efficiency",
+            fig,
+            "Queries = candidates evaluated on the model until the first adversarial one.",
+        )
 
 
 def _vulnerability(cfg: OnePixelConfig, metrics: dict[str, Any], run: Run, rep: Report) -> None:
     names = metrics["classes"]
-    by_class = {f"d = {d}": [c["rate"] for c in r["by_class"]]
-                for d, r in metrics["untargeted"].items()}  # fmt: skip
-    fig = bar_plot(run.figure("by_class.png"), names, by_class, title="Success by true class",
-                   xlabel="true class", ylabel="success rate", ylim=(0, 1))  # fmt: skip
-    rep.figure("3. Which images are vulnerable", fig, "Untargeted success rate per true class "
-               f"(about {metrics['n_correct'] // max(len(names), 1)} correct images each).")
+    by_class = {
+        f"d = {d}": [c["rate"] for c in r["by_class"]] for d, r in metrics["untargeted"].items()
+    }
+    fig = bar_plot(
+        run.figure("by_class.png"),
+        names,
+        by_class,
+        title="Success by true class",
+        xlabel="true class",
+        ylabel="success rate",
+        ylim=(0, 1),
+    )
+    rep.figure(
+        "3. Which images are vulnerable",
+        fig,
+        "Untargeted success rate per true class "
+        f"(about {metrics['n_correct'] // max(len(names), 1)} correct images each).",
+    )
     d0 = next(iter(metrics["untargeted"]))
     r = metrics["untargeted"][d0]
     panels = {"clean confidence": r["by_confidence"], **r["by_statistic"]}
     rows = []
     for name, bins in panels.items():
         for b in bins:
-            rows.append({"feature": name, "bin": f"{b['low']:.3g}-{b['high']:.3g}",
-                         "images": b["n"], "success rate": b["rate"],
-                         "95% CI": f"{b['ci'][0]:.3f}-{b['ci'][1]:.3f}"})  # fmt: skip
-    rep.table("3. Which images are vulnerable", rows, caption=f"d = {d0}: success per quartile "
-              "of the model's clean probability of the true class, the luminance contrast "
-              "(std), the edge density (fraction of Sobel magnitudes > 0.25) and the colour "
-              "variance (mean channel variance)")  # fmt: skip
-    fig = bar_panels(run.figure("by_feature.png"),
-                     {name: ([f"{b['low']:.2g}-{b['high']:.2g}" for b in bins],
-                             [b["rate"] for b in bins]) for name, bins in panels.items()},
-                     title=f"Success by quartile of image features, d = {d0}",
-                     ylabel="success rate", ylim=(0, 1))  # fmt: skip
-    rep.figure("3. Which images are vulnerable", fig, "Same numbers as the table; a panel has "
-               "fewer than 4 bars where quartile edges tie.")
-    total = np.sum([np.asarray(v["locations"], dtype=float)
-                    for v in metrics["untargeted"].values()], axis=0)  # fmt: skip
-    fig = heatmap(run.figure("locations.png"), total, title="Where the successful pixels land "
-                  "(all d)", xlabel="column", ylabel="row", fmt=".0f", vmin=0,
-                  vmax=float(max(total.max(), 1)))  # fmt: skip
-    rep.figure("3. Which images are vulnerable", fig, "Positions of the d pixels of each "
-               "successful candidate, counted over all d.")
+            rows.append(
+                {
+                    "feature": name,
+                    "bin": f"{b['low']:.3g}-{b['high']:.3g}",
+                    "images": b["n"],
+                    "success rate": b["rate"],
+                    "95% CI": f"{b['ci'][0]:.3f}-{b['ci'][1]:.3f}",
+                }
+            )
+    rep.table(
+        "3. Which images are vulnerable",
+        rows,
+        caption=f"d = {d0}: success per quartile "
+        "of the model's clean probability of the true class, the luminance contrast "
+        "(std), the edge density (fraction of Sobel magnitudes > 0.25) and the colour "
+        "variance (mean channel variance)",
+    )
+    fig = bar_panels(
+        run.figure("by_feature.png"),
+        {
+            name: ([f"{b['low']:.2g}-{b['high']:.2g}" for b in bins], [b["rate"] for b in bins])
+            for name, bins in panels.items()
+        },
+        title=f"Success by quartile of image features, d = {d0}",
+        ylabel="success rate",
+        ylim=(0, 1),
+    )
+    rep.figure(
+        "3. Which images are vulnerable",
+        fig,
+        "Same numbers as the table; a panel has fewer than 4 bars where quartile edges tie.",
+    )
+    total = np.sum(
+        [np.asarray(v["locations"], dtype=float) for v in metrics["untargeted"].values()], axis=0
+    )
+    fig = heatmap(
+        run.figure("locations.png"),
+        total,
+        title="Where the successful pixels land (all d)",
+        xlabel="column",
+        ylabel="row",
+        fmt=".0f",
+        vmin=0,
+        vmax=float(max(total.max(), 1)),
+    )
+    rep.figure(
+        "3. Which images are vulnerable",
+        fig,
+        "Positions of the d pixels of each successful candidate, counted over all d.",
+    )
     data = run.file("onepixel.npz")
     if data.is_file():
         with np.load(data) as npz:
             if len(npz[f"d{d0}_example_true"]):
                 orig = npz[f"d{d0}_example_original"].transpose(0, 2, 3, 1)
                 adv = npz[f"d{d0}_example_adversarial"].transpose(0, 2, 3, 1)
-                caps = [(f"{names[t]} ({p:.2f})", f"{names[a]} ({q:.2f})") for t, p, a, q in
-                        zip(npz[f"d{d0}_example_true"], npz[f"d{d0}_example_p_true"],
-                            npz[f"d{d0}_example_adv_class"], npz[f"d{d0}_example_p_adv"],
-                            strict=True)]  # fmt: skip
-                fig = pixel_examples(run.figure("examples.png"), orig, adv,
-                                     npz[f"d{d0}_example_pixels"][:, :, :2], caps,
-                                     title=f"Successful attacks, d = {d0}")  # fmt: skip
-                rep.figure("3. Which images are vulnerable", fig, "Original (true class and "
-                           "its probability) and adversarial (new class and its probability), "
-                           "the changed pixels circled.")
+                caps = [
+                    (f"{names[t]} ({p:.2f})", f"{names[a]} ({q:.2f})")
+                    for t, p, a, q in zip(
+                        npz[f"d{d0}_example_true"],
+                        npz[f"d{d0}_example_p_true"],
+                        npz[f"d{d0}_example_adv_class"],
+                        npz[f"d{d0}_example_p_adv"],
+                        strict=True,
+                    )
+                ]
+                fig = pixel_examples(
+                    run.figure("examples.png"),
+                    orig,
+                    adv,
+                    npz[f"d{d0}_example_pixels"][:, :, :2],
+                    caps,
+                    title=f"Successful attacks, d = {d0}",
+                )
+                rep.figure(
+                    "3. Which images are vulnerable",
+                    fig,
+                    "Original (true class and "
+                    "its probability) and adversarial (new class and its probability), "
+                    "the changed pixels circled.",
+                )
 
 
 def _analysis(cfg: OnePixelConfig, metrics: dict[str, Any]) -> str:
     u = metrics["untargeted"]
     lines = []
-    parts = [f"d = {d}: {100 * r['success_rate']:.1f}% (95% CI {100 * r['success_rate_ci'][0]:.1f}"
-             f"-{100 * r['success_rate_ci'][1]:.1f})" for d, r in u.items()]  # fmt: skip
+    parts = [
+        f"d = {d}: {100 * r['success_rate']:.1f}% (95% CI {100 * r['success_rate_ci'][0]:.1f}"
+        f"-{100 * r['success_rate_ci'][1]:.1f})"
+        for d, r in u.items()
+    ]
     paper = ", ".join(f"{k} {100 * v:.2f}%" for k, v in PAPER_UNTARGETED_1PX.items())
     lines.append(
         f"- **Success rate.** Among correctly classified images: {'; '.join(parts)}. The paper "

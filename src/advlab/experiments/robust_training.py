@@ -31,7 +31,7 @@ from advlab.evaluation import Evaluation, Fooled, PGDRestarts, evaluate
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
-from advlab.report import Report, percent
+from advlab.report import Report, percent, rate_cell
 from advlab.report.figures import bar_plot, image_grid, line_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
@@ -115,8 +115,9 @@ class RobustCifarConfig(RobustConfig):
 def objective(cfg: RobustConfig) -> DefenseObjective:
     """The robust model's training objective."""
     if cfg.defense == "pgd":
-        attack: object = PGDExamples(cfg.epsilon, steps=cfg.train_steps,
-                                     rel_stepsize=2.5 / cfg.train_steps)  # fmt: skip
+        attack: object = PGDExamples(
+            cfg.epsilon, steps=cfg.train_steps, rel_stepsize=2.5 / cfg.train_steps
+        )
     else:  # "fgsm-rs", the only other value the config admits
         attack = FGSMRandomStart(cfg.epsilon, cfg.alpha)
     return DefenseObjective(attack, adversarial_fraction=cfg.adversarial_fraction)
@@ -124,9 +125,15 @@ def objective(cfg: RobustConfig) -> DefenseObjective:
 
 def recipes(cfg: RobustConfig) -> dict[str, ModelRecipe]:
     """The store recipes of the standard and the robust model (same but the objective)."""
-    train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                        optimizer=cfg.optimizer, schedule=cfg.schedule, augment=cfg.augment,
-                        seed=cfg.seed)  # fmt: skip
+    train = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        schedule=cfg.schedule,
+        augment=cfg.augment,
+        seed=cfg.seed,
+    )
     base = ModelRecipe(cfg.model, cfg.dataset, train=train)
     robust = ModelRecipe(cfg.model, cfg.dataset, train=train, objective=objective(cfg).spec())
     return {"standard": base, "robust": robust}
@@ -186,23 +193,43 @@ def _probes(cfg: RobustConfig) -> dict[str, Fooled | PGDRestarts]:
     probes: dict[str, Fooled | PGDRestarts] = {"FGSM": Fooled(FGSM(), cfg.epsilon, streams=False)}
     for e in [cfg.epsilon, *others]:
         probes[f"PGD-40 at {e:g}"] = Fooled(_pgd40(cfg), e)
-    probes[_strongest(cfg)] = PGDRestarts(cfg.epsilon, cfg.pgd_steps, cfg.restarts,
-                                          2.5 / cfg.pgd_steps, cfg.seed)  # fmt: skip
+    probes[_strongest(cfg)] = PGDRestarts(
+        cfg.epsilon, cfg.pgd_steps, cfg.restarts, 2.5 / cfg.pgd_steps, cfg.seed
+    )
     return probes
 
 
-def _evaluate(cfg: RobustConfig, ctx: Context, model: tuple[ModelWrapper, str], x: torch.Tensor,
-              y: torch.Tensor, side: str) -> _Evaluation:  # fmt: skip
+def _evaluate(
+    cfg: RobustConfig,
+    ctx: Context,
+    model: tuple[ModelWrapper, str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    side: str,
+) -> _Evaluation:
     eps = cfg.epsilon
     correct = (model[0].predict(x) == y).cpu().numpy()
-    log.info("%s: FGSM, PGD-40 and PGD-%d with %d restarts on %d images", side, cfg.pgd_steps,
-             cfg.restarts, len(x))  # fmt: skip
-    evaluation = Evaluation(model[1], cfg.dataset, cfg.n_images, cfg.seed, _probes(cfg),
-                            device=ctx.device)  # fmt: skip
+    log.info(
+        "%s: FGSM, PGD-40 and PGD-%d with %d restarts on %d images",
+        side,
+        cfg.pgd_steps,
+        cfg.restarts,
+        len(x),
+    )
+    evaluation = Evaluation(
+        model[1], cfg.dataset, cfg.n_images, cfg.seed, _probes(cfg), device=ctx.device
+    )
     with ctx.timed(f"{side} white box"):
-        res = evaluate(evaluation, np.arange(len(x)), folder=ctx.run.path / "chunks" /
-                       f"{side}-white-box", chunk=cfg.chunk, shards=ctx.shards,
-                       backend=ctx.backend, model=model[0], desc=f"{side} white box")  # fmt: skip
+        res = evaluate(
+            evaluation,
+            np.arange(len(x)),
+            folder=ctx.run.path / "chunks" / f"{side}-white-box",
+            chunk=cfg.chunk,
+            shards=ctx.shards,
+            backend=ctx.backend,
+            model=model[0],
+            desc=f"{side} white box",
+        )
     strongest = _strongest(cfg)
     broken: dict[str, np.ndarray] = {"FGSM": res["FGSM"]["fooled"],
                                      "PGD-40": res[f"PGD-40 at {eps:g}"]["fooled"],
@@ -215,20 +242,22 @@ def _evaluate(cfg: RobustConfig, ctx: Context, model: tuple[ModelWrapper, str], 
     return _Evaluation(correct, broken, curve, adv)
 
 
-def _generator(cfg: RobustConfig, model: ModelWrapper, x: torch.Tensor,
-               y: torch.Tensor) -> dict[str, Any]:  # fmt: skip
+def _generator(
+    cfg: RobustConfig, model: ModelWrapper, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, Any]:
     target = (y + 1) % 10
     attack = SimpleGenerator(seed=cfg.seed)
     adv, _, ok = attack(model, x, TargetedMisclassification(target), epsilons=None)
     okn = ok.cpu().numpy()
     dist2, distinf = l2_distance(x, adv).cpu().numpy(), linf_distance(x, adv).cpu().numpy()
     return {
-        "n": len(x), "success_rate": float(okn.mean()),
+        "n": len(x),
+        "success_rate": float(okn.mean()),
         "median_l2": float(np.median(dist2[okn])) if okn.any() else None,
         "median_linf": float(np.median(distinf[okn])) if okn.any() else None,
         "within_epsilon": float((okn & (distinf <= cfg.epsilon + 1e-6)).mean()),
         "_adv": adv.cpu().numpy(),
-    }  # fmt: skip
+    }
 
 
 def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
@@ -262,7 +291,8 @@ def execute(cfg: RobustConfig, ctx: Context) -> dict[str, Any]:
             sub = slice(0, cfg.one_pixel_images)
             with ctx.timed(f"{side} one-pixel"):
                 _, _, ok = OnePixel(stop="misclassified", seed=cfg.seed)(
-                    models[side], x[sub], y[sub], epsilons=[1])
+                    models[side], x[sub], y[sub], epsilons=[1]
+                )
             r["one_pixel"] = attack_summary(ev.correct[sub], ok[0].cpu().numpy())
     results["epsilon"] = cfg.epsilon
     results["strongest"] = _strongest(cfg)
@@ -295,99 +325,169 @@ def _timing(metrics: dict[str, Any]) -> str:
     if not known:
         return ""
     parts = ", ".join(f"{side} {s / 60:.1f} min" for side, s in known.items())
-    return (f" Training time on the machine that trained them for the store: {parts} (later "
-            "runs load them).")
+    return (
+        f" Training time on the machine that trained them for the store: {parts} (later "
+        "runs load them)."
+    )
 
 
 def report(cfg: RobustConfig, metrics: dict[str, Any], run: Run) -> Report:
     eps = cfg.epsilon
     eps_text = _eps_text(cfg, eps)
-    rep = Report(f"A model robust to adversarial examples ({cfg.dataset}, seed 001 Ex. 2 D)",
-                 run.path)  # fmt: skip
+    rep = Report(
+        f"A model robust to adversarial examples ({cfg.dataset}, seed 001 Ex. 2 D)", run.path
+    )
     given = metrics.get("checkpoints", {})
-    source = (f" Models from checkpoints: standard `{given.get('standard')}`, robust "
-              f"`{given.get('robust')}` (their training is theirs, not the settings above)."
-              if given else "")  # fmt: skip
+    source = (
+        f" Models from checkpoints: standard `{given.get('standard')}`, robust "
+        f"`{given.get('robust')}` (their training is theirs, not the settings above)."
+        if given
+        else ""
+    )
     rep.intro(
         f"Two `{cfg.model}` models with the same architecture and training budget ({cfg.epochs} "
         f"epochs of {cfg.optimizer} at lr {cfg.lr}, {cfg.schedule} schedule, batch "
         f"{cfg.batch_size}, augmentation {cfg.augment}): a standard one and one trained on "
         f"adversarial examples ({cfg.defense}, eps {eps_text}"
-        + (f", step {cfg.alpha:g} x eps from a random start" if cfg.defense == "fgsm-rs"
-           else f", {cfg.train_steps} steps") +
-        f", {100 * cfg.adversarial_fraction:g}% of every batch). Both are evaluated on the same "
+        + (
+            f", step {cfg.alpha:g} x eps from a random start"
+            if cfg.defense == "fgsm-rs"
+            else f", {cfg.train_steps} steps"
+        )
+        + f", {100 * cfg.adversarial_fraction:g}% of every batch). Both are evaluated on the same "
         f"{metrics['n_images']} test images drawn with seed {cfg.seed}, at eps {eps_text}. Rerun "
         f"with `{rerun_command(_name(cfg), cfg)}`." + source + _timing(metrics)
-    )  # fmt: skip
+    )
     rows = []
     for side in SIDES:
         r = metrics[side]
         for name, a in r["attacks"].items():
-            lo, hi = a["robust_accuracy_ci"]
-            rows.append({"model": side, "attack": name,
-                         "clean accuracy": percent(r["clean_accuracy"]),
-                         "robust accuracy": percent(a["robust_accuracy"]),
-                         "95% CI": f"{100 * lo:.1f}-{100 * hi:.1f}",
-                         "success among correct": percent(a["success_rate"])})  # fmt: skip
-    rep.table("Robust accuracy", rows, caption=f"L-inf eps {eps_text}; robust accuracy = correct "
-              "and not fooled over all images; the last row per model counts an image as robust "
-              "only if it survives every attack above.")  # fmt: skip
+            rows.append(
+                {
+                    "model": side,
+                    "attack": name,
+                    "clean accuracy": percent(r["clean_accuracy"]),
+                    "robust accuracy (95% CI)": rate_cell(a, "robust_accuracy"),
+                    "success among correct": percent(a["success_rate"]),
+                }
+            )
+    rep.table(
+        "Robust accuracy",
+        rows,
+        caption=f"L-inf eps {eps_text}; robust accuracy = correct "
+        "and not fooled over all images; the last row per model counts an image as robust "
+        "only if it survives every attack above.",
+    )
     names = [n for n in metrics["standard"]["attacks"] if not n.startswith("transfer")]
-    fig = bar_plot(run.figure("attacks.png"), names,
-                   {side: [metrics[side]["attacks"][n]["robust_accuracy"] for n in names]
-                    for side in SIDES}, title=f"Robust accuracy at eps {eps_text}",
-                   xlabel="attack", ylabel="robust accuracy", ylim=(0, 1))  # fmt: skip
+    fig = bar_plot(
+        run.figure("attacks.png"),
+        names,
+        {side: [metrics[side]["attacks"][n]["robust_accuracy"] for n in names] for side in SIDES},
+        title=f"Robust accuracy at eps {eps_text}",
+        xlabel="attack",
+        ylabel="robust accuracy",
+        ylim=(0, 1),
+    )
     rep.figure("Robust accuracy", fig, "Standard against adversarially trained, attack by attack.")
-    fig = line_plot(run.figure("accuracy_vs_eps.png"), list(cfg.curve_epsilons),
-                    {side: metrics[side]["curve"] for side in SIDES},
-                    title="PGD-40 robust accuracy against eps", xlabel="eps (L-inf, [0, 1] pixels)",
-                    ylabel="robust accuracy", ylim=(0, 1))  # fmt: skip
-    rep.figure("Gradient-masking checks", fig, "A model whose robustness comes from masked "
-               "gradients keeps a floor as eps grows; a real one falls towards 0.")
+    fig = line_plot(
+        run.figure("accuracy_vs_eps.png"),
+        list(cfg.curve_epsilons),
+        {side: metrics[side]["curve"] for side in SIDES},
+        title="PGD-40 robust accuracy against eps",
+        xlabel="eps (L-inf, [0, 1] pixels)",
+        ylabel="robust accuracy",
+        ylim=(0, 1),
+    )
+    rep.figure(
+        "Gradient-masking checks",
+        fig,
+        "A model whose robustness comes from masked "
+        "gradients keeps a floor as eps grows; a real one falls towards 0.",
+    )
     checks = []
     for side in SIDES:
         a = metrics[side]["attacks"]
         white = a[metrics["strongest"]]["robust_accuracy"]
         transfer = next(v for k, v in a.items() if k.startswith("transfer"))["robust_accuracy"]
         fgsm_stronger = a["FGSM"]["robust_accuracy"] < a["PGD-40"]["robust_accuracy"]
-        checks.append({
-            "model": side, f"white-box ({metrics['strongest']})": percent(white),
-            "black-box (transfer)": percent(transfer),
-            "black-box stronger?": "yes: suspect masking" if transfer < white else "no",
-            f"PGD-40 at eps {_eps_text(cfg, max(cfg.curve_epsilons))}":
-                percent(metrics[side]["curve"][-1]),
-            "FGSM stronger than PGD-40?": "yes: suspect masking" if fgsm_stronger else "no",
-        })  # fmt: skip
+        checks.append(
+            {
+                "model": side,
+                f"white-box ({metrics['strongest']})": percent(white),
+                "black-box (transfer)": percent(transfer),
+                "black-box stronger?": "yes: suspect masking" if transfer < white else "no",
+                f"PGD-40 at eps {_eps_text(cfg, max(cfg.curve_epsilons))}": percent(
+                    metrics[side]["curve"][-1]
+                ),
+                "FGSM stronger than PGD-40?": "yes: suspect masking" if fgsm_stronger else "no",
+            }
+        )
     rep.table("Gradient-masking checks", checks)
     if "generator" in metrics["standard"]:
-        gen_rows = [{"model": side, "images": g["n"], "fooled": percent(g["success_rate"]),
-                     "median L2": g["median_l2"], "median Linf": g["median_linf"],
-                     f"fooled within Linf {eps_text}": percent(g["within_epsilon"])}
-                    for side in SIDES for g in [metrics[side]["generator"]]]  # fmt: skip
-        rep.table("Generator attack", gen_rows, caption="Seed 001's simple generators, "
-                  "targeted at (label + 1) mod 10, unbounded: how far each must move the "
-                  "image.")  # fmt: skip
+        gen_rows = [
+            {
+                "model": side,
+                "images": g["n"],
+                "fooled": percent(g["success_rate"]),
+                "median L2": g["median_l2"],
+                "median Linf": g["median_linf"],
+                f"fooled within Linf {eps_text}": percent(g["within_epsilon"]),
+            }
+            for side in SIDES
+            for g in [metrics[side]["generator"]]
+        ]
+        rep.table(
+            "Generator attack",
+            gen_rows,
+            caption="Seed 001's simple generators, "
+            "targeted at (label + 1) mod 10, unbounded: how far each must move the "
+            "image.",
+        )
         data = run.file("robust.npz")
         if data.is_file():
             with np.load(data) as npz:
                 k = min(6, *(len(npz[f"{side}_generator"]) for side in SIDES))
-                grid = np.stack([npz[f"{side}_generator{part}"][:k] for side in SIDES
-                                 for part in ("_original", "")])  # fmt: skip
+                grid = np.stack(
+                    [
+                        npz[f"{side}_generator{part}"][:k]
+                        for side in SIDES
+                        for part in ("_original", "")
+                    ]
+                )
             labels = ["standard: original", "adversarial", "robust: original", "adversarial"]
-            fig = image_grid(run.figure("generator.png"), grid.transpose(0, 1, 3, 4, 2),
-                             title="Generator attack", row_labels=labels)  # fmt: skip
-            rep.figure("Generator attack", fig, "Originals and the generators' adversarials, "
-                       "for each model its own first correctly classified images.")
+            fig = image_grid(
+                run.figure("generator.png"),
+                grid.transpose(0, 1, 3, 4, 2),
+                title="Generator attack",
+                row_labels=labels,
+            )
+            rep.figure(
+                "Generator attack",
+                fig,
+                "Originals and the generators' adversarials, "
+                "for each model its own first correctly classified images.",
+            )
     if "one_pixel" in metrics["standard"]:
-        rep.table("One-pixel attack", [
-            {"model": side, "images": metrics[side]["one_pixel"]["n"],
-             "robust accuracy": percent(metrics[side]["one_pixel"]["robust_accuracy"]),
-             "success among correct": percent(metrics[side]["one_pixel"]["success_rate"])}
-            for side in SIDES], caption="d = 1, population 400, 100 generations")  # fmt: skip
+        rep.table(
+            "One-pixel attack",
+            [
+                {
+                    "model": side,
+                    "images": metrics[side]["one_pixel"]["n"],
+                    "robust accuracy": percent(metrics[side]["one_pixel"]["robust_accuracy"]),
+                    "success among correct": percent(metrics[side]["one_pixel"]["success_rate"]),
+                }
+                for side in SIDES
+            ],
+            caption="d = 1, population 400, 100 generations",
+        )
     else:
-        rep.text("One-pixel attack", "Not run: advlab's one-pixel attack perturbs RGB pixels, "
-                 "and this dataset is grayscale." if cfg.dataset == "mnist" else "Not run "
-                 "(`one_pixel_images=0`).")  # fmt: skip
+        rep.text(
+            "One-pixel attack",
+            "Not run: advlab's one-pixel attack perturbs RGB pixels, and this dataset is grayscale."
+            if cfg.dataset == "mnist"
+            else "Not run (`one_pixel_images=0`).",
+        )
     return rep
 
 

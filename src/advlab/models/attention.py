@@ -41,8 +41,9 @@ class PixelAttention(nn.Module):
         `attention` the weights alone, for figures.
     """
 
-    def __init__(self, channels: int = 3, *, hidden: int = 16, kernel: int = 3,
-                 init_open: float = 0.98) -> None:  # fmt: skip
+    def __init__(
+        self, channels: int = 3, *, hidden: int = 16, kernel: int = 3, init_open: float = 0.98
+    ) -> None:
         super().__init__()
         for name, value in (("channels", channels), ("hidden", hidden), ("kernel", kernel)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -65,8 +66,10 @@ class PixelAttention(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The gate's weights for `x`: (N, 1, H, W) in (0, 1)."""
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ConfigError(f"PixelAttention: expected (N, {self.channels}, H, W) inputs, "
-                              f"found shape {tuple(x.shape)}")  # fmt: skip
+            raise ConfigError(
+                f"PixelAttention: expected (N, {self.channels}, H, W) inputs, "
+                f"found shape {tuple(x.shape)}"
+            )
         return torch.sigmoid(self.branch(x))
 
     def gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,5 +110,8 @@ def pixel_attention(
     return nn.Sequential(layer, net)
 
 
-MODELS.add("pixel_attention", pixel_attention,
-           "APR's per-pixel attention gate in front of a registered model (base=...)")  # fmt: skip
+MODELS.add(
+    "pixel_attention",
+    pixel_attention,
+    "APR's per-pixel attention gate in front of a registered model (base=...)",
+)

@@ -37,8 +37,15 @@ if TYPE_CHECKING:
     from torchvision.models import Inception3
 
 
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, *, groups: int = 1,
-             act: type[nn.Module] | None = nn.ReLU6) -> list[nn.Module]:  # fmt: skip
+def _conv_bn(
+    cin: int,
+    cout: int,
+    kernel: int,
+    stride: int = 1,
+    *,
+    groups: int = 1,
+    act: type[nn.Module] | None = nn.ReLU6,
+) -> list[nn.Module]:
     pad = kernel // 2
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False),
@@ -76,16 +83,20 @@ class _Separable(nn.Sequential):
     """Keras' SeparableConv2D without bias (depthwise 3x3, pointwise 1x1), then batch norm."""
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
-                         nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout, eps=1e-3))
+        super().__init__(
+            nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout, eps=1e-3),
+        )
 
 
 class _XceptionBlock(nn.Module):
     """Separable convolutions with a residual: entry/exit blocks end in a strided max pool and
     have a strided 1x1 shortcut; middle blocks keep the size and add the input."""
 
-    def __init__(self, cin: int, widths: tuple[int, ...], *, pool: bool,
-                 first_relu: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, cin: int, widths: tuple[int, ...], *, pool: bool, first_relu: bool = True
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = cin
@@ -96,8 +107,9 @@ class _XceptionBlock(nn.Module):
             c = w
         if pool:
             layers.append(nn.MaxPool2d(3, 2, padding=1))
-            self.shortcut: nn.Module = nn.Sequential(nn.Conv2d(cin, c, 1, 2, bias=False),
-                                                     nn.BatchNorm2d(c, eps=1e-3))  # fmt: skip
+            self.shortcut: nn.Module = nn.Sequential(
+                nn.Conv2d(cin, c, 1, 2, bias=False), nn.BatchNorm2d(c, eps=1e-3)
+            )
         else:
             self.shortcut = nn.Identity()
         self.body = nn.Sequential(*layers)
@@ -153,10 +165,26 @@ class _InceptionFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
-        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1",
-                     "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c",
-                     "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-                     "Mixed_7a", "Mixed_7b", "Mixed_7c"):  # fmt: skip
+        for name in (
+            "Conv2d_1a_3x3",
+            "Conv2d_2a_3x3",
+            "Conv2d_2b_3x3",
+            "maxpool1",
+            "Conv2d_3b_1x1",
+            "Conv2d_4a_3x3",
+            "maxpool2",
+            "Mixed_5b",
+            "Mixed_5c",
+            "Mixed_5d",
+            "Mixed_6a",
+            "Mixed_6b",
+            "Mixed_6c",
+            "Mixed_6d",
+            "Mixed_6e",
+            "Mixed_7a",
+            "Mixed_7b",
+            "Mixed_7c",
+        ):
             x = getattr(n, name)(x)
         return x
 
@@ -214,10 +242,15 @@ def build_backbone(name: str, *, weights: str | None = None) -> nn.Module:
     if weights is not None:
         key = f"{name}.{weights}"
         if key not in _weights.WEIGHTS:
-            raise ConfigError(f"no pretrained weights {key!r} are registered: "
-                              + ("Keras publishes them as .h5 files and advlab has no converter "
-                                 "for them yet; " if spec.rename is None else "")
-                              + f"known: {', '.join(sorted(_weights.WEIGHTS))}")  # fmt: skip
+            raise ConfigError(
+                f"no pretrained weights {key!r} are registered: "
+                + (
+                    "Keras publishes them as .h5 files and advlab has no converter for them yet; "
+                    if spec.rename is None
+                    else ""
+                )
+                + f"known: {', '.join(sorted(_weights.WEIGHTS))}"
+            )
         _weights.load_pretrained(model, key, rename=spec.rename)
     return model
 
@@ -231,8 +264,9 @@ def keras_trainable(model: nn.Module) -> int:
     return total
 
 
-def backbone_table(names: tuple[str, ...] = tuple(BACKBONES),
-                   image_size: int = 128) -> list[dict[str, Any]]:  # fmt: skip
+def backbone_table(
+    names: tuple[str, ...] = tuple(BACKBONES), image_size: int = 128
+) -> list[dict[str, Any]]:
     """One row per backbone: weighted layers, parameters (torch and Keras' trainable count),
     feature-map shape (H, W, C) and tabular features at `image_size`, next to the report's.
     Built on the meta device: no weights are allocated, nothing is downloaded."""
@@ -244,15 +278,20 @@ def backbone_table(names: tuple[str, ...] = tuple(BACKBONES),
             out = model(torch.empty(1, 3, image_size, image_size))
         weighted = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules())
         c, h, w = out.shape[1:]
-        rows.append({
-            "backbone": name, "source": spec.source, "weighted layers": weighted,
-            "report depth (Keras layers)": spec.report_depth,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "Keras trainable": keras_trainable(model),
-            "report parameters": spec.report_parameters,
-            "feature map": (h, w, c), "report feature map": spec.report_shape,
-            "tabular features": h * w * c,
-        })  # fmt: skip
+        rows.append(
+            {
+                "backbone": name,
+                "source": spec.source,
+                "weighted layers": weighted,
+                "report depth (Keras layers)": spec.report_depth,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "Keras trainable": keras_trainable(model),
+                "report parameters": spec.report_parameters,
+                "feature map": (h, w, c),
+                "report feature map": spec.report_shape,
+                "tabular features": h * w * c,
+            }
+        )
     return rows
 
 

@@ -106,8 +106,11 @@ def flowers_cnn(
     """
     if arch not in ARCHITECTURES:
         raise ConfigError(f"arch: expected one of {sorted(ARCHITECTURES)}, found {arch!r}")
-    for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                        ("image_size", image_size)):  # fmt: skip
+    for name, value in (
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("image_size", image_size),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"flowers_cnn: {name} must be an int >= 1, found {value!r}")
     spec = ARCHITECTURES[arch]
@@ -126,9 +129,11 @@ def flowers_cnn(
             channels = item
             side -= 0 if spec.padding else 2
         if side < 1:
-            raise ConfigError(f"flowers_cnn: arch {arch!r} without padding shrinks a "
-                              f"{image_size} x {image_size} input to nothing; use image_size "
-                              f">= {minimum_size(arch)}")  # fmt: skip
+            raise ConfigError(
+                f"flowers_cnn: arch {arch!r} without padding shrinks a "
+                f"{image_size} x {image_size} input to nothing; use image_size "
+                f">= {minimum_size(arch)}"
+            )
     layers["flatten"] = nn.Flatten()
     layers["fc1"] = nn.Linear(channels * side * side, spec.dense)
     layers["act_fc1"] = _activation(spec.activation)
@@ -156,19 +161,25 @@ def minimum_size(arch: str) -> int:
 
 def _factory(arch: str) -> Any:
     def build(*, in_channels: int = 3, num_classes: int = 17, image_size: int = 128) -> nn.Module:
-        return flowers_cnn(arch=arch, in_channels=in_channels, num_classes=num_classes,
-                           image_size=image_size)  # fmt: skip
+        return flowers_cnn(
+            arch=arch, in_channels=in_channels, num_classes=num_classes, image_size=image_size
+        )
 
     spec = ARCHITECTURES[arch]
     build.__name__ = f"flowers_{arch}"
-    build.__doc__ = (f"Flowers-17 {arch} of seed 004: `flowers_cnn(arch={arch!r})`, "
-                     f"{spec.parameters:,} parameters at 128 x 128 x 3, 17 classes.")  # fmt: skip
+    build.__doc__ = (
+        f"Flowers-17 {arch} of seed 004: `flowers_cnn(arch={arch!r})`, "
+        f"{spec.parameters:,} parameters at 128 x 128 x 3, 17 classes."
+    )
     return build
 
 
 for _name, _spec in ARCHITECTURES.items():
     _label = "Baseline" if _name == "baseline" else f"Mk-{_name[2:]}"
-    MODELS.add(f"flowers_{_name}", _factory(_name),
-               f"Flowers-17 {_label} of seed 004 ({_spec.parameters:,} params at 128 x 128)")
+    MODELS.add(
+        f"flowers_{_name}",
+        _factory(_name),
+        f"Flowers-17 {_label} of seed 004 ({_spec.parameters:,} params at 128 x 128)",
+    )
 
 __all__ = ["ARCHITECTURES", "FlowersArch", "flowers_cnn", "minimum_size"]

@@ -46,8 +46,9 @@ def _pair(value: Any) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def _pool(lax: Any, jnp: Any, is_max: bool, window: tuple[int, ...], strides: tuple[int, ...]
-          ) -> Callable[[dict[str, Any], Any], Any]:  # fmt: skip
+def _pool(
+    lax: Any, jnp: Any, is_max: bool, window: tuple[int, ...], strides: tuple[int, ...]
+) -> Callable[[dict[str, Any], Any], Any]:
     area = float(window[2] * window[3])
 
     def pool(p: dict[str, Any], x: Any) -> Any:
@@ -75,8 +76,9 @@ def to_jax(model: nn.Module) -> tuple[Apply, list[dict[str, Any]]]:
             mean = jnp.asarray(wrapper_mean.detach().cpu().numpy())
             std = jnp.asarray(wrapper_std.detach().cpu().numpy())
     if not isinstance(net, nn.Sequential):
-        raise ConfigError(f"to_jax: expected an nn.Sequential layer stack, found "
-                          f"{type(net).__name__}")  # fmt: skip
+        raise ConfigError(
+            f"to_jax: expected an nn.Sequential layer stack, found {type(net).__name__}"
+        )
     ops: list[Callable[[dict[str, Any], Any], Any]] = []
     params: list[dict[str, Any]] = []
 
@@ -91,11 +93,16 @@ def to_jax(model: nn.Module) -> tuple[Apply, list[dict[str, Any]]]:
             p = {"w": arr(m.weight), "b": None if m.bias is None else arr(m.bias)}
             stride, dil, pad = _pair(m.stride), _pair(m.dilation), _pair(m.padding)
 
-            def conv(p: dict[str, Any], x: Any, stride: Any = stride, dil: Any = dil,
-                     pad: Any = pad) -> Any:  # fmt: skip
+            def conv(
+                p: dict[str, Any], x: Any, stride: Any = stride, dil: Any = dil, pad: Any = pad
+            ) -> Any:
                 y = lax.conv_general_dilated(
-                    x, p["w"], window_strides=stride, padding=[(pad[0], pad[0]), (pad[1], pad[1])],
-                    rhs_dilation=dil, dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                    x,
+                    p["w"],
+                    window_strides=stride,
+                    padding=[(pad[0], pad[0]), (pad[1], pad[1])],
+                    rhs_dilation=dil,
+                    dimension_numbers=("NCHW", "OIHW", "NCHW"),
                 )
                 return y if p["b"] is None else y + p["b"][None, :, None, None]
 

@@ -246,8 +246,14 @@ def cifar_cnn(*, in_channels: int = 3, num_classes: int = 10, width: int = 32) -
     return model
 
 
-def fer_cnn(*, in_channels: int = 1, num_classes: int = 7, width: int = 32,
-            blocks: int = 4, dropout: float = 0.3) -> nn.Sequential:  # fmt: skip
+def fer_cnn(
+    *,
+    in_channels: int = 1,
+    num_classes: int = 7,
+    width: int = 32,
+    blocks: int = 4,
+    dropout: float = 0.3,
+) -> nn.Sequential:
     """A VGG-style network for 48 x 48 grayscale faces (FER2013): `blocks` blocks of two
     conv3x3-BN-ReLU and a 2x2 max-pool (widths width, 2 width, 4 width, ...), global average
     pooling, dropout and one linear layer. With the defaults (four blocks: 48 -> 24 -> 12 -> 6
@@ -281,8 +287,12 @@ def fer_cnn(*, in_channels: int = 1, num_classes: int = 7, width: int = 32,
         c_out = width * 2**b
         layers += [*_conv_bn_relu(c_in, c_out), *_conv_bn_relu(c_out, c_out), nn.MaxPool2d(2)]
         c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-               nn.Linear(c_in, num_classes)]  # fmt: skip
+    layers += [
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(c_in, num_classes),
+    ]
     model = nn.Sequential(*layers)
     _weights.set_weights_source(model, _weights.RANDOM)
     return model
@@ -352,12 +362,14 @@ def resnet18(
 
 
 MODELS.add("mnist_cnn", mnist_cnn, "Keras 'Simple MNIST convnet' of seed 001 (34,826 params)")
-MODELS.add("fast_mnist", fast_mnist, "MNIST net of Wong et al. 2020 fast adversarial training "
-           "(166,406 params)")
+MODELS.add(
+    "fast_mnist",
+    fast_mnist,
+    "MNIST net of Wong et al. 2020 fast adversarial training (166,406 params)",
+)
 MODELS.add("lenet5", lenet5, "LeNet-5, LeCun et al. 1998 (tanh, avg pooling; 61,706 params)")
 MODELS.add("cifar_cnn", cifar_cnn, "fast CIFAR CNN: 3 blocks conv-BN-ReLU x2 (288,746 params)")
-MODELS.add("fer_cnn", fer_cnn, "VGG-style FER2013 net: 4 blocks conv-BN-ReLU x2 (1,174,439 "
-           "params)")
+MODELS.add("fer_cnn", fer_cnn, "VGG-style FER2013 net: 4 blocks conv-BN-ReLU x2 (1,174,439 params)")
 MODELS.add("resnet18", resnet18, "torchvision ResNet-18; stem imagenet|cifar, weights=imagenet")
 
 __all__ = ["cifar_cnn", "fast_mnist", "fer_cnn", "lenet5", "mnist_cnn", "resnet18"]

@@ -255,8 +255,13 @@ def load_state_dict(cfg: WeightsConfig) -> tuple[dict[str, torch.Tensor], Path]:
     return state, path
 
 
-def load_pretrained(model: nn.Module, name: str, *, skip: Iterable[str] = (),
-                    rename: Callable[[str], str | None] | None = None) -> nn.Module:  # fmt: skip
+def load_pretrained(
+    model: nn.Module,
+    name: str,
+    *,
+    skip: Iterable[str] = (),
+    rename: Callable[[str], str | None] | None = None,
+) -> nn.Module:
     """Load the pretrained weights `name` into `model`, except the tensors under `skip`.
 
     Every tensor of `model` outside `skip` must come from the file, with the same shape; the

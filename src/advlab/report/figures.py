@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -49,8 +49,7 @@ def line_plot(
     for name, ys in series.items():
         err = (errors or {}).get(name)
         kw: dict[str, object] = {"marker": "o", **(styles or {}).get(name, {})}
-        ax.errorbar(x, ys, yerr=err, capsize=3 if err is not None else 0, label=name,
-                    **kw)  # type: ignore[arg-type]
+        ax.errorbar(x, ys, yerr=err, capsize=3 if err is not None else 0, label=name, **kw)  # type: ignore[arg-type]
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -119,7 +118,7 @@ def matrix_grid(
     fig, axes = plt.subplots(
         rows, cols, figsize=(5.4 * cols, 4.4 * rows), squeeze=False, layout="constrained"
     )
-    for ax in axes.flat[len(matrices):]:
+    for ax in axes.flat[len(matrices) :]:
         ax.axis("off")
     for ax, (name, mat) in zip(axes.flat, matrices.items(), strict=False):
         lim = float(np.abs(mat).max()) or 1.0
@@ -139,8 +138,7 @@ def rescale01(images: np.ndarray, clip_percent: float = 0.0) -> np.ndarray:
     extreme pixels (standardised border pixels) do not turn the rest grey."""
     flat = images.reshape(len(images), -1)
     if clip_percent > 0:
-        low, high = np.percentile(flat, [clip_percent, 100 - clip_percent], axis=1,
-                                  keepdims=True)
+        low, high = np.percentile(flat, [clip_percent, 100 - clip_percent], axis=1, keepdims=True)
     else:
         low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
     scaled = (flat - low) / np.maximum(high - low, 1e-12)
@@ -218,11 +216,9 @@ def equations_figure(path: Path, lines: Sequence[str], *, title: str) -> Path:
     """Equations (matplotlib mathtext, one per line) rendered as an image: the HTML report stays
     self-contained, with no maths library to fetch."""
     fig = plt.figure(figsize=(10, 0.6 * len(lines) + 0.8))
-    fig.text(0.02, 1 - 0.35 / (0.6 * len(lines) + 0.8), title, fontsize=12, weight="bold",
-             va="top")
+    fig.text(0.02, 1 - 0.35 / (0.6 * len(lines) + 0.8), title, fontsize=12, weight="bold", va="top")
     for i, line in enumerate(lines):
-        fig.text(0.03, 1 - (0.9 + 0.6 * i) / (0.6 * len(lines) + 0.8), line, fontsize=12,
-                 va="top")
+        fig.text(0.03, 1 - (0.9 + 0.6 * i) / (0.6 * len(lines) + 0.8), line, fontsize=12, va="top")
     return save(fig, path)
 
 
@@ -241,9 +237,14 @@ def adversarial_example(
     `magnify` and centred on grey, so that its sign is visible.
     """
     n = len(rows)
-    fig, axes = plt.subplots(n, 5, figsize=(15, 2.9 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1.6, 1.6]},
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        n,
+        5,
+        figsize=(15, 2.9 * n),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 1, 1, 1.6, 1.6]},
+        layout="constrained",
+    )
     ticks = np.arange(len(classes))
     for r, (label, orig, adv, p_orig, p_adv) in enumerate(rows):
         delta = adv - orig
@@ -253,8 +254,9 @@ def adversarial_example(
             ax = axes[r][c]
             gray = img.ndim == 2 or img.shape[-1] == 1
             show = np.clip(img[..., 0] if img.ndim == 3 and gray else img, 0, 1)
-            ax.imshow(show, cmap=("seismic" if c == 1 else "gray") if gray else None,
-                      vmin=0, vmax=1)  # fmt: skip
+            ax.imshow(
+                show, cmap=("seismic" if c == 1 else "gray") if gray else None, vmin=0, vmax=1
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             extra = f" (x{magnify:.3g})" if c == 1 and magnify != 1 else ""
@@ -265,12 +267,19 @@ def adversarial_example(
             ax = axes[r][c]
             colours = ["tab:red" if i == int(np.argmax(probs)) else "tab:blue" for i in ticks]
             ax.bar(ticks, probs, color=colours)
-            ax.set_xticks(ticks, [str(k) for k in classes], fontsize=7,
-                          rotation=45 if max(len(str(k)) for k in classes) > 2 else 0)
+            ax.set_xticks(
+                ticks,
+                [str(k) for k in classes],
+                fontsize=7,
+                rotation=45 if max(len(str(k)) for k in classes) > 2 else 0,
+            )
             ax.set_ylim(0, 1)
             ax.set_ylabel("softmax probability", fontsize=8)
-            ax.set_title(f"prediction on the {name}: {classes[int(np.argmax(probs))]} "
-                         f"({float(np.max(probs)):.2f})", fontsize=9)  # fmt: skip
+            ax.set_title(
+                f"prediction on the {name}: {classes[int(np.argmax(probs))]} "
+                f"({float(np.max(probs)):.2f})",
+                fontsize=9,
+            )
     fig.suptitle(title)
     return save(fig, path)
 
@@ -291,13 +300,21 @@ def heatmap(
     """A labelled matrix of values (rates, accuracies) with the value written in each cell;
     NaN cells stay blank."""
     rows, cols = matrix.shape
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.6 * cols + 2), max(3.8, 0.5 * rows + 1.8)),
-                           layout="constrained")  # fmt: skip
+    fig, ax = plt.subplots(
+        figsize=(max(4.5, 0.6 * cols + 2), max(3.8, 0.5 * rows + 1.8)), layout="constrained"
+    )
     im = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax)
     for (r, c), value in np.ndenumerate(matrix):
         if np.isfinite(value):
-            ax.text(c, r, format(value, fmt), ha="center", va="center", fontsize=7,
-                    color="white" if value < 0.5 * ((vmax or 1) + (vmin or 0)) else "black")
+            ax.text(
+                c,
+                r,
+                format(value, fmt),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value < 0.5 * ((vmax or 1) + (vmin or 0)) else "black",
+            )
     ax.set_xticks(range(cols), [str(t) for t in (xticks if xticks is not None else range(cols))])
     ax.set_yticks(range(rows), [str(t) for t in (yticks if yticks is not None else range(rows))])
     ax.set_xlabel(xlabel)
@@ -344,6 +361,29 @@ def bar_plot(
     return save(fig, path)
 
 
+def rate_bars(
+    path: Path,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    key: str = "success_rate",
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> Path:
+    """`bar_plot` of rates in [0, 1] with their 95% intervals as error bars: `series` maps a
+    name to one summary per label, each holding `key` and ``KEY_ci`` (``rate`` and ``ci`` for
+    ``key="rate"``), as `advlab.report.render.rate_cell` reads them."""
+    ci = "ci" if key == "rate" else f"{key}_ci"
+    values = {name: [s[key] for s in rows] for name, rows in series.items()}
+    errors = {
+        name: ([s[ci][0] for s in rows], [s[ci][1] for s in rows]) for name, rows in series.items()
+    }
+    return bar_plot(
+        path, labels, values, title=title, xlabel=xlabel, ylabel=ylabel, errors=errors, ylim=(0, 1)
+    )
+
+
 def bar_panels(
     path: Path,
     panels: Mapping[str, tuple[Sequence[str], Sequence[float]]],
@@ -357,8 +397,13 @@ def bar_panels(
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False, layout="constrained")
     for ax, (name, (labels, values)) in zip(axes[0], panels.items(), strict=False):
         ax.bar(range(len(values)), np.asarray(values, dtype=float))
-        ax.set_xticks(range(len(labels)), [str(label) for label in labels], rotation=35,
-                      fontsize=7, ha="right")  # fmt: skip
+        ax.set_xticks(
+            range(len(labels)),
+            [str(label) for label in labels],
+            rotation=35,
+            fontsize=7,
+            ha="right",
+        )
         ax.set_title(name, fontsize=9)
         if ylim is not None:
             ax.set_ylim(*ylim)
@@ -431,14 +476,20 @@ def pixel_examples(
     """
     n = len(originals)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.3 * 2 * columns, 2.5 * rows),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        rows,
+        2 * columns,
+        figsize=(2.3 * 2 * columns, 2.5 * rows),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat:
         ax.set_axis_off()
     for i in range(n):
         r, c = divmod(i, columns)
-        for k, (img, caption) in enumerate(((originals[i], captions[i][0]),
-                                            (adversarials[i], captions[i][1]))):  # fmt: skip
+        for k, (img, caption) in enumerate(
+            ((originals[i], captions[i][0]), (adversarials[i], captions[i][1]))
+        ):
             ax = axes[r][2 * c + k]
             ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
             ax.set_title(caption, fontsize=7)
@@ -453,9 +504,10 @@ def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
     """Labels of the points no other point beats on both counts: lower x and higher y (e.g.
     attack success and clean accuracy), sorted by x."""
     front = [
-        name for name, (x, y) in points.items()
+        name
+        for name, (x, y) in points.items()
         if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points.values())
-    ]  # fmt: skip
+    ]
     return sorted(front, key=lambda n: points[n][0])
 
 
@@ -479,15 +531,24 @@ def scatter_plot(
     for (x, y), names in sorted(same.items()):
         ax.scatter([x], [y], s=28)
         # Labels of nearby points would print over each other: push each one below the last.
-        near = sum(abs(x - px) < 0.12 * span_x and abs(y - py) < 0.06 * span_y
-                   for px, py in placed)  # fmt: skip
+        near = sum(abs(x - px) < 0.12 * span_x and abs(y - py) < 0.06 * span_y for px, py in placed)
         placed.append((x, y))
-        ax.annotate("\n".join(names), (x, y), textcoords="offset points",
-                    xytext=(4, 4 - 10 * near), fontsize=7)  # fmt: skip
+        ax.annotate(
+            "\n".join(names),
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, 4 - 10 * near),
+            fontsize=7,
+        )
     if front and points:
         best = pareto_front(points)
-        ax.plot([points[n][0] for n in best], [points[n][1] for n in best], "k--", lw=1,
-                label="Pareto front")  # fmt: skip
+        ax.plot(
+            [points[n][0] for n in best],
+            [points[n][1] for n in best],
+            "k--",
+            lw=1,
+            label="Pareto front",
+        )
         ax.legend(fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -15,7 +15,12 @@ from advlab.runs import Run
 
 
 def preprocessing_section(
-    rep: Report, run: Run, stats: dict[str, Any], path: Path, *, epsilon: float,
+    rep: Report,
+    run: Run,
+    stats: dict[str, Any],
+    path: Path,
+    *,
+    epsilon: float,
     section: str = "Results",
 ) -> None:
     """Figures (images and covariance matrices per step) and text from `compare_preprocessing`."""

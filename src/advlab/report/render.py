@@ -9,7 +9,7 @@ import base64
 import html
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,19 @@ def fmt(value: Any, digits: int = 4) -> str:
 def percent(value: float | None, digits: int = 1) -> str:
     """A fraction as a percentage cell ('38.5%'); None as a dash."""
     return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def rate_cell(summary: Mapping[str, Any], key: str = "success_rate", digits: int = 1) -> str:
+    """A rate and its 95% interval as every report writes them, e.g. ``"43.0% (36.2-50.1)"``.
+
+    `summary` holds `key` and ``KEY_ci`` (`advlab.analysis.robustness.attack_summary`:
+    ``success_rate``, ``robust_accuracy``), or, for ``key="rate"``, ``rate`` and ``ci``
+    (`success_rate`). A missing rate is a dash."""
+    value = summary.get(key)
+    if value is None or value != value:  # None or NaN: nothing was attacked
+        return "—"
+    low, high = summary["ci" if key == "rate" else f"{key}_ci"]
+    return f"{percent(value, digits)} ({100 * low:.{digits}f}-{100 * high:.{digits}f})"
 
 
 def md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:

@@ -178,9 +178,13 @@ def _figure(
     lines: dict[str, dict[str, Any]] = (
         {"all settings pooled": {}}
         if pooled
-        else {", ".join(f"{k}={_label(v)}" for k, v in zip(others, c, strict=True)) or name:
-              dict(zip(others, c, strict=True)) for c in combos}
-    )  # fmt: skip
+        else {
+            ", ".join(f"{k}={_label(v)}" for k, v in zip(others, c, strict=True)) or name: dict(
+                zip(others, c, strict=True)
+            )
+            for c in combos
+        }
+    )
     series: dict[str, Sequence[float]] = {}
     errors: dict[str, Sequence[float]] = {}
     for label, fixed in lines.items():
@@ -188,9 +192,8 @@ def _figure(
         for i in order:
             want = {**fixed, key: xs[i]}
             group = [
-                p for p in sweep["points"]
-                if all(p["settings"][k] == v for k, v in want.items())
-            ]  # fmt: skip
+                p for p in sweep["points"] if all(p["settings"][k] == v for k, v in want.items())
+            ]
             s = summarize(values(group, name))
             means.append(s.mean)
             stds.append(s.std)

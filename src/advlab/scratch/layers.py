@@ -56,13 +56,22 @@ class Affine(Layer):
             None uses He initialisation, sqrt(2 / D).
     """
 
-    def __init__(self, n_in: int, n_out: int, *, weight_scale: float | None = None,
-                 rng: np.random.Generator | None = None, dtype: npt.DTypeLike = np.float32) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        *,
+        weight_scale: float | None = None,
+        rng: np.random.Generator | None = None,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
         super().__init__()
         rng = rng or np.random.default_rng(0)
         scale = np.sqrt(2.0 / n_in) if weight_scale is None else weight_scale
-        self.params = {"W": (scale * rng.standard_normal((n_in, n_out))).astype(dtype),
-                       "b": np.zeros(n_out, dtype=dtype)}
+        self.params = {
+            "W": (scale * rng.standard_normal((n_in, n_out))).astype(dtype),
+            "b": np.zeros(n_out, dtype=dtype),
+        }
 
     def forward(self, x: Array) -> Array:
         self._shape = x.shape

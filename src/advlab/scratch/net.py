@@ -106,8 +106,9 @@ class Sequential:
     # -- the attack protocol ---------------------------------------------------------------
 
     def predict_scores(self, x: Array, batch_size: int = 1024) -> Array:
-        return np.concatenate([self.forward(x[s:s + batch_size])
-                               for s in range(0, len(x), batch_size)])
+        return np.concatenate(
+            [self.forward(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
+        )
 
     def predict(self, x: Array, batch_size: int = 1024) -> Array:
         return self.predict_scores(x, batch_size).argmax(1)
@@ -146,12 +147,20 @@ class Sequential:
         return f"Sequential({self.layers}, loss={self.loss_name!r}, reg={self.reg})"
 
 
-def mlp(sizes: Sequence[int], activation: str = "relu", *, weight_scale: float | None = None,
-        reg: float = 0.0, seed: int = 0, dtype: npt.DTypeLike = np.float32) -> Sequential:
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    *,
+    weight_scale: float | None = None,
+    reg: float = 0.0,
+    seed: int = 0,
+    dtype: npt.DTypeLike = np.float32,
+) -> Sequential:
     """Fully connected softmax classifier: ``sizes = [D, H1, ..., C]`` (``[D, C]``: linear)."""
     if activation not in ACTIVATIONS:
-        raise ConfigError(f"activation: expected one of {', '.join(ACTIVATIONS)}, "
-                          f"found {activation!r}")
+        raise ConfigError(
+            f"activation: expected one of {', '.join(ACTIVATIONS)}, found {activation!r}"
+        )
     if len(sizes) < 2 or min(sizes) < 1:
         raise ConfigError(f"sizes: expected [inputs, hidden..., classes], found {list(sizes)}")
     rng = np.random.default_rng(seed)
@@ -203,8 +212,10 @@ def sgd(
     epochs before it, so that a report can say so instead of crashing or training on garbage.
     """
     if epochs < 0 or batch_size < 1 or lr <= 0:
-        raise ConfigError(f"sgd: expected epochs >= 0, batch_size >= 1, lr > 0; found "
-                          f"epochs={epochs}, batch_size={batch_size}, lr={lr}")
+        raise ConfigError(
+            f"sgd: expected epochs >= 0, batch_size >= 1, lr > 0; found "
+            f"epochs={epochs}, batch_size={batch_size}, lr={lr}"
+        )
     rng = np.random.default_rng(seed)
     hist = SGDHistory()
     x = x.astype(net.dtype, copy=False)
@@ -215,7 +226,7 @@ def sgd(
         loss_sum, correct, finite = 0.0, 0, True
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for s in range(0, len(x), batch_size):
-                idx = order[s:s + batch_size]
+                idx = order[s : s + batch_size]
                 xb, yb = x[idx], y[idx]
                 step = net.batch_loss(xb, yb, input_grad=False)
                 value = step.value
@@ -234,8 +245,9 @@ def sgd(
         hist.train_acc.append(correct / len(x))
         hist.lr.append(lr)
         if val is not None:
-            hist.val_acc.append(float((net.predict(val[0].astype(net.dtype, copy=False))
-                                       == val[1]).mean()))
+            hist.val_acc.append(
+                float((net.predict(val[0].astype(net.dtype, copy=False)) == val[1]).mean())
+            )
         lr *= lr_decay
         if on_epoch is not None:
             on_epoch(epoch, hist)

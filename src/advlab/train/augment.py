@@ -98,8 +98,10 @@ def apply_affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Each image of `x` (N, C, H, W) resampled through its matrix `theta` (N, 2, 3), bilinear,
     border pixels repeated outside."""
     if x.dim() != 4 or theta.shape != (len(x), 2, 3):
-        raise ConfigError(f"apply_affine: expected images (N, C, H, W) and matrices (N, 2, 3), "
-                          f"found {tuple(x.shape)} and {tuple(theta.shape)}")  # fmt: skip
+        raise ConfigError(
+            f"apply_affine: expected images (N, C, H, W) and matrices (N, 2, 3), "
+            f"found {tuple(x.shape)} and {tuple(theta.shape)}"
+        )
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

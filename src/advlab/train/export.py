@@ -286,8 +286,7 @@ def _to_keras_weights(layer: _Layer) -> list[np.ndarray]:
             kernel = kernel[layer.perm]  # rows in Keras' (H, W, C) order
         tensors = [m.bias]
     elif isinstance(m, nn.BatchNorm2d):
-        return [_np(t) for t in (m.weight, m.bias, m.running_mean, m.running_var)
-                if t is not None]  # fmt: skip
+        return [_np(t) for t in (m.weight, m.bias, m.running_mean, m.running_var) if t is not None]
     else:
         return []
     return [np.ascontiguousarray(kernel)] + [_np(t) for t in tensors if t is not None]
@@ -303,11 +302,15 @@ def _from_keras_weights(layer: _Layer, arrays: list[np.ndarray], where: str) -> 
     expected_ndim = {nn.Conv2d: 4, nn.Linear: 2}.get(type(m), 1)
     if not arrays or arrays[0].ndim != expected_ndim:
         found = arrays[0].shape if arrays else "no arrays"
-        raise RunError(f"{where}: layer {layer.name!r}: expected a {expected_ndim}-d first "
-                       f"weight, found {found}")  # fmt: skip
+        raise RunError(
+            f"{where}: layer {layer.name!r}: expected a {expected_ndim}-d first "
+            f"weight, found {found}"
+        )
     if layer.perm is not None and arrays[0].shape[0] != len(layer.perm):
-        raise RunError(f"{where}: layer {layer.name!r}: expected {len(layer.perm)} kernel rows, "
-                       f"found {arrays[0].shape[0]}")  # fmt: skip
+        raise RunError(
+            f"{where}: layer {layer.name!r}: expected {len(layer.perm)} kernel rows, "
+            f"found {arrays[0].shape[0]}"
+        )
     if isinstance(m, nn.Conv2d):
         tensors = [arrays[0].transpose(3, 2, 0, 1), *arrays[1:]]  # (kh, kw, I, O) -> (O, I, kh, kw)
         targets = [m.weight, m.bias]
@@ -372,8 +375,9 @@ def export_model(checkpoint: Path, out: Path, *, format: str) -> Path:
     if out.is_dir():
         out = out / f"{checkpoint.resolve().parent.name}.{format}"
     if format == "h5" and out.suffix.lower() not in H5_SUFFIXES:
-        raise ConfigError(f"out: expected a file name ending in .h5 or .hdf5 for format h5, "
-                          f"found {str(out)!r}")  # fmt: skip
+        raise ConfigError(
+            f"out: expected a file name ending in .h5 or .hdf5 for format h5, found {str(out)!r}"
+        )
     if out.resolve() == checkpoint.resolve():
         raise ConfigError(f"out: {out} is the checkpoint itself; choose another file")
     model = load_model(checkpoint)  # RunError for a missing or corrupt checkpoint
@@ -415,8 +419,9 @@ def _write_onnx(model: ModelWrapper, state: dict[str, Any], tmp: Path) -> None:
     try:
         import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
     except ImportError as exc:
-        raise ConfigError("format onnx needs the onnxscript package: pip install onnxscript") \
-            from exc  # fmt: skip
+        raise ConfigError(
+            "format onnx needs the onnxscript package: pip install onnxscript"
+        ) from exc
     shape = [int(v) for v in state["input"]["shape"]]
     example = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))  # (N, C, H, W)
     with eval_mode(model):
@@ -473,8 +478,9 @@ def _write_h5(model: ModelWrapper, state: dict[str, Any], tmp: Path) -> None:
     if mean is not None and std is not None:
         # (x - mean) / sqrt(variance); the variance of a float32 std is exact in float64.
         variance = [float(s) ** 2 for s in std]
-        stack.append(keras.layers.Normalization(axis=-1, mean=mean, variance=variance,
-                                                name="normalize"))  # fmt: skip
+        stack.append(
+            keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalize")
+        )
     built = [_keras_layer(keras, layer) for layer in layers]
     net = keras.Sequential(stack + built, name=f"advlab_{name}")
     for layer, keras_layer in zip(layers, built, strict=True):
@@ -536,8 +542,11 @@ def _file_layers(layers: list[dict[str, Any]], where: str) -> list[_FileLayer]:
             out.append(_FileLayer(name, "Activation", {"activation": "lecun"}))
             continue
         if cls == "ReLU":
-            plain = (cfg.get("max_value") is None and not cfg.get("negative_slope")
-                     and not cfg.get("threshold"))  # fmt: skip
+            plain = (
+                cfg.get("max_value") is None
+                and not cfg.get("negative_slope")
+                and not cfg.get("threshold")
+            )
             cls, cfg = "Activation", {"activation": "relu" if plain else "relu(custom)"}
         if cls in ("Conv2D", "Dense") and cfg.get("activation", "linear") != "linear":
             act = cfg.pop("activation")
@@ -571,8 +580,10 @@ def _normalization(
     cfg = entry.get("config", {})
     mean, variance = cfg.get("mean"), cfg.get("variance")
     if mean is None or variance is None:  # adapted, not given: the values are weights
-        names = [n.decode() if isinstance(n, bytes) else str(n)
-                 for n in group.attrs.get("weight_names", [])]  # fmt: skip
+        names = [
+            n.decode() if isinstance(n, bytes) else str(n)
+            for n in group.attrs.get("weight_names", [])
+        ]
         if len(names) < 2:
             raise RunError(f"{where}: Normalization layer without mean and variance")
         mean, variance = (np.asarray(group[n]).reshape(-1).tolist() for n in names[:2])
@@ -645,8 +656,10 @@ def import_h5(path: Path, model_name: str | None = None, **cfg: Any) -> ModelWra
             recorded = json.loads(raw_info.decode() if isinstance(raw_info, bytes) else raw_info)
         name = model_name or recorded.get("model")
         if not name:
-            raise ConfigError(f"model_name: {where} was not written by advlab; name the advlab "
-                              "model it holds (advlab list models)")  # fmt: skip
+            raise ConfigError(
+                f"model_name: {where} was not written by advlab; name the advlab "
+                "model it holds (advlab list models)"
+            )
         dense = [layer for layer in file_layers if layer.class_name == "Dense"]
         if not dense:
             raise RunError(f"{where}: no Dense layer, so no class count")
@@ -665,8 +678,10 @@ def import_h5(path: Path, model_name: str | None = None, **cfg: Any) -> ModelWra
         expected = [layer.signature for layer in layers]
         found = [layer.signature for layer in file_layers]
         if expected != found:
-            at = next((i for i, (a, b) in enumerate(zip(expected, found, strict=False)) if a != b),
-                      min(len(expected), len(found)))  # fmt: skip
+            at = next(
+                (i for i, (a, b) in enumerate(zip(expected, found, strict=False)) if a != b),
+                min(len(expected), len(found)),
+            )
             raise RunError(
                 f"{where}: the file's layers do not match {name} {factory_cfg}: at layer {at} "
                 f"expected {expected[at] if at < len(expected) else 'the end'}, found "
@@ -689,8 +704,10 @@ def import_h5(path: Path, model_name: str | None = None, **cfg: Any) -> ModelWra
             group = weights_group.get(file_layer.name)
             if group is None:
                 raise RunError(f"{where}: no weights stored for layer {file_layer.name!r}")
-            names = [n.decode() if isinstance(n, bytes) else str(n)
-                     for n in group.attrs.get("weight_names", [])]  # fmt: skip
+            names = [
+                n.decode() if isinstance(n, bytes) else str(n)
+                for n in group.attrs.get("weight_names", [])
+            ]
             arrays = [np.asarray(group[n]) for n in names]
             _from_keras_weights(layer, arrays, where)
     return model.eval()

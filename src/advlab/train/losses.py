@@ -33,8 +33,10 @@ def class_weights(labels: npt.ArrayLike, num_classes: int, scheme: str = "sqrt")
     if scheme == "none":
         return [1.0] * num_classes
     if (counts == 0).any():
-        raise ConfigError(f"class_weighting: classes {np.flatnonzero(counts == 0).tolist()} have "
-                          "no training example")  # fmt: skip
+        raise ConfigError(
+            f"class_weighting: classes {np.flatnonzero(counts == 0).tolist()} have "
+            "no training example"
+        )
     w = counts.sum() / (num_classes * counts)
     if scheme == "sqrt":
         w = np.sqrt(w)
@@ -51,11 +53,15 @@ class WeightedCrossEntropy:
 
     def spec(self) -> dict[str, object]:
         """The JSON description for `ModelRecipe.objective`."""
-        return {"loss": "weighted_cross_entropy", "weights": [round(w, 6) for w in self.weights],
-                "label_smoothing": self.label_smoothing}  # fmt: skip
+        return {
+            "loss": "weighted_cross_entropy",
+            "weights": [round(w, 6) for w in self.weights],
+            "label_smoothing": self.label_smoothing,
+        }
 
-    def __call__(self, model: nn.Module, x: torch.Tensor,
-                 y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(x)
         w = torch.tensor(self.weights, dtype=logits.dtype, device=logits.device)
         loss = F.cross_entropy(logits, y, weight=w, label_smoothing=self.label_smoothing)

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from advlab.errors import ConfigError
+from advlab.models import ModelWrapper
 from advlab.models.flowers import ARCHITECTURES, minimum_size
 from advlab.report import percent
-from advlab.train.store import ModelRecipe, get_trained, weights_sha256
+from advlab.train.checkpoint import load_checkpoint
+from advlab.train.store import ModelRecipe, get_trained, load_model, weights_sha256
 from advlab.train.trainer import TrainConfig, cpu_bf16_supported
 from advlab.train.transfer import Backbone, TransferSettings, resnet18_backbone
 from advlab.validation import check_choices, check_fraction, check_in, check_int
@@ -33,15 +37,77 @@ SELF_PRETRAINED = "resnet18-cifar10"
 def resnet18_cifar10(stem: str = "imagenet", *, seed: int = 0) -> ModelRecipe:
     """The stored ResNet-18 on CIFAR-10 for `stem` ("imagenet": recipe A, "cifar": recipe B)."""
     if stem == "imagenet":
-        train = TrainConfig(epochs=20, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
-                            schedule="onecycle", augment="crop_flip", seed=seed)  # fmt: skip
+        train = TrainConfig(
+            epochs=20,
+            batch_size=128,
+            lr=0.1,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            augment="crop_flip",
+            seed=seed,
+        )
     elif stem == "cifar":
-        train = TrainConfig(epochs=40, batch_size=512, lr=0.4, nesterov=True, weight_decay=5e-4,
-                            schedule="onecycle", augment="crop_flip", label_smoothing=0.1,
-                            seed=seed)  # fmt: skip
+        train = TrainConfig(
+            epochs=40,
+            batch_size=512,
+            lr=0.4,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            augment="crop_flip",
+            label_smoothing=0.1,
+            seed=seed,
+        )
     else:
         raise ConfigError(f"stem: expected one of {STEMS}, found {stem!r}")
     return ModelRecipe("resnet18", "cifar10", {"stem": stem}, train)
+
+
+CIFAR10_MODELS = ("resnet18", "small_cnn")
+"""The stored CIFAR-10 models `cifar10_model` knows by name."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model an attack evaluation runs on: the model, a line that says what it is (reports),
+    its checkpoint file (what shard workers load) and its architecture (``name`` and
+    ``config`` of `advlab.models.create_model`)."""
+
+    model: ModelWrapper
+    description: str
+    file: str
+    architecture: dict[str, Any]
+
+
+def cifar10_model(
+    name: str = "resnet18", *, stem: str = "imagenet", checkpoint: str = "", device: str = "cpu"
+) -> LoadedModel:
+    """An advlab model checkpoint if `checkpoint` is given, else the model store's CIFAR-10
+    model `name` (trained now if the store lacks it): ``"resnet18"``, the training core's
+    torchvision ResNet-18 (recipe A or B by `stem`), or ``"small_cnn"`` (10 epochs of SGD with
+    crop and flip). In evaluation mode.
+
+    Raises:
+        ConfigError: an unknown `name`.
+        RunError: `checkpoint` is not a readable advlab model checkpoint.
+    """
+    if checkpoint:
+        path = Path(checkpoint)
+        model = load_model(path, device=device)
+        info = load_checkpoint(path, map_location="cpu")["model"]
+        return LoadedModel(model.eval(), f"checkpoint `{checkpoint}`", checkpoint, info)
+    check_in("model", name, CIFAR10_MODELS)
+    if name == "resnet18":
+        recipe = resnet18_cifar10(stem)
+        what = f"torchvision ResNet-18, {stem} stem (recipe `{recipe.key()}`)"
+    else:
+        train = TrainConfig(epochs=10, lr=0.05, batch_size=128, augment="crop_flip", seed=0)
+        recipe = ModelRecipe("small_cnn", "cifar10", train=train)
+        what = f"advlab's small_cnn (recipe `{recipe.key()}`)"
+    model = get_trained(recipe, device=device).eval()
+    info = {"name": recipe.model, "config": recipe.model_config}
+    return LoadedModel(model, what, str(recipe.folder() / "model.pt"), info)
 
 
 def flowers17(
@@ -68,12 +134,26 @@ def flowers17(
     `TrainConfig.augment` preset (``zoom``, ``flips``, ``mix``: the report's configurations
     #1-#3). `cpu_bf16` trains with bfloat16 autocast on CPU (`TrainConfig.cpu_bf16`).
     """
-    train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                        early_stopping=epochs, augment=augment, cpu_bf16=cpu_bf16,
-                        seed=seed)  # fmt: skip
-    return ModelRecipe(f"flowers_{model}", "flowers17", {}, train, normalize=False,
-                       data_options={"image_size": image_size}, held_out=held_out,
-                       train_fraction=train_fraction)  # fmt: skip
+    train = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        early_stopping=epochs,
+        augment=augment,
+        cpu_bf16=cpu_bf16,
+        seed=seed,
+    )
+    return ModelRecipe(
+        f"flowers_{model}",
+        "flowers17",
+        {},
+        train,
+        normalize=False,
+        data_options={"image_size": image_size},
+        held_out=held_out,
+        train_fraction=train_fraction,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,8 +196,10 @@ class FlowersTraining:
         small = [m for m in models if minimum_size(m) > self.image_size]
         if small:
             least = max(map(minimum_size, small))
-            raise ConfigError(f"image_size: expected >= {least} for {', '.join(small)} (no "
-                              f"padding), found {self.image_size}")  # fmt: skip
+            raise ConfigError(
+                f"image_size: expected >= {least} for {', '.join(small)} (no "
+                f"padding), found {self.image_size}"
+            )
         return models
 
     def cpu_bf16(self) -> bool:
@@ -125,10 +207,19 @@ class FlowersTraining:
         return self.precision == "bf16" or (self.precision == "auto" and cpu_bf16_supported())
 
     def recipe(self, model: str, augment: str = "none", train_fraction: float = 1.0) -> ModelRecipe:
-        return flowers17(model, image_size=self.image_size, epochs=self.epochs, lr=self.lr,
-                         momentum=self.momentum, batch_size=self.batch_size, augment=augment,
-                         held_out=self.held_out, train_fraction=train_fraction,
-                         cpu_bf16=self.cpu_bf16(), seed=self.seed)  # fmt: skip
+        return flowers17(
+            model,
+            image_size=self.image_size,
+            epochs=self.epochs,
+            lr=self.lr,
+            momentum=self.momentum,
+            batch_size=self.batch_size,
+            augment=augment,
+            held_out=self.held_out,
+            train_fraction=train_fraction,
+            cpu_bf16=self.cpu_bf16(),
+            seed=self.seed,
+        )
 
 
 def self_pretrained_backbone(settings: TransferSettings, device: str) -> Backbone:
@@ -136,12 +227,16 @@ def self_pretrained_backbone(settings: TransferSettings, device: str) -> Backbon
     share of the data, from the model store), cut after layer3; its label says NOT ImageNet."""
     recipe = resnet18_cifar10("imagenet", seed=settings.seed)
     recipe = dataclasses.replace(
-        recipe, train=dataclasses.replace(recipe.train, epochs=settings.pretrain_epochs),
-        train_fraction=settings.pretrain_fraction)  # fmt: skip
+        recipe,
+        train=dataclasses.replace(recipe.train, epochs=settings.pretrain_epochs),
+        train_fraction=settings.pretrain_fraction,
+    )
     model = get_trained(recipe, device=device)
     digest = weights_sha256(model.state_dict())
     fraction = settings.pretrain_fraction
     share = "" if fraction >= 1 else f" ({percent(fraction, 0)} of it)"
-    label = (f"advlab: torchvision ResNet-18 trained by advlab on CIFAR-10{share} for "
-             f"{settings.pretrain_epochs} epochs (model store key {recipe.key()}); NOT ImageNet")
+    label = (
+        f"advlab: torchvision ResNet-18 trained by advlab on CIFAR-10{share} for "
+        f"{settings.pretrain_epochs} epochs (model store key {recipe.key()}); NOT ImageNet"
+    )
     return resnet18_backbone(model, name=SELF_PRETRAINED, weights=label, digest=digest)

@@ -124,20 +124,29 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def build(recipe: ModelRecipe, shape: tuple[int, int, int], num_classes: int,
-          mean: list[float] | None, std: list[float] | None) -> ModelWrapper:  # fmt: skip
+def build(
+    recipe: ModelRecipe,
+    shape: tuple[int, int, int],
+    num_classes: int,
+    mean: list[float] | None,
+    std: list[float] | None,
+) -> ModelWrapper:
     cfg = {**input_config(recipe.model, shape, num_classes), **recipe.model_config}
     return ModelWrapper(create_model(recipe.model, **cfg), mean=mean, std=std)
 
 
 def _check_objective(recipe: ModelRecipe, objective: Objective | None) -> None:
     if recipe.objective and objective is None:
-        raise ConfigError(f"recipe of {recipe.model} on {recipe.dataset} describes the "
-                          f"training objective {recipe.objective}: pass that objective "
-                          "(objective=...)")  # fmt: skip
+        raise ConfigError(
+            f"recipe of {recipe.model} on {recipe.dataset} describes the "
+            f"training objective {recipe.objective}: pass that objective "
+            "(objective=...)"
+        )
     if objective is not None and not recipe.objective:
-        raise ConfigError("objective given, but the recipe does not describe it (set "
-                          "ModelRecipe.objective, which enters the store key)")  # fmt: skip
+        raise ConfigError(
+            "objective given, but the recipe does not describe it (set "
+            "ModelRecipe.objective, which enters the store key)"
+        )
 
 
 def _splits(recipe: ModelRecipe) -> tuple[ArrayDataset, ArrayDataset, str]:
@@ -154,18 +163,22 @@ def train_parts(recipe: ModelRecipe, labels: np.ndarray) -> tuple[np.ndarray, np
     ``train_fraction`` is 1): a stratified split seeded by the training seed."""
     if recipe.train_fraction >= 1.0:
         return np.arange(len(labels)), np.arange(0)
-    parts = stratified_split(labels, {"fit": recipe.train_fraction,
-                                      "rest": 1.0 - recipe.train_fraction},
-                             seed=recipe.train.seed)  # fmt: skip
+    parts = stratified_split(
+        labels,
+        {"fit": recipe.train_fraction, "rest": 1.0 - recipe.train_fraction},
+        seed=recipe.train.seed,
+    )
     return parts["fit"], parts["rest"]
 
 
-def _evaluation_parts(recipe: ModelRecipe,
-                      labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+def _evaluation_parts(
+    recipe: ModelRecipe, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
     if recipe.held_out <= 0.0:
         return np.arange(len(labels)), None
-    parts = stratified_split(labels, {"held": recipe.held_out, "select": 1 - recipe.held_out},
-                             seed=recipe.train.seed)  # fmt: skip
+    parts = stratified_split(
+        labels, {"held": recipe.held_out, "select": 1 - recipe.held_out}, seed=recipe.train.seed
+    )
     return parts["select"], parts["held"]
 
 
@@ -177,8 +190,9 @@ def evaluation_parts(recipe: ModelRecipe) -> tuple[ArrayDataset, ArrayDataset | 
     return evaluation.subset(selection), None if held is None else evaluation.subset(held)
 
 
-def train_and_store(recipe: ModelRecipe, *, device: str = "cpu",
-                    objective: Objective | None = None) -> Path:  # fmt: skip
+def train_and_store(
+    recipe: ModelRecipe, *, device: str = "cpu", objective: Objective | None = None
+) -> Path:
     """Train `recipe` from scratch and store it; returns the checkpoint path.
 
     `objective` is the training objective `recipe.objective` describes (required when that is
@@ -199,7 +213,11 @@ def train_and_store(recipe: ModelRecipe, *, device: str = "cpu",
     folder = recipe.folder()
     start = time.perf_counter()
     history: History = fit(
-        model, (x, y), recipe.train, val=(xt, yt), checkpoint=folder / "training.pt",
+        model,
+        (x, y),
+        recipe.train,
+        val=(xt, yt),
+        checkpoint=folder / "training.pt",
         objective=objective,
     )
     seconds = time.perf_counter() - start
@@ -313,16 +331,19 @@ def stored_metrics(recipe: ModelRecipe) -> dict[str, Any]:
     ``train_seconds``); the model must be in the store (`get_trained` puts it there)."""
     path = recipe.folder() / "model.pt"
     if not path.is_file():
-        raise RunError(f"{path}: {recipe.model} on {recipe.dataset} with this recipe is not in "
-                       "the store; get_trained(recipe) trains it")  # fmt: skip
+        raise RunError(
+            f"{path}: {recipe.model} on {recipe.dataset} with this recipe is not in "
+            "the store; get_trained(recipe) trains it"
+        )
     metrics = load_checkpoint(path, map_location="cpu").get("metrics")
     if not isinstance(metrics, dict):
         raise RunError(f"{path}: no metrics in the checkpoint")
     return metrics
 
 
-def get_trained(recipe: ModelRecipe, *, device: str = "cpu",
-                objective: Objective | None = None) -> ModelWrapper:  # fmt: skip
+def get_trained(
+    recipe: ModelRecipe, *, device: str = "cpu", objective: Objective | None = None
+) -> ModelWrapper:
     """The stored model for `recipe`, trained and stored first if it is missing (with
     `objective`, which `recipe.objective` describes; see `train_and_store`)."""
     _check_objective(recipe, objective)

@@ -224,8 +224,9 @@ def _check_resumable(path: Path, state: dict[str, object], cfg: TrainConfig) -> 
     now = asdict(cfg)
     differ = sorted(k for k in now if k != "epochs" and saved.get(k, _DEFAULTS[k]) != now[k])
     if differ:
-        pairs = ", ".join(f"{k}: saved {saved.get(k, _DEFAULTS[k])!r}, now {now[k]!r}"
-                          for k in differ)  # fmt: skip
+        pairs = ", ".join(
+            f"{k}: saved {saved.get(k, _DEFAULTS[k])!r}, now {now[k]!r}" for k in differ
+        )
         raise RunError(f"{path}: saved with other hyperparameters ({pairs}); cannot resume")
     if cfg.schedule in PER_STEP_SCHEDULES and saved.get("epochs") != cfg.epochs:
         raise RunError(
@@ -289,8 +290,9 @@ def cpu_bf16_supported() -> bool:
     """Whether this CPU has native bfloat16 kernels (AVX512-BF16 or AMX, through oneDNN), so
     that ``TrainConfig(cpu_bf16=True)`` can pay; on other CPUs bfloat16 is emulated and slow."""
     try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())  # fmt: skip
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     except (AttributeError, RuntimeError):
         return False
 
@@ -438,8 +440,9 @@ def fit(
             if augment:
                 xb = apply_crop_flip(xb, dy[batch], dx[batch], flip[batch], padding=CROP_PADDING)
             elif affine is not None:
-                xb = apply_affine(xb, affine_params(len(xb), affine, generator=gen,
-                                                    device=x.device))  # fmt: skip
+                xb = apply_affine(
+                    xb, affine_params(len(xb), affine, generator=gen, device=x.device)
+                )
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with (
@@ -521,7 +524,9 @@ def fit(
         bar.close()
     if cfg.early_stopping is not None and best_state is not None:
         model.load_state_dict(best_state)
-        log.info("restored the weights of epoch %s (minimum validation loss)",
-                 (history.best_epoch or 0) + 1)  # fmt: skip
+        log.info(
+            "restored the weights of epoch %s (minimum validation loss)",
+            (history.best_epoch or 0) + 1,
+        )
     model.eval()
     return history

@@ -88,26 +88,43 @@ def run_chunked(module: nn.Module, x: torch.Tensor, batch_size: int = 128) -> to
         return torch.cat([module(chunk) for chunk in x.split(batch_size)])
 
 
-def resnet18_backbone(model: ModelWrapper, *, name: str = "resnet18",
-                      weights: str = "unrecorded", digest: str = "") -> Backbone:  # fmt: skip
+def resnet18_backbone(
+    model: ModelWrapper, *, name: str = "resnet18", weights: str = "unrecorded", digest: str = ""
+) -> Backbone:
     """Cut a `ModelWrapper` around torchvision's ResNet-18 after ``layer3``: `frozen` is the
     wrapper's normalisation, the stem and layers 1-3; `top` is ``layer4``, global average
     pooling and flattening (512 features). The modules are shared with `model`, not copied."""
     net: Any = model.inner
     needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
     if not all(hasattr(net, n) for n in needed):
-        raise ConfigError(f"resnet18_backbone: expected a torchvision ResNet inside the "
-                          f"wrapper, found {type(net).__name__}")  # fmt: skip
-    frozen = nn.Sequential(Normalize(model.mean, model.std), net.conv1, net.bn1, net.relu,
-                           net.maxpool, net.layer1, net.layer2, net.layer3)  # fmt: skip
+        raise ConfigError(
+            f"resnet18_backbone: expected a torchvision ResNet inside the "
+            f"wrapper, found {type(net).__name__}"
+        )
+    frozen = nn.Sequential(
+        Normalize(model.mean, model.std),
+        net.conv1,
+        net.bn1,
+        net.relu,
+        net.maxpool,
+        net.layer1,
+        net.layer2,
+        net.layer3,
+    )
     top = nn.Sequential(net.layer4, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     for p in frozen.parameters():
         p.requires_grad_(False)
     return Backbone(name, frozen, top, weights, digest)
 
 
-def cached_features(module: nn.Module, x: torch.Tensor, key: str, *, batch_size: int = 128,
-                    folder: Path | None = None) -> torch.Tensor:  # fmt: skip
+def cached_features(
+    module: nn.Module,
+    x: torch.Tensor,
+    key: str,
+    *,
+    batch_size: int = 128,
+    folder: Path | None = None,
+) -> torch.Tensor:
     """`module(x)` (eval mode), read from ``<cache>/features/<key>-<hash of x>.npy`` when an
     earlier call stored it, else computed and stored (atomically).
 
@@ -135,8 +152,15 @@ class TransferHead(nn.Module):
     """The dense top of seed 004's fine-tuning: flat features -> `hidden` units (ReLU), batch
     norm and dropout when asked, -> `num_classes` logits."""
 
-    def __init__(self, in_features: int, num_classes: int, *, hidden: int = 512,
-                 batch_norm: bool = False, dropout: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        hidden: int = 512,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout: expected a rate in [0, 1), found {dropout!r}")
@@ -210,15 +234,21 @@ def fine_tune(
     """
     top_train = run_chunked(backbone.top, frozen_train[0])
     top_val = run_chunked(backbone.top, frozen_val[0])
-    history_a = fit(head, (top_train, frozen_train[1]), phase_a,
-                    val=(top_val, frozen_val[1]), progress=progress)  # fmt: skip
+    history_a = fit(
+        head, (top_train, frozen_train[1]), phase_a, val=(top_val, frozen_val[1]), progress=progress
+    )
     if phase_b is None:
         return FineTuneResult(history_a, None, backbone.top)
     top = copy.deepcopy(backbone.top)
     for p in top.parameters():
         p.requires_grad_(True)
-    history_b = fit(nn.Sequential(InferenceNorms(top), head), frozen_train, phase_b,
-                    val=frozen_val, progress=progress)  # fmt: skip
+    history_b = fit(
+        nn.Sequential(InferenceNorms(top), head),
+        frozen_train,
+        phase_b,
+        val=frozen_val,
+        progress=progress,
+    )
     return FineTuneResult(history_a, history_b, top)
 
 
@@ -284,16 +314,23 @@ def fine_tune_configuration(
     """
     torch.manual_seed(settings.seed)
     width = run_chunked(backbone.top, train[0][:2]).flatten(1).shape[1]
-    head = TransferHead(width, num_classes, hidden=settings.hidden, batch_norm=batch_norm,
-                        dropout=dropout).to(train[0].device)  # fmt: skip
-    base = TrainConfig(optimizer=optimizer, momentum=0.0, batch_size=settings.batch_size,
-                       seed=settings.seed)  # fmt: skip
-    phase_a = replace(base, epochs=settings.phase_a_epochs, lr=settings.phase_a_lr,
-                      early_stopping=settings.phase_a_epochs)  # fmt: skip
+    head = TransferHead(
+        width, num_classes, hidden=settings.hidden, batch_norm=batch_norm, dropout=dropout
+    ).to(train[0].device)
+    base = TrainConfig(
+        optimizer=optimizer, momentum=0.0, batch_size=settings.batch_size, seed=settings.seed
+    )
+    phase_a = replace(
+        base,
+        epochs=settings.phase_a_epochs,
+        lr=settings.phase_a_lr,
+        early_stopping=settings.phase_a_epochs,
+    )
     phase_b = None
     if phase_b_epochs > 0:
-        phase_b = replace(base, epochs=phase_b_epochs, lr=settings.phase_b_lr,
-                          early_stopping=phase_b_epochs)  # fmt: skip
+        phase_b = replace(
+            base, epochs=phase_b_epochs, lr=settings.phase_b_lr, early_stopping=phase_b_epochs
+        )
     log.info("fine-tuning %s %s bn=%s dropout=%g", backbone.name, optimizer, batch_norm, dropout)
     result = fine_tune(backbone, head, train, val, phase_a, phase_b, progress=False)
     model = nn.Sequential(result.top, head, nn.Identity())

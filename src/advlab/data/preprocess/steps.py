@@ -45,8 +45,11 @@ class Step:
 PREPROCESSING: Registry[Step] = Registry("preprocessing step")
 PREPROCESSING.add("raw", Step("raw", None), "the pixels as they are")
 PREPROCESSING.add("centred", Step("centred", lambda eps: Centering()), "minus the mean image")
-PREPROCESSING.add("standardised", Step("standardised", lambda eps: Standardizer()),
-                  "centred, divided by each pixel's standard deviation")  # fmt: skip
+PREPROCESSING.add(
+    "standardised",
+    Step("standardised", lambda eps: Standardizer()),
+    "centred, divided by each pixel's standard deviation",
+)
 
 
 def _pca(k: int) -> Callable[[float], Any]:
@@ -54,20 +57,31 @@ def _pca(k: int) -> Callable[[float], Any]:
 
 
 for _k in (50, 100):
-    PREPROCESSING.add(f"pca-{_k}", Step(f"PCA, {_k} components", _pca(_k)),
-                      f"projection on the {_k} principal components")  # fmt: skip
-PREPROCESSING.add("pca-whitened", Step("PCA-whitened", lambda eps: PCAWhitening(epsilon=eps)),
-                  "PCA whitening, every component")  # fmt: skip
-PREPROCESSING.add("pca-50-whitened",
-                  Step("PCA-whitened, 50 components",
-                       lambda eps: PCAWhitening(epsilon=eps, n_components=50)),
-                  "PCA whitening on the 50 principal components")  # fmt: skip
-PREPROCESSING.add("zca", Step("ZCA-whitened", lambda eps: ZCAWhitening(epsilon=eps)),
-                  "ZCA whitening (PCA whitening rotated back to pixel space)")  # fmt: skip
+    PREPROCESSING.add(
+        f"pca-{_k}",
+        Step(f"PCA, {_k} components", _pca(_k)),
+        f"projection on the {_k} principal components",
+    )
+PREPROCESSING.add(
+    "pca-whitened",
+    Step("PCA-whitened", lambda eps: PCAWhitening(epsilon=eps)),
+    "PCA whitening, every component",
+)
+PREPROCESSING.add(
+    "pca-50-whitened",
+    Step("PCA-whitened, 50 components", lambda eps: PCAWhitening(epsilon=eps, n_components=50)),
+    "PCA whitening on the 50 principal components",
+)
+PREPROCESSING.add(
+    "zca",
+    Step("ZCA-whitened", lambda eps: ZCAWhitening(epsilon=eps)),
+    "ZCA whitening (PCA whitening rotated back to pixel space)",
+)
 
 
-def preprocess(name: str, train: np.ndarray, test: np.ndarray, *, epsilon: float = 0.1
-               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def preprocess(
+    name: str, train: np.ndarray, test: np.ndarray, *, epsilon: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """Step `name` fitted on `train` and applied to both.
 
     Args:
