@@ -13,7 +13,7 @@ import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
-from typing import Any, ClassVar, TypeGuard, final, overload
+from typing import Any, ClassVar, Generic, TypeGuard, TypeVar, final, overload
 
 import torch
 from torch import nn
@@ -300,25 +300,6 @@ class Attack(ABC):
             return raw, clipped, success
         return raw[0], clipped[0], success[0]
 
-    def _counted_search(
-        self,
-        model: nn.Module,
-        inputs: torch.Tensor,
-        criterion_or_labels: Criterion | torch.Tensor,
-        perturb: Callable[[nn.Module, torch.Tensor, Criterion], tuple[torch.Tensor, torch.Tensor]],
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For the ``search`` methods of unbounded attacks: the inputs and model checked as
-        `__call__` checks them, then ``perturb(model, x, criterion) -> (adversarials, counts)``
-        in eval mode; returns the adversarials, the criterion's success on them and the
-        counts (steps, rounds: what the search reports per image)."""
-        x = check_inputs(model, inputs)
-        criterion = get_criterion(criterion_or_labels)
-        with eval_mode(model):
-            check_logits(model, x, criterion)
-            adversarials, counts = perturb(model, x, criterion)
-            success = self._is_adversarial(model, criterion, adversarials, x.shape[0], None)
-        return adversarials, success, counts
-
     @staticmethod
     def _is_adversarial(
         model: nn.Module,
@@ -416,3 +397,49 @@ class MinimizationAttack(Attack):
         early_stop = None if self.unbounded or len(numeric) < len(epsilons) else min(numeric)
         raw = self.run(model, inputs, criterion, epsilon=early_stop, **kwargs)
         return [raw] * len(epsilons), [self._clip(inputs, raw, eps) for eps in epsilons]
+
+
+R = TypeVar("R")
+
+
+class CountedSearch(Generic[R]):
+    """`run` and `search` of an unbounded attack whose search also counts something per image
+    (`FoolingImage`: ascent steps; `SimpleGenerator`: training rounds). Put it before the
+    attack's base class; the attack defines ``_counted(model, x, criterion) -> (adversarials,
+    counts)`` and `result`, the result class built from (adversarials, success, counts)."""
+
+    result: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], R]
+
+    def _counted(
+        self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def run(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        criterion: Criterion,
+        *,
+        epsilon: float | None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        raise_if_kwargs(kwargs)
+        return self._counted(model, inputs, criterion)[0]
+
+    def search(
+        self, model: nn.Module, inputs: torch.Tensor, criterion_or_labels: Criterion | torch.Tensor
+    ) -> R:
+        """Runs the attack on a batch and returns what it found: the adversarials, whether
+        each is adversarial (the images and success of calling the attack with
+        ``epsilons=None``) and each image's count (steps, rounds).
+
+        Takes what `__call__` takes: a model, images, a criterion or labels.
+        """
+        x = check_inputs(model, inputs)
+        criterion = get_criterion(criterion_or_labels)
+        with eval_mode(model):
+            check_logits(model, x, criterion)
+            adversarials, counts = self._counted(model, x, criterion)
+            success = Attack._is_adversarial(model, criterion, adversarials, x.shape[0], None)
+        return self.result(adversarials, success, counts)

@@ -4,18 +4,17 @@ score, stopped at the first success."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 from torch import nn
 
 from advlab.attacks.base import (
+    CountedSearch,
     MinimizationAttack,
     check_float,
     check_int,
     get_bounds,
     get_labels,
-    raise_if_kwargs,
 )
 from advlab.attacks.criteria import Criterion
 from advlab.attacks.distances import l2
@@ -41,7 +40,7 @@ class FoolingImageResult:
 
 
 @ATTACKS.register("fooling", help="Fooling image: L2-normalised ascent on a class score (CS231n)")
-class FoolingImage(MinimizationAttack):
+class FoolingImage(CountedSearch[FoolingImageResult], MinimizationAttack):
     """Gradient ascent on the input until the model is fooled, one image at a time in a batch.
 
     Each step moves every image not yet adversarial by `stepsize` along the L2-normalised
@@ -67,6 +66,7 @@ class FoolingImage(MinimizationAttack):
     """
 
     distance = l2
+    result = FoolingImageResult
 
     def __init__(self, *, stepsize: float = 0.1, max_steps: int = 100) -> None:
         check_float("stepsize", stepsize, strict=True)
@@ -74,33 +74,7 @@ class FoolingImage(MinimizationAttack):
         self.stepsize = stepsize
         self.max_steps = max_steps
 
-    def run(
-        self,
-        model: nn.Module,
-        inputs: torch.Tensor,
-        criterion: Criterion,
-        *,
-        epsilon: float | None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        raise_if_kwargs(kwargs)
-        return self._ascend(model, inputs, criterion)[0]
-
-    def search(
-        self,
-        model: nn.Module,
-        inputs: torch.Tensor,
-        criterion_or_labels: Criterion | torch.Tensor,
-    ) -> FoolingImageResult:
-        """Runs the ascent on a batch and returns the images with the steps each took.
-
-        Takes what `__call__` takes (model, images, criterion or labels); the images and
-        success are those of calling the attack with `epsilons=None`.
-        """
-        found = self._counted_search(model, inputs, criterion_or_labels, self._ascend)
-        return FoolingImageResult(*found)
-
-    def _ascend(
+    def _counted(
         self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The images the ascent ends at and the steps each took, int64 (N,)."""

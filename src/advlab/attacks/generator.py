@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.base import (
+    CountedSearch,
     FixedEpsilonAttack,
     check_float,
     check_int,
     generator_for,
     get_bounds,
     get_labels,
-    raise_if_kwargs,
 )
 from advlab.attacks.criteria import Criterion
 from advlab.attacks.distances import l2
@@ -49,7 +49,7 @@ class SimpleGeneratorResult:
 
 
 @ATTACKS.register("generator", help="Simple-generator attack: fit, then fool, repeated (seed 001)")
-class SimpleGenerator(FixedEpsilonAttack):
+class SimpleGenerator(CountedSearch[SimpleGeneratorResult], FixedEpsilonAttack):
     """Trains one simple generator per input, alternating a fit to the input and a push to
     the target class, until the model is fooled.
 
@@ -87,6 +87,7 @@ class SimpleGenerator(FixedEpsilonAttack):
     """
 
     distance = l2
+    result = SimpleGeneratorResult
     unbounded = True
 
     def __init__(
@@ -112,33 +113,7 @@ class SimpleGenerator(FixedEpsilonAttack):
         self.lr = lr
         self.seed = seed
 
-    def run(
-        self,
-        model: nn.Module,
-        inputs: torch.Tensor,
-        criterion: Criterion,
-        *,
-        epsilon: float | None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        raise_if_kwargs(kwargs)
-        return self._train(model, inputs, criterion)[0]
-
-    def search(
-        self,
-        model: nn.Module,
-        inputs: torch.Tensor,
-        criterion_or_labels: Criterion | torch.Tensor,
-    ) -> SimpleGeneratorResult:
-        """Trains the generators on a batch and returns their images with the rounds each took.
-
-        Takes what `__call__` takes (model, images, criterion or labels); the images and
-        success are those of calling the attack with `epsilons=None`.
-        """
-        found = self._counted_search(model, inputs, criterion_or_labels, self._train)
-        return SimpleGeneratorResult(*found)
-
-    def _train(
+    def _counted(
         self, model: nn.Module, inputs: torch.Tensor, criterion: Criterion
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The generators' last images and the rounds each ran, int64 (N,)."""

@@ -26,7 +26,7 @@ from advlab.analysis.robustness import attack_summary
 from advlab.attacks import OnePixel, SparseRS
 from advlab.data import load_dataset
 from advlab.defenses import APRConfig, fine_tune, gate_map, open_pixels
-from advlab.evaluation import Evaluation, Fooled, JSMABothWays, OnePixelProbe, Probe, evaluate
+from advlab.evaluation import Evaluation, Fooled, JSMABothWays, OnePixelProbe, Probe
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
@@ -139,16 +139,7 @@ def _evaluate(
     evaluation = Evaluation(
         model[1], "cifar10", cfg.n_images, cfg.seed, {name: probe}, device=ctx.device
     )
-    return evaluate(
-        evaluation,
-        ids,
-        folder=ctx.run.path / "chunks" / name,
-        chunk=cfg.chunk,
-        shards=ctx.shards,
-        backend=ctx.backend,
-        model=model[0],
-        desc=name,
-    )[name]
+    return ctx.evaluate(evaluation, ids, name=name, chunk=cfg.chunk, model=model[0])[name]
 
 
 def _one_pixel(

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advlab.backends import Backend
 from advlab.errors import ConfigError, RunError
@@ -22,6 +22,12 @@ from advlab.overrides import build_config, format_value
 from advlab.registry import Registry
 from advlab.report.render import Report, render_html
 from advlab.runs import Run, environment
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from advlab.evaluation import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,31 @@ class Context:
     def timed(self, name: str) -> _Timer:
         """``with ctx.timed("train"):`` records wall seconds in timing.json."""
         return _Timer(self.timing, name)
+
+    def evaluate(
+        self,
+        evaluation: Evaluation,
+        ids: Any,
+        *,
+        name: str,
+        chunk: int,
+        model: nn.Module | None = None,
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """`advlab.evaluation.evaluate` in this run: its chunks in ``chunks/<name>`` of the run
+        folder (kept for ``--resume``), cut into the run's shards on its backend."""
+        from advlab.evaluation import evaluate
+
+        folder = self.run.path / "chunks" / name
+        return evaluate(
+            evaluation,
+            ids,
+            folder=folder,
+            chunk=chunk,
+            shards=self.shards,
+            backend=self.backend,
+            model=model,
+            desc=name,
+        )
 
 
 class _Timer:

@@ -123,7 +123,9 @@ def _selection_note(n_selection: int, n_held_out: int) -> str:
     )
 
 
-def _result_row(label: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
+def _result_row(label: dict[str, Any], r: dict[str, Any], ref: float | None) -> dict[str, Any]:
+    """A trained network's row: `label` columns, the epoch kept and its numbers, the report's
+    validation accuracy `ref` (if it gives one) and the minutes of training."""
     return {
         **label,
         "epoch": r["best_epoch"],
@@ -132,6 +134,8 @@ def _result_row(label: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
         "val loss": f"{r['val_loss']:.3f}",
         "val acc.": f"{r['val_acc']:.3f}",
         "held-out acc.": f"{r['held_out_acc']:.3f}",
+        "report val acc.": "-" if ref is None else f"{ref:.3f}",
+        "minutes": f"{r['seconds'] / 60:.1f}",
     }
 
 
@@ -175,21 +179,12 @@ def report_cnn(cfg: FlowersCNNConfig, metrics: dict[str, Any], run: Run) -> Repo
     rows = []
     for name in cfg.models:
         r = results[name]
-        ref = REPORT_VAL_ACCURACY.get(name)
-        rows.append(
-            {
-                **_result_row(
-                    {
-                        "model": name,
-                        f"parameters ({cfg.image_size} px)": f"{r['parameters']:,}",
-                        "parameters (128 px)": f"{r['parameters_128']:,}",
-                    },
-                    r,
-                ),
-                "report val acc.": "-" if ref is None else f"{ref:.3f}",
-                "minutes": f"{r['seconds'] / 60:.1f}",
-            }
-        )
+        label = {
+            "model": name,
+            f"parameters ({cfg.image_size} px)": f"{r['parameters']:,}",
+            "parameters (128 px)": f"{r['parameters_128']:,}",
+        }
+        rows.append(_result_row(label, r, REPORT_VAL_ACCURACY.get(name)))
     rep.table(
         "Results",
         rows,
@@ -263,16 +258,8 @@ def report_augment(cfg: FlowersAugmentConfig, metrics: dict[str, Any], run: Run)
     )
     rows = []
     for r in runs:
-        ref = REPORT_AUGMENT_ACCURACY.get((r["model"], r["augment"]))
-        rows.append(
-            {
-                **_result_row(
-                    {"model": r["model"], "augmentation": AUGMENT_NAMES[r["augment"]]}, r
-                ),
-                "report val acc.": "-" if ref is None else f"{ref:.3f}",
-                "minutes": f"{r['seconds'] / 60:.1f}",
-            }
-        )
+        label = {"model": r["model"], "augmentation": AUGMENT_NAMES[r["augment"]]}
+        rows.append(_result_row(label, r, REPORT_AUGMENT_ACCURACY.get((r["model"], r["augment"]))))
     rep.table(
         "Results",
         rows,

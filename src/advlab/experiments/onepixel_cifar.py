@@ -32,7 +32,7 @@ from advlab.analysis.robustness import (
 from advlab.attacks import OnePixel
 from advlab.data import load_dataset
 from advlab.errors import ConfigError
-from advlab.evaluation import Evaluation, OnePixelProbe, evaluate
+from advlab.evaluation import Evaluation, OnePixelProbe
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
@@ -209,16 +209,7 @@ def _sharded(
         device=ctx.device,
         targets=targets,
     )
-    arrays = evaluate(
-        evaluation,
-        ids,
-        folder=ctx.run.path / "chunks" / name,
-        chunk=cfg.chunk,
-        shards=ctx.shards,
-        backend=ctx.backend,
-        model=model[0],
-        desc=name,
-    )[name]
+    arrays = ctx.evaluate(evaluation, ids, name=name, chunk=cfg.chunk, model=model[0])[name]
     device = torch.device(ctx.device)
     return SimpleNamespace(**{k: torch.as_tensor(v, device=device) for k, v in arrays.items()})
 

@@ -27,7 +27,7 @@ from advlab.attacks import l2 as l2_distance
 from advlab.attacks import linf as linf_distance
 from advlab.data import load_dataset
 from advlab.defenses import DefenseObjective, FGSMRandomStart, PGDExamples
-from advlab.evaluation import Evaluation, Fooled, PGDRestarts, evaluate
+from advlab.evaluation import Evaluation, Fooled, PGDRestarts
 from advlab.experiments.base import Context, register_experiment, rerun_command
 from advlab.fileio import atomic_path
 from advlab.models import ModelWrapper
@@ -220,15 +220,8 @@ def _evaluate(
         model[1], cfg.dataset, cfg.n_images, cfg.seed, _probes(cfg), device=ctx.device
     )
     with ctx.timed(f"{side} white box"):
-        res = evaluate(
-            evaluation,
-            np.arange(len(x)),
-            folder=ctx.run.path / "chunks" / f"{side}-white-box",
-            chunk=cfg.chunk,
-            shards=ctx.shards,
-            backend=ctx.backend,
-            model=model[0],
-            desc=f"{side} white box",
+        res = ctx.evaluate(
+            evaluation, np.arange(len(x)), name=f"{side}-white-box", chunk=cfg.chunk, model=model[0]
         )
     strongest = _strongest(cfg)
     broken: dict[str, np.ndarray] = {"FGSM": res["FGSM"]["fooled"],
