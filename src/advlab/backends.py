@@ -20,6 +20,9 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -91,7 +94,7 @@ class LocalBackend:
             max_workers=min(self.workers, n),
             mp_context=_mp_context(fn),
             initializer=_init_worker,
-            initargs=(self._threads(), dict(os.environ), os.getcwd()),
+            initargs=(self._threads(), dict(os.environ), os.getcwd(), os.getpid()),
         )
 
     def map(
@@ -151,7 +154,8 @@ def _mp_context(fn: Callable[[Any], Any]) -> BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _init_worker(threads: int, environ: dict[str, str], cwd: str) -> None:
+def _init_worker(threads: int, environ: dict[str, str], cwd: str, caller: int) -> None:
+    threading.Thread(target=_watch_caller, args=(caller,), daemon=True).start()
     # A forkserver's children inherit the server's environment and folder, which may be older
     # than the caller's: take the caller's as they are now (data and cache locations).
     os.environ.clear()
@@ -164,6 +168,34 @@ def _init_worker(threads: int, environ: dict[str, str], cwd: str) -> None:
     # numpy's BLAS has its own pool: two workers each spinning all cores made the demo's
     # preprocessing 15x slower than when run alone.
     threadpool_limits(threads)
+
+
+def _watch_caller(caller: int, interval: float = 0.5) -> None:
+    """End this worker, and the forkserver it came from, soon after the process that made the
+    pool is gone, however it died (SIGKILL included): no worker outlives its caller to finish
+    tasks nobody collects or to write into folders a resumed run now owns."""
+    while _alive(caller):
+        time.sleep(interval)
+    server = os.getppid()  # the forkserver (its own caller is gone too), or the caller
+    if server not in (caller, 1):
+        with contextlib.suppress(OSError):
+            os.kill(server, signal.SIGTERM)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (dead, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc here: kill(pid, 0) is all there is to know
+        return True
 
 
 class RayBackend:

@@ -59,7 +59,12 @@ def _main(
 
 @app.command()
 def run(
-    experiment: Annotated[str, typer.Argument(help="Experiment name (see `advlab list`).")],
+    experiment: Annotated[
+        str,
+        typer.Argument(
+            help="Experiment name (see `advlab list`); with --resume, also a run folder."
+        ),
+    ],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config value: key=value (repeatable)."),
@@ -68,7 +73,12 @@ def run(
     device: Device = "cpu",
     out: Out = Path("runs"),
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the latest unfinished run of EXPERIMENT.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an unfinished run: the folder given as EXPERIMENT, or the newest run "
+            "of EXPERIMENT (`advlab runs` lists them).",
+        ),
     ] = False,
     shards: Annotated[
         int,
@@ -240,6 +250,29 @@ def list_(
         width = max([16, *(len(item) for item in reg.names())])
         for item in reg.names():
             typer.echo(f"  {item:<{width}} {reg.help(item)}")
+
+
+@app.command()
+def runs(
+    experiment: Annotated[
+        str | None, typer.Argument(help="Only the runs of this experiment (default all).")
+    ] = None,
+    out: Out = Path("runs"),
+) -> None:
+    """List the run folders under --out: status, start time, experiment, headline number.
+
+    A run whose process died reads as interrupted; continue it with
+    `advlab run --resume FOLDER`.
+    """
+    from advlab.runs import list_runs
+
+    found = list_runs(out, experiment)
+    if not found:
+        typer.echo(f"no runs under {out}" + (f" for {experiment}" if experiment else ""))
+        return
+    width = max(len(str(r.path)) for r in found)
+    for r in found:
+        typer.echo(f"{r.path!s:<{width}}  {r.status:<11} {r.started}  {r.headline}")
 
 
 @app.command()

@@ -57,3 +57,8 @@ class AttackError(AdvlabError):
 class SourceError(AdvlabError):
     """A frame source (`advlab.emotion.open_source`: camera, video, image folder) that cannot be
     opened or read."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run was stopped by a signal (SIGTERM, SIGHUP) while it worked; it ends as Ctrl-C does:
+    status ``interrupted``, resumable with ``advlab run --resume``."""

@@ -1,7 +1,10 @@
 """A run folder: ``runs/<experiment>/<timestamp>/`` with config, env, metrics, figures, report.
 
 Files are written atomically (temp file, then rename). ``status.json`` says ``running``,
-``complete`` or ``failed``; a failed run keeps its log and says why.
+``complete``, ``failed`` or ``interrupted``; a failed run keeps its log and says why. A run
+folder is owned by one live process at a time (an OS lock on ``.lock``, which the kernel drops
+when the process dies): a second writer is refused, and a ``running`` folder whose owner is
+gone reads as ``interrupted``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,18 @@ from typing import Any
 from advlab.errors import RunError
 from advlab.fileio import write_atomic
 
+try:  # POSIX; elsewhere run folders are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 RUNS_ROOT = Path("runs")
+LOCK_FILE = ".lock"
+HEADLINE_KEYS = (
+    "test_accuracy", "held_out_accuracy", "accuracy", "clean_accuracy", "success_rate",
+    "robust_accuracy",
+)  # fmt: skip
+"""Metrics `headline` looks for, in this order (top level first, then one level down)."""
 _PACKAGES = ("advlab", "torch", "torchvision", "numpy", "scipy", "scikit-learn", "matplotlib")
 
 
@@ -91,6 +105,55 @@ class Run:
         self.path.mkdir(parents=True, exist_ok=True)
         self.figures = self.path / "figures"
         self.checkpoints = self.path / "checkpoints"
+        self._lock: int | None = None  # the open, locked .lock while this process owns it
+
+    # -- ownership ---------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Own this folder until `release` or the end of this process (an OS lock that the
+        kernel drops when the process dies, however it dies); ``.lock`` records the PID.
+
+        Raises:
+            RunError: another live process owns the folder.
+        """
+        if fcntl is None or self._lock is not None:
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _pid_in(fd)
+            os.close(fd)
+            raise RunError(
+                f"{self.path}: in use by process {owner} (a live advlab run writes there); "
+                "wait for it to end or stop it, then resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
+
+    def release(self) -> None:
+        """Give up ownership (the lock file stays; the next owner overwrites it)."""
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the lock
+            self._lock = None
+
+    def owner(self) -> int | None:
+        """The PID of the live process that owns this folder, None if no process does."""
+        if self._lock is not None:
+            return os.getpid()
+        path = self.path / LOCK_FILE
+        if fcntl is None or not path.is_file():
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _pid_in(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     @classmethod
     def create(cls, experiment: str, root: Path | None = None) -> Run:
@@ -138,10 +201,16 @@ class Run:
         return json.loads(path.read_text())
 
     def status(self) -> str:
+        """``complete``, ``failed``, ``interrupted``, ``running`` (its owner is alive) or
+        ``unknown`` (no readable status.json). A run left ``running`` by a process that no
+        longer exists reads as ``interrupted``."""
         try:
-            return str(self.load_json("status.json")["status"])
-        except (RunError, KeyError, json.JSONDecodeError):
+            status = str(self.load_json("status.json")["status"])
+        except (RunError, KeyError, TypeError, json.JSONDecodeError):
             return "unknown"
+        if status == "running" and self.owner() is None:
+            return "interrupted"
+        return status
 
     def set_status(self, status: str, **extra: Any) -> None:
         self.save_json(
@@ -158,3 +227,55 @@ class Run:
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
         return handler
+
+
+def _pid_in(fd: int) -> int | None:
+    """The PID written in an open lock file, None if it holds none."""
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """One line of `list_runs`: where, which experiment, its status, when, its headline."""
+
+    path: Path
+    experiment: str
+    status: str
+    started: str
+    headline: str
+
+
+def headline(metrics: Any) -> str:
+    """The first of `HEADLINE_KEYS` found in `metrics` (top level, then one level down), as
+    ``key 0.1234``; empty when none is there."""
+    if not isinstance(metrics, Mapping):
+        return ""
+    levels = [metrics, *(v for v in metrics.values() if isinstance(v, Mapping))]
+    for key in HEADLINE_KEYS:
+        for level in levels:
+            value = level.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return f"{key} {value:.4g}"
+    return ""
+
+
+def list_runs(root: Path = RUNS_ROOT, experiment: str | None = None) -> list[RunInfo]:
+    """Every run folder under `root` (``<root>/<experiment>/<timestamp>``), oldest first, with
+    its live status (see `Run.status`)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(root.glob(f"{experiment or '*'}/*/status.json")):
+        run = Run(folder.parent)  # exists: status.json is in it
+        try:
+            metrics = json.loads((run.path / "metrics.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            metrics = None
+        name = run.path.name
+        started = f"{name[:4]}-{name[4:6]}-{name[6:8]} {name[9:11]}:{name[11:13]}:{name[13:15]}"
+        out.append(
+            RunInfo(run.path, run.path.parent.name, run.status(), started, headline(metrics))
+        )
+    return out

@@ -69,7 +69,7 @@ def test_resume_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(KeyboardInterrupt):
         run_experiment("demo", TINY, seed=5, out=tmp_path)
     run = Run.latest("demo", tmp_path)
-    assert run.status() == "failed" and (run.checkpoints / "train.pt").is_file()
+    assert run.status() == "interrupted" and (run.checkpoints / "train.pt").is_file()
     monkeypatch.setattr(demo, "FGSM", real_fgsm)
     resumed = run_experiment("demo", resume=True, out=tmp_path)
     assert resumed.path == run.path and resumed.status() == "complete"

@@ -6,17 +6,21 @@ metrics, timing, status and the report files. An experiment module only wires li
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from advlab.backends import Backend
-from advlab.errors import ConfigError, RunError
+from advlab.errors import ConfigError, Interrupted, RunError
 from advlab.fileio import write_atomic
 from advlab.overrides import build_config, format_value
 from advlab.registry import Registry
@@ -146,6 +150,10 @@ def run_experiment(
 ) -> Run:
     """Run experiment `name` and return its run folder (see `advlab run --help`).
 
+    With `resume`, `name` is a run folder to continue, or an experiment whose newest run is
+    continued; the folder must not be complete or owned by a live process. The process owns the
+    run folder while it works; SIGTERM and SIGHUP end the run ``interrupted``, as Ctrl-C does.
+
     `shards` > 1 runs the attack evaluations of the experiments that have them
     (onepixel-cifar, apr-cifar, robust-mnist, robust-cifar) as that many tasks on `backend`
     (an `advlab.backends.Backend`; None: a local process pool); their results are the same as
@@ -156,42 +164,56 @@ def run_experiment(
     shard_count(shards)
     from advlab.seeding import seed_everything
 
-    exp = EXPERIMENTS.get(name)
     if resume:
         if overrides or seed is not None:
             raise ConfigError(
                 "--resume continues a run with its saved config; drop --set/--seed, or start "
                 "a new run without --resume"
             )
-        run = Run.latest(name, out)
-        if run.status() == "complete":
-            raise RunError(f"{run.path}: the latest run of {name} is complete; nothing to resume")
-        saved = run.load_json("config.json")
-        cfg = build_config(exp.config, (), **saved["config"])
-        device = saved.get("device", device)
-        _check_device(device)
-        log.info("resuming %s in %s", name, run.path)
+        run = _run_to_resume(name, out)
+        run.acquire()
+        try:
+            if run.status() == "complete":
+                raise RunError(f"{run.path}: this run of {name} is complete; nothing to resume")
+            saved = run.load_json("config.json")
+            exp = EXPERIMENTS.get(saved["experiment"])
+            cfg = build_config(exp.config, (), **saved["config"])
+            device = saved.get("device", device)
+            _check_device(device)
+        except BaseException:
+            run.release()
+            raise
+        log.info("resuming %s in %s", exp.name, run.path)
     else:
+        exp = EXPERIMENTS.get(name)
         cfg = build_config(exp.config, overrides, seed=seed)
         _check_device(device)
         run = Run.create(name, out)
+        run.acquire()
     handler = run.attach_log()
     try:
-        run.save_json("config.json", {"experiment": name, "device": device, "config": cfg})
-        run.save_json("env.json", environment(device))
-        run.set_status("running")
-        seed_everything(cfg.seed)
-        ctx = Context(run=run, device=device, progress=progress, shards=shards, backend=backend)
-        start = time.perf_counter()
-        metrics = exp.execute(cfg, ctx)
-        ctx.timing["total"] = time.perf_counter() - start
-        run.save_json("metrics.json", metrics)
-        run.save_json("timing.json", ctx.timing)
-        write_report(exp, cfg, metrics, run)
-        run.set_status("complete")
+        with _signals_interrupt():
+            run.save_json("config.json", {"experiment": exp.name, "device": device, "config": cfg})
+            run.save_json("env.json", environment(device))
+            run.set_status("running", pid=os.getpid())
+            seed_everything(cfg.seed)
+            ctx = Context(run=run, device=device, progress=progress, shards=shards, backend=backend)
+            start = time.perf_counter()
+            metrics = exp.execute(cfg, ctx)
+            ctx.timing["total"] = time.perf_counter() - start
+            run.save_json("metrics.json", metrics)
+            run.save_json("timing.json", ctx.timing)
+            write_report(exp, cfg, metrics, run)
+            run.set_status("complete")
     except BaseException as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        log.error("run %s failed: %s: %s", run.path, type(exc).__name__, exc)
+        if isinstance(exc, KeyboardInterrupt):
+            run.set_status("interrupted", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+            log.error(
+                "run %s interrupted; continue it with advlab run --resume %s", run.path, run.path
+            )
+        else:
+            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            log.error("run %s failed: %s: %s", run.path, type(exc).__name__, exc)
         handler.flush()
         with run.file("run.log").open("a", encoding="utf-8") as fh:
             fh.write(traceback.format_exc())
@@ -199,7 +221,40 @@ def run_experiment(
     finally:
         logging.getLogger("advlab").removeHandler(handler)
         handler.close()
+        run.release()
     return run
+
+
+def _run_to_resume(name: str, out: Path | None) -> Run:
+    """The run folder `name` (a path holding a config.json), else the newest run of the
+    experiment `name` under `out`."""
+    folder = Path(name)
+    if (folder / "config.json").is_file():
+        return Run(folder)
+    if name not in EXPERIMENTS and (folder.is_dir() or os.sep in name):
+        raise RunError(f"{name}: not a run folder (no config.json) and not an experiment name")
+    EXPERIMENTS.get(name)  # an unknown name fails here, listing the known ones
+    return Run.latest(name, out)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While a run works, SIGTERM and SIGHUP stop it as Ctrl-C does (`Interrupted`, a
+    KeyboardInterrupt), so it ends ``interrupted`` and resumable. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    wanted = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {s: signal.signal(s, stop) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def rebuild_report(run_dir: Path) -> Path:
