@@ -174,7 +174,7 @@ def run_experiment(
         run.acquire()
         try:
             if run.status() == "complete":
-                raise RunError(f"{run.path}: this run of {name} is complete; nothing to resume")
+                raise RunError(f"{run.path}: this run is complete; nothing to resume")
             saved = run.load_json("config.json")
             exp = EXPERIMENTS.get(saved["experiment"])
             cfg = build_config(exp.config, (), **saved["config"])
