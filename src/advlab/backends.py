@@ -30,6 +30,7 @@ from multiprocessing.context import BaseContext
 from typing import Any, Protocol
 
 from advlab.errors import ConfigError, RunError
+from advlab.fileio import process_alive
 from advlab.validation import check_int, check_number, check_positive
 
 log = logging.getLogger(__name__)
@@ -174,28 +175,13 @@ def _watch_caller(caller: int, interval: float = 0.5) -> None:
     """End this worker, and the forkserver it came from, soon after the process that made the
     pool is gone, however it died (SIGKILL included): no worker outlives its caller to finish
     tasks nobody collects or to write into folders a resumed run now owns."""
-    while _alive(caller):
+    while process_alive(caller):
         time.sleep(interval)
     server = os.getppid()  # the forkserver (its own caller is gone too), or the caller
     if server not in (caller, 1):
         with contextlib.suppress(OSError):
             os.kill(server, signal.SIGTERM)
     os._exit(1)
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie (dead, not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):  # no /proc here: kill(pid, 0) is all there is to know
-        return True
 
 
 class RayBackend:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,43 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
         else:
             tmp.write_text(data, encoding="utf-8")
     return Path(path)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (dead, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc here: kill(pid, 0) is all there is to know
+        return True
+
+
+def owned_tempdir(parent: Path, prefix: str) -> Path:
+    """A new temporary folder ``<parent>/<prefix><pid>-<random>``: the owner's PID in its
+    name lets `remove_abandoned` tell what a killed process left from a live one's work."""
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def remove_abandoned(parent: Path, prefix: str) -> list[Path]:
+    """Delete the folders `owned_tempdir(parent, prefix)` made for processes that no longer
+    exist (killed while they built a cache entry or staged an import); returns them."""
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    for folder in parent.iterdir():
+        owner = folder.name[len(prefix) :].split("-", 1)[0]
+        mine = folder.name.startswith(prefix) and owner.isdigit() and folder.is_dir()
+        if mine and not process_alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def cache_dir() -> Path:

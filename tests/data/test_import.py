@@ -89,3 +89,22 @@ def test_reimport_replaces_previous_copy(fresh_dirs: tuple[Path, Path], tmp_path
     dest = import_dataset("mnist", second)
     assert sorted(p.name for p in install_dir("mnist").iterdir()) == ["mnist-b"]
     assert dest == install_dir("mnist") / "mnist-b"
+
+
+def test_import_removes_what_a_killed_import_left(
+    fresh_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    _, cache = fresh_dirs
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    left = cache / "staging" / f".import-{proc.pid}-xyz"  # a SIGKILLed import's staging
+    (left / "install").mkdir(parents=True)
+    with pytest.raises(DataError):
+        import_dataset("mnist", tmp_path / "missing")  # refused before staging anything
+    assert left.is_dir()
+    with pytest.raises(DataError):
+        import_dataset("mnist", tmp_path)  # an empty folder: staged, refused, cleaned up
+    assert list((cache / "staging").iterdir()) == []

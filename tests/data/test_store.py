@@ -88,3 +88,32 @@ def test_take_is_stratified_and_seeded() -> None:
     np.testing.assert_array_equal(a.labels, b.labels)
     assert np.bincount(a.labels).tolist() == [20] * 10
     assert len(test.take(7)) == 7 and test.take(7).labels.tolist() == test.labels[:7].tolist()
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited and been reaped."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_builds_folder_is_removed_by_the_next_build(
+    fresh_dirs: tuple[Path, Path],
+) -> None:
+    import os
+
+    _, cache = fresh_dirs
+    folder = cache / "arrays" / "mnist"
+    dead = folder / f".building-{_dead_pid()}-abc123"  # what a SIGKILLed decode leaves
+    live = folder / f".building-{os.getpid()}-def456"  # another build still at work
+    for tmp in (dead, live):
+        (tmp / "sub").mkdir(parents=True)
+        (tmp / "sub" / "train.images.npy").write_bytes(b"x" * 1000)
+    splits = {"train": (np.zeros((2, 1, 2, 2), np.uint8), np.array([0, 1]))}
+    loaded = cached_arrays("mnist", "k" * 24, lambda: splits, {})
+    np.testing.assert_array_equal(loaded["train"][1], [0, 1])
+    assert not dead.exists() and live.is_dir()
+    assert sorted(p.name for p in folder.iterdir()) == [live.name, "k" * 24]

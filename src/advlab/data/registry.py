@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -45,6 +44,7 @@ from advlab.data.store import (
     search_dirs,
 )
 from advlab.errors import ConfigError, DataError, DatasetNotFoundError
+from advlab.fileio import owned_tempdir, remove_abandoned
 from advlab.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -726,7 +726,8 @@ def import_dataset(name: str, path: Path) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder to import as {name}")
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=_staging_root()))
+    remove_abandoned(_staging_root(), ".import-")  # what killed imports left behind
+    staging = owned_tempdir(_staging_root(), ".import-")
     try:
         found = spec.detect(path) or _detect_inside(spec, path, staging)
         if found is None:

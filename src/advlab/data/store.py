@@ -13,13 +13,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from advlab.fileio import cache_dir, file_digest
+from advlab.fileio import cache_dir, file_digest, owned_tempdir, remove_abandoned
 
 # Bump when a reader changes what it decodes, so stale caches are not reused.
 CACHE_FORMAT = 1
@@ -60,6 +59,7 @@ def fingerprint(path: Path) -> str:
 
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+BUILDING = ".building-"  # prefix of the temporary folders of cache entries being written
 
 
 def cached_arrays(
@@ -68,7 +68,8 @@ def cached_arrays(
     """Arrays of every split, from the cache (memory-mapped) or built and then cached.
 
     The cache entry is written into a temporary folder and renamed into place, so an
-    interrupted or failed build leaves nothing behind.
+    interrupted or failed build leaves nothing behind; the folder of a build whose process was
+    killed (which could not clean up) is removed by the next build in that dataset's cache.
     """
     entry = cache_dir() / "arrays" / dataset / key
     if (entry / "meta.json").is_file():
@@ -76,9 +77,9 @@ def cached_arrays(
             return _load_entry(entry)
         except (OSError, ValueError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)
+    remove_abandoned(entry.parent, BUILDING)
     splits = build()
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=entry.parent))
+    tmp = owned_tempdir(entry.parent, BUILDING)
     try:
         for split, (images, labels) in splits.items():
             np.save(tmp / f"{split}.images.npy", np.ascontiguousarray(images))
