@@ -80,9 +80,9 @@ class LocalBackend:
     """
 
     def __init__(self, workers: int = 2, *, threads: int | None = None, retries: int = 1) -> None:
-        self.workers = workers
-        self.threads = threads
-        self.retries = retries
+        self.workers = check_int("--workers", workers, minimum=1)
+        self.threads = None if threads is None else check_int("threads", threads, minimum=1)
+        self.retries = check_int("retries", retries, minimum=0)
 
     def _threads(self) -> int:
         return self.threads or max(1, cpu_count() // self.workers)
@@ -101,8 +101,6 @@ class LocalBackend:
     def map(
         self, fn: Callable[[Any], Any], items: Sequence[Any], *, on_lost: OnLost | None = None
     ) -> Iterator[tuple[int, Any]]:
-        check_int("--workers", self.workers, minimum=1)
-        check_int("retries", self.retries, minimum=0)
         attempts = [0] * len(items)
         todo = list(range(len(items)))
         while todo:

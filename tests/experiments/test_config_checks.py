@@ -12,6 +12,10 @@ from advlab.errors import ConfigError
 from advlab.experiments import EXPERIMENTS, run_experiment
 
 REFUSED = [
+    ("demo", "n_attack=-5", "n_attack: expected an int >= 1, found -5"),
+    ("demo", "epochs=0", "epochs: expected an int >= 1, found 0"),
+    ("demo", "epsilons=[0.1,8]",
+     "epsilons: expected a number in [0, 1], found 8.0 (in [0.1, 8.0])"),
     ("apr-cifar", "chunk=0", "chunk: expected an int >= 1, found 0"),
     ("apr-cifar", "pixels=[1,0]", "pixels: expected an int >= 1, found 0 (in [1, 0])"),
     ("onepixel-cifar", "model=vgg", "model: expected one of resnet18, small_cnn, found 'vgg'"),
@@ -57,3 +61,21 @@ def test_every_default_config_is_valid() -> None:
     for name in EXPERIMENTS:
         config = EXPERIMENTS.get(name).config
         assert config().seed == 0, name
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**20])
+def test_a_seed_out_of_range_is_refused_before_a_run_folder(tmp_path: Path, seed: int) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"^--seed: expected an int in \[0, 4294967295\], found {seed}$"
+    ):
+        run_experiment("demo", seed=seed, out=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_pool_of_no_workers_is_refused_when_made() -> None:
+    from advlab.backends import LocalBackend
+
+    with pytest.raises(ConfigError, match=r"^--workers: expected an int >= 1, found 0$"):
+        LocalBackend(0)
+    with pytest.raises(ConfigError, match=r"^threads: expected an int >= 1, found 0$"):
+        LocalBackend(2, threads=0)

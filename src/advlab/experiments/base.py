@@ -26,6 +26,7 @@ from advlab.overrides import build_config, format_value
 from advlab.registry import Registry
 from advlab.report.render import Report, render_html
 from advlab.runs import Run, environment
+from advlab.validation import check_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from advlab.evaluation import Evaluation
 
 log = logging.getLogger(__name__)
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators take seeds in [0, 2**32)
 
 
 @dataclass
@@ -187,6 +190,7 @@ def run_experiment(
     else:
         exp = EXPERIMENTS.get(name)
         cfg = build_config(exp.config, overrides, seed=seed)
+        check_int("--seed", cfg.seed, minimum=0, maximum=MAX_SEED)
         _check_device(device)
         run = Run.create(name, out)
         run.acquire()

@@ -24,6 +24,7 @@ from advlab.report.figures import image_grid, learning_curves, line_plot
 from advlab.report.preprocessing import preprocessing_section
 from advlab.runs import Run
 from advlab.train import TrainConfig, evaluate, fit
+from advlab.validation import check_each, check_fraction, check_int, check_positive
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class DemoConfig:
     n_examples: int = 6
     zca_epsilon: float = 0.1
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("width", "epochs", "batch_size", "n_attack"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("n_examples", self.n_examples, minimum=0)
+        check_positive("lr", self.lr)
+        check_fraction("momentum", self.momentum, one=False)
+        check_each("epsilons", self.epsilons, check_fraction)
 
 
 def execute(cfg: DemoConfig, ctx: Context) -> dict[str, Any]:
