@@ -91,6 +91,57 @@ def test_idx_truncated_gzip() -> None:
         read_idx(data[: len(data) // 2], "x.gz")
 
 
+def test_idx_gzip_bomb_is_refused_after_one_files_worth() -> None:
+    # A valid header for 10 images (7,840 bytes of data), then 64 MB of zeros: the stream is
+    # inflated only to what the header describes, then refused.
+    bomb = gzip.compress(idx_bytes(np.zeros((10, 28, 28))) + bytes(64 << 20), compresslevel=1)
+    assert len(bomb) < 1 << 20
+    with pytest.raises(DataError, match=r"x\.gz: inflates to more than the 7,856 bytes its header"):
+        read_idx(bomb, "x.gz")
+
+
+def test_idx_header_of_impossible_size_is_refused_before_inflating() -> None:
+    huge = bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in (2**32 - 1,) * 3)
+    for data in (huge, gzip.compress(huge + bytes(100))):
+        with pytest.raises(DataError, match=r"header says shape \(4294967295, 4294967295, "):
+            read_idx(data, "x.idx")  # 2**96 bytes: a 64-bit product would have wrapped
+    with pytest.raises(DataError, match="expected at most 1,000 bytes"):
+        read_idx(idx_bytes(np.zeros((2, 28, 28))), "x.idx", limit=1000)
+
+
+def test_idx_multi_member_gzip_reads_whole() -> None:
+    array = np.arange(4 * 28 * 28).reshape(4, 28, 28) % 256
+    raw = idx_bytes(array)
+    data = gzip.compress(raw[:100]) + gzip.compress(raw[100:])  # two gzip members, as cat makes
+    np.testing.assert_array_equal(read_idx(data, "x.gz"), array)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG of that size as far as its first (empty) pixel chunk: what a reader sees before
+    it decodes any pixel."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+
+
+def test_image_bomb_and_wrong_size_refused_from_the_header() -> None:
+    from advlab.data.formats import decode_image, decode_images
+
+    with pytest.raises(DataError, match=r"a\.jpg: refused, too many pixels"):
+        decode_image(_png_header(20000, 20000), "a.jpg", "L")  # past PIL's own bomb limit
+    with pytest.raises(DataError, match=r"b\.jpg: a 8000x8000 image; expected at most 40,000,000"):
+        decode_image(_png_header(8000, 8000), "b.jpg", "L")
+    with pytest.raises(DataError, match=r"fer:c\.png: expected a 48x48 image, found 600x800"):
+        decode_images([("c.png", _png_header(800, 600))], "fer", mode="L", size=(48, 48))
+
+
 def test_mnist_label_out_of_range(fresh_dirs: tuple[Path, Path]) -> None:
     data, _ = fresh_dirs
     labels = np.arange(30) % 10

@@ -7,8 +7,8 @@ Every reader validates what it reads (magic numbers, shapes, label ranges) and r
 from __future__ import annotations
 
 import csv
-import gzip
 import io
+import math
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -47,30 +47,76 @@ _IDX_DTYPES: dict[int, str] = {
 }
 
 
-def read_idx(data: bytes, source: str) -> np.ndarray:
-    """Parse an IDX file (gzip-compressed or not) into an array."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{source}: truncated or corrupt gzip stream ({exc})") from exc
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+IDX_LIMIT = 1 << 28
+"""Most bytes of data an IDX file may hold (256 MiB; MNIST's largest file holds 47 MB)."""
+
+_IDX_HEADER_MAX = 4 + 4 * 255  # magic + up to 255 dimensions of 4 bytes
+
+
+def read_idx(data: bytes, source: str, *, limit: int = IDX_LIMIT) -> np.ndarray:
+    """Parse an IDX file (gzip-compressed or not) into an array.
+
+    The header is checked first: its dimensions (multiplied without overflow) must describe
+    at most `limit` bytes. A gzip stream is then inflated to at most what the header
+    describes, so a file that inflates to more (a decompression bomb) is refused after
+    inflating one real file's worth, never more.
+
+    Raises:
+        DataError: a wrong magic number, a truncated or corrupt file, more data than `limit`,
+            or data of another size than the header says.
+    """
+    gzipped = data[:2] == b"\x1f\x8b"
+    head = _gunzip(data, source, _IDX_HEADER_MAX, partial=True) if gzipped else data
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
         raise DataError(
-            f"{source}: wrong magic number {data[:4].hex()}; expected 0000 08 0N (an IDX file)"
+            f"{source}: wrong magic number {head[:4].hex()}; expected 0000 08 0N (an IDX file)"
         )
-    ndim = data[3]
+    ndim = head[3]
     header = 4 + 4 * ndim
-    if len(data) < header:
+    if len(head) < header:
         raise DataError(f"{source}: IDX header truncated")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[head[2]])
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no wrap-around
+    if expected > limit:
+        raise DataError(
+            f"{source}: header says shape {dims} ({expected:,} bytes of data); expected at most "
+            f"{limit:,} bytes (a corrupt header or a decompression bomb)"
+        )
+    if gzipped:
+        data = _gunzip(data, source, header + expected)
     if len(data) - header != expected:
         raise DataError(
             f"{source}: header says shape {dims} ({expected} bytes of data), "
             f"found {len(data) - header} bytes"
         )
     return np.frombuffer(data, dtype, offset=header).reshape(dims).copy()
+
+
+def _gunzip(data: bytes, source: str, size: int, *, partial: bool = False) -> bytes:
+    """The gzip stream `data` inflated: its first `size` bytes if `partial`, else all of it,
+    refused as soon as it holds more than `size` bytes (memory and time bounded by `size`)."""
+    out = bytearray()
+    pending = data
+    try:
+        while pending and len(out) <= size:
+            stream = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member
+            out += stream.decompress(pending, size + 1 - len(out))
+            if partial and len(out) >= size:
+                return bytes(out[:size])
+            if not stream.eof:
+                if stream.unconsumed_tail:  # more output than the budget allows
+                    break
+                raise DataError(f"{source}: truncated or corrupt gzip stream (it ends early)")
+            pending = stream.unused_data  # the next member, if any
+    except zlib.error as exc:
+        raise DataError(f"{source}: truncated or corrupt gzip stream ({exc})") from exc
+    if len(out) > size and not partial:
+        raise DataError(
+            f"{source}: inflates to more than the {size:,} bytes its header describes (a "
+            "decompression bomb or a corrupt file); refused"
+        )
+    return bytes(out)
 
 
 def read_mnist_split(tree: FileTree, images_name: str, labels_name: str, split: str) -> Arrays:
@@ -150,10 +196,40 @@ def read_cifar_pickles(tree: FileTree, folder: str) -> dict[str, Arrays]:
 # ---------------------------------------------------------------------------- image folders
 
 
-def decode_image(data: bytes, source: str, mode: str) -> Image.Image:
+MAX_IMAGE_PIXELS = 40_000_000
+"""Most pixels an image of a dataset may have (Flowers-17's photos have under 1 M); more is
+refused from the file's header, before decoding (a decompression bomb)."""
+
+
+def decode_image(
+    data: bytes,
+    source: str,
+    mode: str,
+    *,
+    size: tuple[int, int] | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> Image.Image:
+    """Decode one image file to PIL `mode`. Its header is checked before any pixel is
+    decoded: it must be `size` (H, W) if given, and at most `max_pixels` pixels.
+
+    Raises:
+        DataError: not a readable image, or not of the size expected.
+    """
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = img.size
+        if size is not None and (height, width) != tuple(size):
+            raise DataError(
+                f"{source}: expected a {size[0]}x{size[1]} image, found {height}x{width}"
+            )
+        if width * height > max_pixels:
+            raise DataError(
+                f"{source}: a {height}x{width} image; expected at most {max_pixels:,} pixels "
+                "(a decompression bomb or a file of another dataset)"
+            )
         img.load()
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{source}: refused, too many pixels ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         reason = "unrecognised format" if isinstance(exc, UnidentifiedImageError) else exc
         raise DataError(f"{source}: not a readable image ({reason})") from exc
@@ -180,7 +256,8 @@ def decode_images(
     channels = len(mode)
     arrays = []
     for name, data in progress(items, total=len(items), desc=f"decoding {source}"):
-        img = decode_image(data, f"{source}:{name}", mode)
+        # Without a transform every image must have `size`: checked from its header.
+        img = decode_image(data, f"{source}:{name}", mode, size=None if transform else size)
         if transform is not None:
             img = transform(img)
         arr = np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
