@@ -32,6 +32,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("experiments", ("experiments",)),
     ("sweeps", ("sweep",)),
     ("command line", ("cli",)),
+    ("entry point", ("__main__",)),
 ]
 MAX_LINES = 600
 LONG_FILES: dict[str, str] = {

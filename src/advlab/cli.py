@@ -551,6 +551,16 @@ def main() -> None:
     except AdvlabError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the user named: a bug, keep its traceback
+            raise
+        # A folder or file advlab cannot use (read-only, a file where a folder belongs, full).
+        typer.echo(
+            f"error: {exc.filename}: {exc.strerror or exc}; expected a writable, usable path "
+            "(check --out, ADVLAB_CACHE_DIR, ADVLAB_DATA_DIR)",
+            err=True,
+        )
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -160,13 +160,20 @@ class Run:
         """A new, empty run folder ``<root>/<experiment>/<timestamp>[-N]``."""
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(root or RUNS_ROOT) / experiment
-        base.mkdir(parents=True, exist_ok=True)
         for n in range(1, 10_000):
             path = base / (stamp if n == 1 else f"{stamp}-{n}")
             try:
+                base.mkdir(parents=True, exist_ok=True)
                 path.mkdir()  # atomic: two runs started in the same second get two folders
             except FileExistsError:
+                if not base.is_dir():
+                    raise RunError(f"{base}: expected a folder for runs, found a file") from None
                 continue
+            except OSError as exc:
+                raise RunError(
+                    f"{path}: cannot create a run folder there ({exc.strerror}); expected a "
+                    "writable --out folder"
+                ) from None
             return cls(path)
         raise RunError(f"{base}: cannot create a new run folder for {stamp}")
 
@@ -198,7 +205,12 @@ class Run:
         path = self.path / name
         if not path.is_file():
             raise RunError(f"{path}: missing; is {self.path} a complete run folder?")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunError(
+                f"{path}: expected JSON, found a damaged or empty file ({exc})"
+            ) from None
 
     def status(self) -> str:
         """``complete``, ``failed``, ``interrupted``, ``running`` (its owner is alive) or

@@ -7,6 +7,8 @@ when reading and when extracting.
 
 from __future__ import annotations
 
+import os
+import stat
 import tarfile
 import zipfile
 import zlib
@@ -74,10 +76,7 @@ class FileTree:
         """Relative names of the regular files, sorted."""
         if self._names is None:
             if self.kind == "folder":
-                found = [
-                    p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
-                ]
-                found = [n for n in found if not _is_junk(n)]
+                found = [n for n in _regular_files(self.path) if not _is_junk(n)]
             else:
                 found = [name for name, _ in self._iter_archive(lambda _n: False)]
             self._names = sorted(found)
@@ -88,8 +87,8 @@ class FileTree:
             if self.kind == "zip":
                 with zipfile.ZipFile(self.path) as zf:
                     for info in zf.infolist():
-                        if info.is_dir():
-                            continue
+                        if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
+                            continue  # a link is skipped, never written as a file
                         name = _safe_name(info.filename, self.path)
                         if _is_junk(name):
                             continue
@@ -132,6 +131,20 @@ class FileTree:
         for _, data in self.iter_files(lambda n: n == name):
             return data
         raise DataError(f"{self.path}: missing member {name!r}")
+
+
+def _regular_files(root: Path) -> list[str]:
+    """Relative POSIX names of the regular files under `root`; links (to files or folders,
+    a ``loop -> .`` included) are neither followed nor listed."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        base = Path(folder)
+        dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
+        for name in files:
+            path = base / name
+            if not path.is_symlink() and path.is_file():
+                found.append(path.relative_to(root).as_posix())
+    return found
 
 
 def safe_extract(archive: Path, dest: Path) -> Path:

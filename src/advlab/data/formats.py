@@ -27,8 +27,25 @@ Arrays = tuple[np.ndarray, np.ndarray]  # images (N, H, W, C) uint8, labels (N,)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def check_labels(labels: np.ndarray, num_classes: int, source: str) -> np.ndarray:
-    labels = np.asarray(labels, dtype=np.int64)
+def check_labels(labels: object, num_classes: int, source: str) -> np.ndarray:
+    """`labels` as int64 (N,), each a class in [0, num_classes).
+
+    Raises:
+        DataError: labels that are not integers (floats are never truncated), not a flat list,
+            or out of range.
+    """
+    try:
+        found = np.asarray(labels)
+    except ValueError:  # ragged nesting
+        raise DataError(
+            f"{source}: expected a flat list of integer labels, found ragged lists"
+        ) from None
+    if found.dtype.kind not in "iu" or found.ndim != 1:
+        raise DataError(
+            f"{source}: expected a flat list of integer labels, found {found.dtype} of shape "
+            f"{found.shape}"
+        )
+    labels = found.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)][0]
         raise DataError(f"{source}: label {int(bad)} out of range; expected 0..{num_classes - 1}")
@@ -162,11 +179,11 @@ def read_cifar_batch(data: bytes, source: str, num_classes: int = 10) -> Arrays:
         raise DataError(
             f"{source}: expected uint8 data of shape (N, 3072), found {raw.dtype} {raw.shape}"
         )
-    labels = np.asarray(batch[label_key])
+    labels = check_labels(batch[label_key], num_classes, source)
     if labels.shape != (len(raw),):
         raise DataError(f"{source}: expected {len(raw)} labels, found shape {labels.shape}")
     images = raw.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), check_labels(labels, num_classes, source)
+    return np.ascontiguousarray(images), labels
 
 
 def read_cifar_pickles(tree: FileTree, folder: str) -> dict[str, Arrays]:

@@ -754,8 +754,8 @@ def _install(name: str, source: Path, extras: list[Path], staging: Path) -> Path
     new = staging / "install"
     new.mkdir()
     for item in (source, *extras):
-        if item.is_dir():
-            shutil.copytree(item, new / item.name)
+        if item.is_dir():  # links inside are skipped, as FileTree skips them
+            shutil.copytree(item, new / item.name, ignore=_links)
         else:
             shutil.copyfile(item, new / item.name)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -764,6 +764,10 @@ def _install(name: str, source: Path, extras: list[Path], staging: Path) -> Path
         os.replace(target, old)
     os.replace(new, target)
     return target / source.name
+
+
+def _links(folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if os.path.islink(os.path.join(folder, n))]
 
 
 def _staging_root() -> Path:

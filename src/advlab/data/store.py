@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from advlab.errors import DataError
 from advlab.fileio import cache_dir, file_digest, owned_tempdir, remove_abandoned
 
 # Bump when a reader changes what it decodes, so stale caches are not reused.
@@ -79,7 +80,13 @@ def cached_arrays(
             shutil.rmtree(entry, ignore_errors=True)
     remove_abandoned(entry.parent, BUILDING)
     splits = build()
-    tmp = owned_tempdir(entry.parent, BUILDING)
+    try:
+        tmp = owned_tempdir(entry.parent, BUILDING)
+    except OSError as exc:
+        raise DataError(
+            f"{cache_dir()}: cannot write the array cache there ({exc.strerror}); expected a "
+            "writable folder (set ADVLAB_CACHE_DIR)"
+        ) from None
     try:
         for split, (images, labels) in splits.items():
             np.save(tmp / f"{split}.images.npy", np.ascontiguousarray(images))

@@ -312,13 +312,26 @@ def load_model(path: Path, *, device: str = "cpu") -> ModelWrapper:
     if state.get("format") != STORE_FORMAT or "state_dict" not in state:
         raise RunError(f"{path}: not an advlab model checkpoint (format {state.get('format')})")
     weights = state["state_dict"]
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise RunError(
+            f"{path}: expected state_dict to map names to tensors, found {type(weights).__name__}"
+        )
     if weights_sha256(weights) != state.get("weights_sha256"):
         raise RunError(f"{path}: the weights' sha256 differs from the one recorded; corrupt file")
-    recipe = ModelRecipe(state["model"]["name"], state["dataset"], state["model"]["config"])
-    wrapper = state["wrapper"]
-    c, h, w = (int(v) for v in state["input"]["shape"])
-    num_classes = int(state["input"]["num_classes"])
-    model = build(recipe, (c, h, w), num_classes, wrapper["mean"], wrapper["std"])
+    try:
+        recipe = ModelRecipe(state["model"]["name"], state["dataset"], state["model"]["config"])
+        wrapper = state["wrapper"]
+        c, h, w = (int(v) for v in state["input"]["shape"])
+        num_classes = int(state["input"]["num_classes"])
+        mean, std = wrapper["mean"], wrapper["std"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(
+            f"{path}: an advlab model checkpoint with a damaged description (expected model, "
+            f"dataset, wrapper and input entries; {type(exc).__name__}: {exc})"
+        ) from None
+    model = build(recipe, (c, h, w), num_classes, mean, std)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
