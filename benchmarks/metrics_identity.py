@@ -142,6 +142,16 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b and type(a) is type(b))
 
 
+def _metrics(path: Path) -> Any:
+    """A recorded metrics.json, with the NaN and infinities its nonfinite.json lists put back
+    (metrics.json is strict JSON since 2026-12-03; older recordings hold NaN itself)."""
+    from advlab.runs import restore_nonfinite
+
+    metrics = json.loads(path.read_text())
+    marks = path.with_name("nonfinite.json")
+    return restore_nonfinite(metrics, json.loads(marks.read_text())) if marks.is_file() else metrics
+
+
 def compare(base: Path, head: Path) -> dict[str, Any]:
     fa, fb = _files(base), _files(head)
     diffs: list[str] = []
@@ -149,14 +159,14 @@ def compare(base: Path, head: Path) -> dict[str, Any]:
         if name not in fa or name not in fb:
             diffs.append(f"{name}: only in {'head' if name in fb else 'base'}")
             continue
-        va = dict(_walk(json.loads(fa[name].read_text())))
-        vb = dict(_walk(json.loads(fb[name].read_text())))
+        va = dict(_walk(_metrics(fa[name])))
+        vb = dict(_walk(_metrics(fb[name])))
         for key in sorted(set(va) | set(vb)):
             if key not in va or key not in vb or not _same(va[key], vb[key]):
                 diffs.append(
                     f"{name}: {key}: {va.get(key, '<absent>')!r} -> {vb.get(key, '<absent>')!r}"
                 )
-    values = sum(len(dict(_walk(json.loads(p.read_text())))) for p in fb.values())
+    values = sum(len(dict(_walk(_metrics(p)))) for p in fb.values())
     return {"files": len(set(fa) | set(fb)), "values": values, "differences": diffs}
 
 

@@ -190,3 +190,22 @@ def test_pool_workers_and_forkserver_die_with_a_killed_caller(tmp_path: Path) ->
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+def test_metrics_json_is_strict_json_and_nonfinite_values_come_back(tmp_path: Path) -> None:
+    run = Run(tmp_path / "r")
+    metrics = {"a": float("nan"), "b": [1.0, float("inf"), {"c": -float("inf")}], "d": 0.5}
+    run.save_metrics(metrics)
+    text = (run.path / "metrics.json").read_text()
+    assert json.loads(text) == {"a": None, "b": [1.0, None, {"c": None}], "d": 0.5}
+    assert "NaN" not in text and "Infinity" not in text  # what strict parsers refuse
+    assert json.loads((run.path / "nonfinite.json").read_text()) == {
+        "/a": "nan",
+        "/b/1": "inf",
+        "/b/2/c": "-inf",
+    }
+    back = run.load_metrics()
+    assert back["b"][1] == float("inf") and back["b"][2]["c"] == -float("inf")
+    assert back["a"] != back["a"] and back["d"] == 0.5
+    run.save_metrics({"d": 1.0})  # all finite: no stale list left behind
+    assert not (run.path / "nonfinite.json").exists() and run.load_metrics() == {"d": 1.0}

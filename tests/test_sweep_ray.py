@@ -26,6 +26,7 @@ from advlab.data import load_dataset
 from advlab.errors import ConfigError
 from advlab.experiments import run_experiment
 from advlab.overrides import parse_grid
+from advlab.runs import Run
 from advlab.sweep import run_sweep
 from advlab.train import TrainConfig, fit
 from advlab.train.store import ModelRecipe, build, save_model
@@ -161,7 +162,7 @@ def _kill_first_shard(root: Path, killed: list[int], stop: threading.Event) -> N
 
 
 def _onepixel_results(run_path: Path) -> tuple[dict[str, object], dict[str, bytes]]:
-    m = json.loads((run_path / "metrics.json").read_text())
+    m = Run(run_path).load_metrics()
     for part in m["untargeted"].values():
         part.pop("seconds")
     with np.load(run_path / "onepixel.npz") as npz:

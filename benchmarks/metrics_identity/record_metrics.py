@@ -33,3 +33,6 @@ def _record_metrics(request: pytest.FixtureRequest) -> Iterator[None]:
         dest = Path(target) / node / path.relative_to(tmp)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)
+        marks = path.with_name("nonfinite.json")  # where metrics.json's nulls stand for NaN
+        if marks.is_file():
+            shutil.copyfile(marks, dest.with_name("nonfinite.json"))

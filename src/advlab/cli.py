@@ -212,7 +212,7 @@ def demo(device: Device = "cpu", out: Out = Path("runs")) -> None:
 
     typer.echo("advlab demo: training a small CNN on 4,000 MNIST digits, then FGSM ...")
     result = run_experiment("demo", device=device, out=out, progress=_progress())
-    metrics = result.load_json("metrics.json")
+    metrics = result.load_metrics()
     typer.echo(f"clean test accuracy: {metrics['clean_accuracy']:.4f}")
     for row in metrics["fgsm"]:
         typer.echo(f"  FGSM eps={row['epsilon']:<5g} accuracy {row['accuracy']:.4f}")
@@ -321,7 +321,7 @@ def train(
     result = run_experiment(
         "train", overrides, seed=seed, device=device, out=out, progress=_progress()
     )
-    summary = result.load_json("metrics.json")
+    summary = result.load_metrics()
     split, acc = next((k, v) for k, v in summary["metrics"].items() if k.endswith("_accuracy"))
     typer.echo(f"{split.replace('_', ' ')} {acc:.4f}")
     typer.echo(f"stored: {summary['checkpoint']}")

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -30,8 +31,12 @@ try:  # POSIX; elsewhere run folders are not locked
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger(__name__)
+
 RUNS_ROOT = Path("runs")
 LOCK_FILE = ".lock"
+NONFINITE_FILE = "nonfinite.json"
+"""Beside metrics.json: where its nulls stand for NaN or an infinity (JSON has neither)."""
 HEADLINE_KEYS = (
     "test_accuracy", "held_out_accuracy", "accuracy", "clean_accuracy", "success_rate",
     "robust_accuracy",
@@ -212,6 +217,34 @@ class Run:
                 f"{path}: expected JSON, found a damaged or empty file ({exc})"
             ) from None
 
+    def save_metrics(self, metrics: Any) -> Path:
+        """Write metrics.json as strict JSON: a NaN or infinite number is written as null and
+        listed, with its value, in nonfinite.json (`load_metrics` puts it back); a warning says
+        how many there were."""
+        clean, marks = split_nonfinite(_jsonable(metrics))
+        (self.path / NONFINITE_FILE).unlink(missing_ok=True)
+        if marks:
+            log.warning(
+                "%s: %d metric value(s) are NaN or infinite (e.g. %s = %s), written as null; "
+                "%s lists them",
+                self.path,
+                len(marks),
+                *next(iter(marks.items())),
+                NONFINITE_FILE,
+            )
+            write_atomic(self.path / NONFINITE_FILE, json.dumps(marks, indent=2) + "\n")
+        return write_atomic(
+            self.path / "metrics.json",
+            json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n",
+        )
+
+    def load_metrics(self) -> Any:
+        """metrics.json with the NaN and infinite values nonfinite.json records put back."""
+        metrics = self.load_json("metrics.json")
+        if (self.path / NONFINITE_FILE).is_file():
+            metrics = restore_nonfinite(metrics, self.load_json(NONFINITE_FILE))
+        return metrics
+
     def status(self) -> str:
         """``complete``, ``failed``, ``interrupted``, ``running`` (its owner is alive) or
         ``unknown`` (no readable status.json). A run left ``running`` by a process that no
@@ -239,6 +272,44 @@ class Run:
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
         return handler
+
+
+def split_nonfinite(obj: Any, path: str = "") -> tuple[Any, dict[str, str]]:
+    """`obj` (parsed JSON) with every NaN or infinite float replaced by None, and where they
+    stood: ``{"/key/0/key": "nan" | "inf" | "-inf"}``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None, {path or "/": repr(obj)}
+    marks: dict[str, str] = {}
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out[key], found = split_nonfinite(value, f"{path}/{key}")
+            marks.update(found)
+        return out, marks
+    if isinstance(obj, list):
+        items = []
+        for i, value in enumerate(obj):
+            item, found = split_nonfinite(value, f"{path}/{i}")
+            items.append(item)
+            marks.update(found)
+        return items, marks
+    return obj, marks
+
+
+def restore_nonfinite(obj: Any, marks: Mapping[str, str]) -> Any:
+    """Undo `split_nonfinite`: put each recorded value back at its path."""
+    for where, value in marks.items():
+        if where == "/":
+            return float(value)
+        *parents, last = where.strip("/").split("/")
+        node = obj
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = float(value)
+        else:
+            node[last] = float(value)
+    return obj
 
 
 def _pid_in(fd: int) -> int | None:

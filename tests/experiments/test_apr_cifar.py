@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -48,7 +47,7 @@ def test_apr_cifar_small(tmp_path: Path) -> None:
         ],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     v = m["variants"]
     assert m["order"] == [
         "undefended",

@@ -24,7 +24,7 @@ def test_demo_run_folder_and_numbers(tmp_path: Path) -> None:
     assert run.status() == "complete"
     config = json.loads((run.path / "config.json").read_text())
     assert config["config"]["seed"] == 1 and config["config"]["epochs"] == 1
-    metrics = json.loads((run.path / "metrics.json").read_text())
+    metrics = run.load_metrics()
     rows = metrics["fgsm"]
     assert [r["epsilon"] for r in rows] == [0.0, 0.1, 0.3]
     assert metrics["n_attacked"] == 200

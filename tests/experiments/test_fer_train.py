@@ -3,7 +3,6 @@ up, class weights, and a Keras .h5 whose predictions equal the stored model's.""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def test_fer_train_small(tmp_path: Path) -> None:
         ["width=8", "epochs=2", "batch_size=128", "mistakes=6", "train_fraction=0.25"],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     confusion = np.asarray(m["confusion"])
     assert confusion.sum() == m["n_test"] == 3589
     assert confusion.sum(axis=1).tolist() == [491, 55, 528, 879, 594, 416, 626]  # PrivateTest

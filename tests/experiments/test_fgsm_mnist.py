@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ TINY = ["dataset=mnist-sample", "epochs=1", "n_images=150", "epsilons=[0.0,0.1,0
 def test_fgsm_mnist_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADVLAB_CACHE_DIR", str(tmp_path / "cache"))  # a model store of its own
     run = run_experiment("fgsm-mnist", TINY, out=tmp_path)
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     assert m["model"]["test_accuracy"] > 0.85  # one epoch of mnist_cnn on 4,000 digits
     ex = m["example"]
     assert ex["label"] == 7 and ex["fgsm_fooled"] and ex["bim_fooled"]

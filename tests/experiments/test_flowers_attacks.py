@@ -3,7 +3,6 @@ budgets, metrics and the report's numbers checked."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ def test_flowers_attacks_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("advlab.experiments.flowers_attacks._cnn", small("cnn"))
     monkeypatch.setattr("advlab.experiments.flowers_attacks._transfer", small("transfer"))
     run = run_experiment("flowers-attacks", SETTINGS, out=tmp_path / "runs")
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     for name, side in (("cnn", 16), ("transfer", 20)):
         r = m["models"][name]
         assert r["image_size"] == side and r["n_images"] == 10

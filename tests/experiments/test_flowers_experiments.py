@@ -3,7 +3,6 @@ selection, augmentation, reuse through the model store, and the two stacking var
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +30,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_flowers_cnn_small(store: Path, tmp_path: Path) -> None:
     run = run_experiment("flowers-cnn", ["models=[baseline,mk1]", *SMALL], out=tmp_path)
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     assert (m["n_train"], m["n_selection"], m["n_held_out"]) == (1020, 170, 170)
     base = m["models"]["baseline"]
     assert base["parameters_128"] == 8_390_673
@@ -55,7 +54,7 @@ def test_flowers_augment_then_ensemble_reuses_it(store: Path, tmp_path: Path) ->
         ["models=[mk2]", "augments=[none,mix]", "examples=3", *TINY],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     assert [(r["model"], r["augment"]) for r in m["runs"]] == [("mk2", "none"), ("mk2", "mix")]
     plain, mixed = m["runs"]
     assert plain["store_key"] != mixed["store_key"]
@@ -72,7 +71,7 @@ def test_flowers_augment_then_ensemble_reuses_it(store: Path, tmp_path: Path) ->
     run = run_experiment(
         "flowers-ensemble", ["models=[mk2,baseline]", "trees=50", *TINY], out=tmp_path
     )
-    e = json.loads((run.path / "metrics.json").read_text())
+    e = run.load_metrics()
     report_variant, unbiased = e["report_variant"], e["unbiased"]
     mk2 = report_variant["learners"]["mk2"]
     assert mk2["reused"] and mk2["store_key"] == mixed["store_key"]  # the augmentation's Mk-2

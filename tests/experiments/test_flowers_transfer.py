@@ -4,7 +4,6 @@ labelling, the unmeasured ImageNet backbones, classifiers and both fine-tuning p
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -50,7 +49,7 @@ def test_flowers_transfer_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (recipe,) = pretrained  # recipe A's network, one epoch on 2% of the images
     assert (recipe.model, recipe.dataset, recipe.train_fraction) == ("resnet18", "cifar10", 0.02)
     assert recipe.train.epochs == 1 and recipe.train.augment == "crop_flip"
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     assert set(m["unmeasured"]) == {"mobilenet", "vgg16"}
     assert "Keras publishes them as .h5" in m["unmeasured"]["mobilenet"]
     assert "IMAGENET WEIGHTS NOT AVAILABLE" in m["unmeasured"]["vgg16"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ def test_fooling_cifar_small(tmp_path: Path) -> None:
         ],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     assert 0.3 < m["test_accuracy"]["numpy two-layer net"] < 0.5
     r = m["models"]["numpy two-layer net"]
     assert r["fooled"] and 1 <= r["steps"] <= 100

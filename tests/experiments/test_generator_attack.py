@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ def test_generator_mnist_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ["dataset=mnist-sample", "epochs=1", "models=[mnist_cnn]", "digits=[1,7]"],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     r = m["models"]["mnist_cnn"]
     assert r["n_generators"] == 18 and r["success_rate"] >= 0.9
     assert r["own_class_l2"] < r["median_l2"]  # reaching another class takes a real change

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ def test_jsma_mnist_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ["dataset=mnist-sample", "epochs=1", "n_images=6", "grid_classes=3"],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     assert m["budget"] == 113  # gamma 14.5% of 784 pixels
     assert m["n_attacks"] == 9 * m["n_correct"] and m["n_correct"] >= 4
     assert 0.2 <= m["success_rate"] <= 1.0

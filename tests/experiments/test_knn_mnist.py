@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ SMALL = [
 def test_knn_mnist_small_slice(tmp_path: Path) -> None:
     require_data("mnist")
     run = run_experiment("knn-mnist", SMALL, seed=0, out=tmp_path)
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     assert m["dataset"]["train"] == 2000 and m["dataset"]["test"] == 300
     one = m["one_nn"]
     assert 0.82 < one["l1"]["accuracy"] < 0.95 and 0.84 < one["l2"]["accuracy"] < 0.96

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ def test_mlp_depth_gradients_tiny(tmp_path: Path) -> None:
         ["n_train=2000", "n_test=500", "depths=[2,8]", "seeds=2", "epochs=2", "workers=1"],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     combos = {(r["activation"], r["depth"], r["seed"]) for r in m["runs"]}
     assert combos == {
         (a, d, s) for a in ("relu", "tanh", "sigmoid", "lecun") for d in (2, 8) for s in (0, 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def test_mlp_scratch_mnist_small(tmp_path: Path) -> None:
         ],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     runs = {(r["activation"], r["lr"], r["epochs"]): r for r in m["runs"]}
     base = runs[("sigmoid", 0.05, 4)]
     assert 0.6 < base["test_accuracy"] < 0.95 and len(base["history"]["val_acc"]) == 4

@@ -12,6 +12,7 @@ import torch
 
 from advlab.data import load_dataset
 from advlab.experiments import run_experiment
+from advlab.runs import Run
 from advlab.train import TrainConfig, fit
 from advlab.train.store import ModelRecipe, build, save_model
 from conftest import require_data
@@ -49,7 +50,7 @@ def test_onepixel_cifar_small(tmp_path: Path, ckpt: Path) -> None:
         ],
         out=tmp_path,
     )
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     # The tiny model differs from CPU to CPU (float kernels): measured 15-20 correct of 40.
     assert m["n_images"] == 40 and 8 <= m["n_correct"] <= 32
     fooled = 0
@@ -85,7 +86,7 @@ def test_onepixel_cifar_small(tmp_path: Path, ckpt: Path) -> None:
 
 
 def _comparable(run_path: Path) -> tuple[dict[str, object], dict[str, np.ndarray]]:
-    m = json.loads((run_path / "metrics.json").read_text())
+    m = Run(run_path).load_metrics()
     for part in [*m["untargeted"].values(), m["targeted"]]:
         part.pop("seconds")
     with np.load(run_path / "onepixel.npz") as npz:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -38,7 +37,7 @@ def test_robust_mnist_small(tmp_path: Path) -> None:
                 "pgd_steps=20", "restarts=2", "generator_images=3", "epsilon=0.2",
                 "curve_epsilons=[0,0.2,0.5]", "chunk=50"]  # fmt: skip
     run = run_experiment("robust-mnist", settings, out=tmp_path)
-    m = json.loads((run.path / "metrics.json").read_text())
+    m = run.load_metrics()
     strongest = m["strongest"]
     assert strongest == "PGD-20 x 2 restarts" and m["n_images"] == 200
     for side in ("standard", "robust"):
@@ -69,7 +68,7 @@ def test_robust_mnist_small(tmp_path: Path) -> None:
     sharded = run_experiment(
         "robust-mnist", [*settings, "generator_images=0"], out=tmp_path / "sharded", shards=3
     )
-    again = json.loads((sharded.path / "metrics.json").read_text())
+    again = sharded.load_metrics()
     for side in ("standard", "robust"):
         assert again[side]["attacks"] == m[side]["attacks"]
         assert again[side]["curve"] == m[side]["curve"]

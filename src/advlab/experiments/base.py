@@ -205,7 +205,7 @@ def run_experiment(
             start = time.perf_counter()
             metrics = exp.execute(cfg, ctx)
             ctx.timing["total"] = time.perf_counter() - start
-            run.save_json("metrics.json", metrics)
+            run.save_metrics(metrics)
             run.save_json("timing.json", ctx.timing)
             write_report(exp, cfg, metrics, run)
             run.set_status("complete")
@@ -269,7 +269,7 @@ def rebuild_report(run_dir: Path) -> Path:
     saved = run.load_json("config.json")
     exp = EXPERIMENTS.get(saved["experiment"])
     cfg = build_config(exp.config, (), **saved["config"])
-    return write_report(exp, cfg, run.load_json("metrics.json"), run)
+    return write_report(exp, cfg, run.load_metrics(), run)
 
 
 def _check_device(device: str) -> None:
