@@ -14,6 +14,9 @@ from advlab.experiments import EXPERIMENTS, run_experiment
 REFUSED = [
     ("demo", "n_attack=-5", "n_attack: expected an int >= 1, found -5"),
     ("demo", "epochs=0", "epochs: expected an int >= 1, found 0"),
+    ("fgsm-mnist", "epochs=0", "epochs: expected an int >= 1, found 0"),
+    ("fooling-cifar", "torch_epochs=0", "torch_epochs: expected an int >= 1, found 0"),
+    ("cifar-scratch-twolayer", "lr=-1", "lr: expected a finite number > 0, found -1.0"),
     ("demo", "epsilons=[0.1,8]",
      "epsilons: expected a number in [0, 1], found 8.0 (in [0.1, 8.0])"),
     ("apr-cifar", "chunk=0", "chunk: expected an int >= 1, found 0"),

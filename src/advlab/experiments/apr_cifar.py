@@ -94,6 +94,7 @@ class APRCifarConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
         for name in ("finetune_images", "n_images", "chunk"):
             check_int(name, getattr(self, name), minimum=1)
         check_each("pixels", self.pixels, check_int, minimum=1)

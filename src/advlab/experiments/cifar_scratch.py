@@ -26,6 +26,7 @@ from advlab.report.figures import line_plot
 from advlab.runs import Run
 from advlab.scratch.layers import Affine
 from advlab.scratch.net import Sequential, accuracy, mlp, sgd
+from advlab.validation import check_int, check_positive
 
 REPORTED = {"softmax": 0.4107, "twolayer": 0.514}
 
@@ -45,6 +46,11 @@ class SoftmaxConfig:
     n_val: int = 1000
     n_test: int | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "n_train", "n_val"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_positive("lr", self.lr)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from advlab.train import TrainConfig
 from advlab.train.export import export_model
 from advlab.train.losses import WEIGHTINGS, WeightedCrossEntropy, class_weights
 from advlab.train.store import ModelRecipe, get_trained, stored_metrics
-from advlab.validation import check_in
+from advlab.validation import check_in, check_int
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class FERTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
         check_in("class_weighting", self.class_weighting, WEIGHTINGS)
 
 

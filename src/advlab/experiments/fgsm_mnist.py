@@ -60,6 +60,7 @@ class FGSMMnistConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
         check_int("steps", self.steps, minimum=1)
         check_int("n_images", self.n_images, minimum=1)
         check_each("epsilons", self.epsilons, check_number, minimum=0)

@@ -30,7 +30,7 @@ from advlab.runs import Run
 from advlab.scratch.net import accuracy, mlp, sgd
 from advlab.train import TrainConfig
 from advlab.train.store import ModelRecipe, get_trained
-from advlab.validation import check_in
+from advlab.validation import check_in, check_int
 
 REPORTED_L2 = 91.0
 
@@ -60,6 +60,8 @@ class FoolingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("torch_epochs", self.torch_epochs, minimum=1)
         classes = get_spec("cifar10").classes
         check_in("source", self.source, classes)
         check_in("target", self.target, [c for c in classes if c != self.source])

@@ -47,6 +47,7 @@ class GeneratorConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
         classes = len(get_spec(self.dataset).classes)
         check_each("digits", self.digits, check_int, minimum=0, maximum=classes - 1)
 

@@ -48,6 +48,7 @@ class JSMAConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
         check_fraction("gamma", self.gamma, zero=False)
         check_int("n_images", self.n_images, minimum=1)
         check_int("chunk", self.chunk, minimum=1)

@@ -58,6 +58,7 @@ class MlpDepthGradientsConfig:
     seed: int = 0  # the runs use seeds seed, seed + 1, ...
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
         check_choices("activations", self.activations, sorted(ACTIVATIONS))
         check_in("init", self.init, INITS)
         check_each("depths", self.depths, check_int, minimum=1)

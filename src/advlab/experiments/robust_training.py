@@ -84,6 +84,7 @@ class RobustConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, minimum=1)
         check_in("defense", self.defense, DEFENSES)
         for name in ("n_images", "restarts", "pgd_steps", "chunk"):
             check_int(name, getattr(self, name), minimum=1)
