@@ -82,3 +82,13 @@ def test_a_pool_of_no_workers_is_refused_when_made() -> None:
         LocalBackend(0)
     with pytest.raises(ConfigError, match=r"^threads: expected an int >= 1, found 0$"):
         LocalBackend(2, threads=0)
+
+
+def test_model_settings_are_checked_by_building_the_model_on_the_meta_device(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"^model_config: expected settings small_cnn can be "):
+        run_experiment("train", ["model=small_cnn", "model_config.width=-1"], out=tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown keyword parameter\(s\) 'depth'"):
+        run_experiment("train", ["model=small_cnn", "model_config.depth=3"], out=tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -17,7 +17,7 @@ from advlab.report.figures import learning_curves
 from advlab.runs import Run
 from advlab.train import TrainConfig
 from advlab.train.checkpoint import load_checkpoint
-from advlab.train.store import ModelRecipe, train_and_store
+from advlab.train.store import ModelRecipe, check_recipe, train_and_store
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class TrainRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     normalize: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_recipe(recipe_of(self))  # the model's settings, before a run folder exists
 
 
 def recipe_of(cfg: TrainRunConfig) -> ModelRecipe:

@@ -135,6 +135,28 @@ def build(
     return ModelWrapper(create_model(recipe.model, **cfg), mean=mean, std=std)
 
 
+def check_recipe(recipe: ModelRecipe) -> ModelRecipe:
+    """`recipe`, once its model has been built on the meta device (no memory, no weights) for
+    its dataset's image shape and class count: a model setting the model refuses (a negative
+    width, an unknown parameter) fails here, in one line, before any work.
+
+    Raises:
+        ConfigError: the model cannot be built with `recipe.model_config`.
+        RegistryError: an unknown model or dataset name.
+    """
+    spec = get_spec(recipe.dataset)
+    height, width, channels = spec.image_shape
+    try:
+        with torch.device("meta"):
+            build(recipe, (channels, height, width), len(spec.classes), None, None)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"model_config: expected settings {recipe.model} can be built with, found "
+            f"{recipe.model_config} ({type(exc).__name__}: {exc})"
+        ) from None
+    return recipe
+
+
 def _check_objective(recipe: ModelRecipe, objective: Objective | None) -> None:
     if recipe.objective and objective is None:
         raise ConfigError(
