@@ -449,6 +449,8 @@ def weights_import(
     typer.echo(f"installed: {import_weights(path)}")
 
 
+EMOTION_DATASETS = ("fer2013",)  # what `emotion live` models are trained on
+
 _LIVE_HELP = {
     "model": "A stored FER2013 classifier (a model.pt of `advlab models`).",
     "source": "Camera index (0), video file or image folder.",
@@ -494,7 +496,14 @@ def emotion_live(
             f"--model {model}: expected a grayscale face classifier (1 input "
             f"channel), found {c} channels"
         )
-    classes = get_spec(meta["dataset"]).classes
+    spec = get_spec(meta["dataset"])
+    if spec.name not in EMOTION_DATASETS:
+        raise DataError(
+            f"--model {model}: expected a face-emotion classifier (trained on "
+            f"{', '.join(EMOTION_DATASETS)}), found a model of {spec.name} "
+            f"({len(spec.classes)} classes: {', '.join(spec.classes[:4])}, ...)"
+        )
+    classes = spec.classes
     detector = HaarFaceDetector(scale=detect_scale, min_size=min_face)
     recognizer = EmotionRecognizer(
         net, classes, detector, size=int(h), smooth=smooth, device=device
@@ -514,6 +523,9 @@ def emotion_live(
         f"{summary.faces} faces, {summary.fps:.1f} frames/s ({stages})",
         err=True,
     )
+    if record is not None:
+        resized = f", {summary.resized} of them resized" if summary.resized else ""
+        typer.echo(f"recorded {summary.recorded} frames to {record}{resized}", err=True)
 
 
 @emotion_app.command("make-clip")

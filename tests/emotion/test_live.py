@@ -213,3 +213,63 @@ def test_cli_make_clip_and_live(clip: Path, tmp_path: Path) -> None:
     lines = [ln for ln in result.output.splitlines() if ln.startswith("frame ")]
     assert len(lines) == 4 and all(len(LINE.findall(ln)) == 2 for ln in lines)
     assert "4 frames, 8 faces" in result.output and "detect" in result.output
+
+
+def test_recording_fits_frames_of_another_size_and_counts_them(tmp_path: Path) -> None:
+    def mixed() -> Iterator[Frame]:
+        for i, (h, w) in enumerate([(120, 200), (90, 160), (120, 200)]):
+            yield Frame(i, i / 25, np.full((h, w, 3), 40 * i, dtype=np.uint8))
+
+    rec = EmotionRecognizer(_model(), tuple("abcdefg"), lambda _: np.zeros((0, 4)))
+    out = tmp_path / "mixed.avi"
+    summary = run_live(mixed(), rec, emit=lambda _: None, record=out, warm_up=False)
+    assert (summary.recorded, summary.resized) == (3, 1)
+    recorded = list(open_source(out))
+    assert len(recorded) == 3 and all(f.image.shape == (120, 200, 3) for f in recorded)
+
+
+def test_a_video_that_ends_early_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rec = EmotionRecognizer(_model(), tuple("abcdefg"), lambda _: np.zeros((0, 4)))
+    whole = tmp_path / "whole.avi"
+    run_live(_frames(20), rec, emit=lambda _: None, record=whole, warm_up=False)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 3])  # the header still announces 20 frames
+    with caplog.at_level("WARNING", logger="advlab.emotion.sources"):
+        frames = list(open_source(cut))
+    assert 0 < len(frames) < 20
+    assert f"ended after {len(frames)} of the 20 frames its header announces" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="advlab.emotion.sources"):
+        assert len(list(open_source(whole))) == 20
+    assert "ended after" not in caplog.text
+
+
+def test_a_model_that_does_not_fit_the_pipeline_is_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    one = np.array([[10, 10, 48, 48]])
+    colour = ModelWrapper(create_model("cifar_cnn", in_channels=3, num_classes=7, width=8))
+    digits = ModelWrapper(create_model("cifar_cnn", in_channels=1, num_classes=10, width=8))
+    for model, found in ((colour, "it fails on them"), (digits, "found (1, 10) for K = 1")):
+        rec = EmotionRecognizer(model, tuple("abcdefg"), lambda _: one)
+        with pytest.raises(
+            ConfigError,
+            match=r"^model: expected a network that maps \(K, 1, 48, "
+            r"48\) grey faces to \(K, 7\) logits",
+        ):
+            rec.warm_up()
+        with pytest.raises(ConfigError, match=re.escape(found)):
+            run_live(_frames(1), rec, emit=lambda _: None)
+
+    from typer.testing import CliRunner
+
+    from advlab.cli import app
+    from advlab.train.store import ModelRecipe, save_model
+
+    recipe = ModelRecipe("cifar_cnn", "mnist", {"in_channels": 1, "num_classes": 10, "width": 8})
+    path = save_model(tmp_path / "mnist.pt", digits, recipe, (1, 28, 28), 10, {})
+    result = CliRunner().invoke(app, ["emotion", "live", "--model", str(path), "--source", "0"])
+    assert result.exit_code != 0
+    assert "expected a face-emotion classifier (trained on fer2013), found a model of mnist" in str(
+        result.exception
+    )

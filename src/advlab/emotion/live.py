@@ -34,6 +34,8 @@ class LiveSummary:
     faces: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    recorded: int = 0  # frames written to --record
+    resized: int = 0  # of those, frames of another size, resized to the first frame's
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -79,18 +81,34 @@ class _Recorder:
             raise ConfigError(f"--record {path}: expected a .avi file (MJPG)")
         self.path, self.fps = path, fps
         self.writer: Any = None
+        self.size: tuple[int, int] = (0, 0)  # (w, h) of the video: the first frame's
+        self.written = self.resized = 0
 
     def write(self, image: np.ndarray) -> None:
         cv2 = _cv2()
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            h, w = image.shape[:2]
+            self.size = (image.shape[1], image.shape[0])
             self.writer = cv2.VideoWriter(
-                str(self.path), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h)
+                str(self.path), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, self.size
             )
             if not self.writer.isOpened():
                 raise ConfigError(f"--record {self.path}: OpenCV cannot write a video there")
+        if (image.shape[1], image.shape[0]) != self.size:
+            # OpenCV would drop a frame of another size without a word: fit it instead.
+            if self.resized == 0:
+                log.warning(
+                    "--record %s: a frame of %dx%d in a %dx%d video; frames of another size are "
+                    "resized to the first frame's",
+                    self.path,
+                    image.shape[1],
+                    image.shape[0],
+                    *self.size,
+                )
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+            self.resized += 1
         self.writer.write(image)
+        self.written += 1
 
     def close(self) -> None:
         if self.writer is not None:
@@ -153,6 +171,7 @@ def run_live(
         summary.seconds = time.perf_counter() - start
         if recorder is not None:
             recorder.close()
+            summary.recorded, summary.resized = recorder.written, recorder.resized
         if show and window:
             cv2.destroyAllWindows()
     summary.latency_ms = {k: v / max(summary.frames, 1) for k, v in totals.items()}

@@ -107,12 +107,21 @@ class EmotionRecognizer:
         """Class probabilities (K, C) for crops (K, 1, size, size) in [0, 1], one batch."""
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
+        side, k = self.size, len(self.classes)
+        expected = f"a network that maps (K, 1, {side}, {side}) grey faces to (K, {k}) logits"
         with eval_mode(self.model), torch.inference_mode():
-            probs = self.model(faces.to(self.device)).softmax(dim=1)
-        return probs.cpu().numpy()
+            try:
+                logits = self.model(faces.to(self.device))
+            except RuntimeError as exc:  # e.g. a colour model, or one for another image size
+                raise ConfigError(f"model: expected {expected}; it fails on them ({exc})") from None
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(faces), k):
+            found = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+            raise ConfigError(f"model: expected {expected}, found {found} for K = {len(faces)}")
+        return logits.softmax(dim=1).cpu().numpy()
 
     def warm_up(self, faces: int = 4) -> None:
-        """Run the network once on 1..`faces` blank crops, outside any timing.
+        """Run the network once on 1..`faces` blank crops, outside any timing (and so check,
+        before the first frame, that it takes grey faces and gives one logit per class).
 
         The first forward pass of each batch size allocates and picks kernels (on 2 CPU cores
         the first frame took several times a steady one); doing that before the first frame

@@ -68,12 +68,21 @@ def _video(path: Path) -> Iterator[Frame]:
         cap.release()
         raise SourceError(f"--source {path}: not a video OpenCV can read (no frame decoded)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # from the header; 0 if unknown
     i = 0
     try:
         while ok and image is not None:
             yield Frame(i, i / fps if fps > 0 else float(i), image)
             i += 1
             ok, image = cap.read()
+        if 0 < i < count:
+            log.warning(
+                "--source %s: the video ended after %d of the %d frames its header announces "
+                "(a truncated or damaged file)",
+                path,
+                i,
+                count,
+            )
     finally:
         cap.release()
 
