@@ -209,3 +209,21 @@ def test_metrics_json_is_strict_json_and_nonfinite_values_come_back(tmp_path: Pa
     assert back["a"] != back["a"] and back["d"] == 0.5
     run.save_metrics({"d": 1.0})  # all finite: no stale list left behind
     assert not (run.path / "nonfinite.json").exists() and run.load_metrics() == {"d": 1.0}
+
+
+def test_a_dying_worker_costs_a_retry_not_the_other_tasks(tmp_path: Path) -> None:
+    from advlab.backends import LocalBackend
+    from worker_tasks import task
+
+    items = [("value", 1), ("die_once", str(tmp_path / "marker")), ("value", 3)]
+    assert dict(LocalBackend(2).map(task, items)) == {0: 1, 1: "survived", 2: 3}
+    lost = dict(
+        LocalBackend(2, retries=1).map(
+            task, [("die_always", None), ("value", 7)], on_lost=lambda i, error: f"lost: {error}"
+        )
+    )
+    assert lost[1] == 7
+    assert (
+        lost[0]
+        == "lost: task 0: its worker process died 2 time(s) (killed, out of memory or crashed)"
+    )

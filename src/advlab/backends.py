@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
 from typing import Any, Protocol
@@ -75,8 +75,9 @@ class LocalBackend:
     Args:
         workers: Number of worker processes (at most this many tasks at once).
         threads: Torch threads per worker (default: usable cores // workers, at least 1).
-        retries: How often a task is resubmitted after its worker died; when one worker dies
-            the pool breaks and every task in flight is resubmitted on a new pool.
+        retries: How often a task is rerun after its worker died. One death breaks the pool
+            and every task in flight with it; those are rerun each in a pool of its own, so
+            a task that kills its worker uses up only its own retries.
     """
 
     def __init__(self, workers: int = 2, *, threads: int | None = None, retries: int = 1) -> None:
@@ -101,43 +102,74 @@ class LocalBackend:
     def map(
         self, fn: Callable[[Any], Any], items: Sequence[Any], *, on_lost: OnLost | None = None
     ) -> Iterator[tuple[int, Any]]:
-        attempts = [0] * len(items)
-        todo = list(range(len(items)))
-        while todo:
-            executor = self._pool(len(todo), fn)
-            broken: list[int] = []
+        # A worker's death breaks the whole pool, and every task in flight with it: which one
+        # killed it is unknown. Those tasks are rerun each in a pool of its own, where a death
+        # can only be its own: a task that kills its worker costs the others a rerun, never
+        # their result.
+        suspects: list[int] = []
+        yield from self._run(fn, items, range(len(items)), suspects)
+        deaths = dict.fromkeys(suspects, 1)
+        while suspects:
+            batch, suspects = suspects[: self.workers], suspects[self.workers :]
+            outcomes: dict[int, Any] = {}
+            pools = {i: self._pool(1, fn) for i in batch}
             try:
-                futures: dict[Future[Any], int] = {executor.submit(fn, items[i]): i for i in todo}
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, return_when="FIRST_COMPLETED")
-                    for future in done:
-                        i = futures[future]
-                        try:
-                            result = future.result()
-                        except BrokenProcessPool:
-                            broken.append(i)
-                            continue
-                        yield i, result
+                futures = {pools[i].submit(fn, items[i]): i for i in batch}
+                for future in as_completed(futures):
+                    i = futures[future]
+                    try:
+                        outcomes[i] = future.result()
+                    except BrokenProcessPool:
+                        deaths[i] += 1
             finally:
-                executor.shutdown(wait=True, cancel_futures=True)
-            todo = []
-            for i in sorted(broken):
-                attempts[i] += 1
-                if attempts[i] <= self.retries:
-                    todo.append(i)
-                    continue
-                error = (
-                    f"task {i}: its worker process died {attempts[i]} time(s) (killed, out "
-                    "of memory or crashed)"
-                )
-                if on_lost is None:
-                    raise RunError(error)
-                yield i, on_lost(i, error)
-            if todo:
-                log.warning(
-                    "a worker process died; resubmitting %d task(s) on a new pool", len(todo)
-                )
+                for pool in pools.values():
+                    pool.shutdown(wait=True, cancel_futures=True)
+            for i in batch:
+                if i in outcomes:
+                    yield i, outcomes[i]
+                elif deaths[i] <= self.retries:
+                    suspects.append(i)
+                else:
+                    error = (
+                        f"task {i}: its worker process died {deaths[i]} time(s) (killed, out "
+                        "of memory or crashed)"
+                    )
+                    if on_lost is None:
+                        raise RunError(error)
+                    yield i, on_lost(i, error)
+
+    def _run(
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        todo: Sequence[int],
+        broken: list[int],
+    ) -> Iterator[tuple[int, Any]]:
+        """The tasks `todo` on one shared pool; those in flight when a worker died go to
+        `broken`."""
+        executor = self._pool(len(todo), fn)
+        try:
+            futures: dict[Future[Any], int] = {executor.submit(fn, items[i]): i for i in todo}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when="FIRST_COMPLETED")
+                for future in done:
+                    i = futures[future]
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken.append(i)
+                        continue
+                    yield i, result
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+        if broken:
+            log.warning(
+                "a worker process died; rerunning the %d task(s) it took down, each in a pool of "
+                "its own",
+                len(broken),
+            )
+        broken.sort()
 
 
 def _mp_context(fn: Callable[[Any], Any]) -> BaseContext:
