@@ -49,6 +49,18 @@ def test_out_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     _one_line_error(done, str(not_a_folder), "cannot create a run folder there")
 
 
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_out_is_one_line(tmp_path: Path) -> None:
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        done = _advlab("run", "demo", "--set", "epochs=1", "--out", str(read_only))
+    finally:
+        read_only.chmod(0o700)
+    _one_line_error(done, "cannot create a run folder there (Permission denied)")
+
+
 def test_damaged_metrics_json_is_one_line(tmp_path: Path) -> None:
     run = tmp_path / "demo" / "20261203-120000"
     run.mkdir(parents=True)

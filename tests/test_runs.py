@@ -227,3 +227,10 @@ def test_a_dying_worker_costs_a_retry_not_the_other_tasks(tmp_path: Path) -> Non
         lost[0]
         == "lost: task 0: its worker process died 2 time(s) (killed, out of memory or crashed)"
     )
+
+
+def test_a_pool_maps_nothing_to_nothing() -> None:
+    from advlab.backends import LocalBackend
+    from worker_tasks import task
+
+    assert list(LocalBackend(2).map(task, [])) == []

@@ -147,6 +147,8 @@ class LocalBackend:
     ) -> Iterator[tuple[int, Any]]:
         """The tasks `todo` on one shared pool; those in flight when a worker died go to
         `broken`."""
+        if not todo:
+            return
         executor = self._pool(len(todo), fn)
         try:
             futures: dict[Future[Any], int] = {executor.submit(fn, items[i]): i for i in todo}

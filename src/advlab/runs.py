@@ -296,19 +296,24 @@ def split_nonfinite(obj: Any, path: str = "") -> tuple[Any, dict[str, str]]:
     return obj, marks
 
 
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
 def restore_nonfinite(obj: Any, marks: Mapping[str, str]) -> Any:
-    """Undo `split_nonfinite`: put each recorded value back at its path."""
-    for where, value in marks.items():
+    """Undo `split_nonfinite`: put each recorded value back at its path (one shared NaN
+    object, as `json.loads` gives, so that equal metrics compare equal)."""
+    for where, mark in marks.items():
+        value = _NONFINITE.get(mark, float(mark))
         if where == "/":
-            return float(value)
+            return value
         *parents, last = where.strip("/").split("/")
         node = obj
         for key in parents:
             node = node[int(key)] if isinstance(node, list) else node[key]
         if isinstance(node, list):
-            node[int(last)] = float(value)
+            node[int(last)] = value
         else:
-            node[last] = float(value)
+            node[last] = value
     return obj
 
 

@@ -93,11 +93,27 @@ class APRCifarConfig:
     chunk: int = 50  # images per fixed chunk of every attack evaluation (the unit of --shards)
     seed: int = 0
 
+    def training(self) -> TrainConfig:
+        """How each variant is fine-tuned."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            nesterov=True,
+            weight_decay=self.weight_decay,
+            schedule="onecycle",
+            augment="crop_flip",
+            seed=self.seed,
+        )
+
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)
         for name in ("finetune_images", "n_images", "chunk"):
             check_int(name, getattr(self, name), minimum=1)
         check_each("pixels", self.pixels, check_int, minimum=1)
+        self.training()  # its own checks, before any work
+        OnePixel(population=self.eval_population, max_generations=self.eval_generations)
+        SparseRS(max_queries=self.sparse_rs_queries)
 
 
 def variants(cfg: APRCifarConfig) -> dict[str, APRConfig | None]:
@@ -219,16 +235,7 @@ def execute(cfg: APRCifarConfig, ctx: Context) -> dict[str, Any]:
     test = load_dataset("cifar10", "test")
     x, y = test.take(cfg.n_images, seed=cfg.seed).tensors(device)
     xc, yc = test.take(cfg.clean_images, seed=cfg.seed + 1).tensors(device)
-    tcfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        nesterov=True,
-        weight_decay=cfg.weight_decay,
-        schedule="onecycle",
-        augment="crop_flip",
-        seed=cfg.seed,
-    )
+    tcfg = cfg.training()
     folder = ctx.run.path / "models"
     folder.mkdir(exist_ok=True)
     models: dict[str, ModelWrapper] = {}

@@ -44,6 +44,15 @@ class DemoConfig:
     zca_epsilon: float = 0.1
     seed: int = 0
 
+    def training(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            seed=self.seed,
+        )
+
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size", "n_attack"):
             check_int(name, getattr(self, name), minimum=1)
@@ -51,6 +60,7 @@ class DemoConfig:
         check_positive("lr", self.lr)
         check_fraction("momentum", self.momentum, one=False)
         check_each("epsilons", self.epsilons, check_fraction)
+        self.training()  # its own checks, before any work
 
 
 def execute(cfg: DemoConfig, ctx: Context) -> dict[str, Any]:
@@ -64,13 +74,7 @@ def execute(cfg: DemoConfig, ctx: Context) -> dict[str, Any]:
         cfg.model, in_channels=c, num_classes=train.num_classes, width=cfg.width, image_size=h
     )
     model = ModelWrapper(net).to(device)
-    tcfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        seed=cfg.seed,
-    )
+    tcfg = cfg.training()
     with ctx.timed("train"):
         history = fit(
             model,

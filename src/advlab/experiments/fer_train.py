@@ -30,7 +30,7 @@ from advlab.train import TrainConfig
 from advlab.train.export import export_model
 from advlab.train.losses import WEIGHTINGS, WeightedCrossEntropy, class_weights
 from advlab.train.store import ModelRecipe, get_trained, stored_metrics
-from advlab.validation import check_in, check_int
+from advlab.validation import check_fraction, check_in, check_int
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,29 @@ class FERTrainConfig:
     train_fraction: float = 1.0  # a stratified share of the Training faces (quick runs)
     seed: int = 0
 
+    def training(self) -> TrainConfig:
+        """How the network is trained (the loss's class weights come from the data)."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=self.weight_decay,
+            schedule="onecycle",
+            augment=self.augment,
+            early_stopping=self.epochs,
+            seed=self.seed,
+        )
+
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)
         check_in("class_weighting", self.class_weighting, WEIGHTINGS)
+        check_int("width", self.width, minimum=1)
+        check_int("mistakes", self.mistakes, minimum=0)
+        check_fraction("label_smoothing", self.label_smoothing, one=False)
+        check_fraction("train_fraction", self.train_fraction, zero=False)
+        self.training()  # TrainConfig's own checks (lr, batch size, augmentation, ...)
 
 
 def recipe_and_objective(cfg: FERTrainConfig) -> tuple[ModelRecipe, WeightedCrossEntropy]:
@@ -68,23 +88,11 @@ def recipe_and_objective(cfg: FERTrainConfig) -> tuple[ModelRecipe, WeightedCros
     train = load_dataset("fer2013", "train")
     weights = class_weights(train.labels, train.num_classes, cfg.class_weighting)
     objective = WeightedCrossEntropy(tuple(weights), cfg.label_smoothing)
-    tcfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=cfg.weight_decay,
-        schedule="onecycle",
-        augment=cfg.augment,
-        early_stopping=cfg.epochs,
-        seed=cfg.seed,
-    )
     recipe = ModelRecipe(
         "fer_cnn",
         "fer2013",
         {"width": cfg.width},
-        tcfg,
+        cfg.training(),
         objective=objective.spec(),
         train_fraction=cfg.train_fraction,
     )

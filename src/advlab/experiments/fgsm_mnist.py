@@ -29,7 +29,7 @@ from advlab.report import Report
 from advlab.report.figures import adversarial_example, line_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
-from advlab.train.store import ModelRecipe, get_trained
+from advlab.train.store import ModelRecipe, check_recipe, get_trained
 from advlab.validation import check_each, check_int, check_number
 
 EPSILONS = tuple(round(0.05 * i, 2) for i in range(11))  # 0 to 0.5
@@ -59,11 +59,27 @@ class FGSMMnistConfig:
     jax: bool = True
     seed: int = 0
 
+    def recipe(self) -> ModelRecipe:
+        """The attacked model's recipe in the model store."""
+        train = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            seed=self.seed,
+        )
+        return ModelRecipe(self.model, self.dataset, train=train)
+
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)
         check_int("steps", self.steps, minimum=1)
         check_int("n_images", self.n_images, minimum=1)
-        check_each("epsilons", self.epsilons, check_number, minimum=0)
+        # Pixels are in [0, 1]: an epsilon above 1 is a typo (8 for 8/255), not an attack.
+        check_number("epsilon", self.epsilon, minimum=0, maximum=1)
+        check_each("epsilons", self.epsilons, check_number, minimum=0, maximum=1)
+        check_each("search_epsilons", self.search_epsilons, check_number, minimum=0, maximum=1)
+        check_recipe(self.recipe())  # training settings and model, before any work
+        BIM(steps=self.steps)
 
 
 def _probs(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -73,14 +89,7 @@ def _probs(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 def execute(cfg: FGSMMnistConfig, ctx: Context) -> dict[str, Any]:
     device = torch.device(ctx.device)
-    train_cfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        optimizer=cfg.optimizer,
-        seed=cfg.seed,
-    )
-    recipe = ModelRecipe(cfg.model, cfg.dataset, train=train_cfg)
+    recipe = cfg.recipe()
     with ctx.timed("model"):
         model = get_trained(recipe, device=ctx.device).eval()
     test = load_dataset(cfg.dataset, "test")

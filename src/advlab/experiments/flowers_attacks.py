@@ -80,6 +80,7 @@ class FlowersAttacksConfig:
         check_each("epsilons", self.epsilons, check_fraction, zero=False)
         check_each("pixels", self.pixels, check_int, minimum=1)
         check_fraction("jsma_fraction", self.jsma_fraction, zero=False)
+        OnePixel(population=self.population, max_generations=self.generations)  # its checks
         if (self.cnn.held_out, self.cnn.seed) != (self.transfer.held_out, self.transfer.seed):
             raise ConfigError(
                 "cnn.held_out/seed and transfer.held_out/seed: expected the same "

@@ -29,7 +29,7 @@ from advlab.report.figures import adversarial_example
 from advlab.runs import Run
 from advlab.scratch.net import accuracy, mlp, sgd
 from advlab.train import TrainConfig
-from advlab.train.store import ModelRecipe, get_trained
+from advlab.train.store import ModelRecipe, check_recipe, get_trained
 from advlab.validation import check_in, check_int
 
 REPORTED_L2 = 91.0
@@ -59,12 +59,22 @@ class FoolingConfig:
     torch_epochs: int = 10
     seed: int = 0
 
+    def torch_recipe(self) -> ModelRecipe:
+        """The store recipe of the PyTorch model compared with the numpy net."""
+        train = TrainConfig(
+            epochs=self.torch_epochs, lr=0.05, batch_size=128, augment="crop_flip", seed=self.seed
+        )
+        return ModelRecipe(self.torch_model, "cifar10", train=train)
+
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)
         check_int("torch_epochs", self.torch_epochs, minimum=1)
         classes = get_spec("cifar10").classes
         check_in("source", self.source, classes)
         check_in("target", self.target, [c for c in classes if c != self.source])
+        if self.torch_model != "none":
+            check_recipe(self.torch_recipe())  # the model and its training, before any work
+        FoolingImage(stepsize=self.stepsize, max_steps=self.max_steps)
 
 
 def _fool(
@@ -127,13 +137,7 @@ def execute(cfg: FoolingConfig, ctx: Context) -> dict[str, Any]:
     models: dict[str, NumpyClassifier | ModelWrapper] = {"numpy two-layer net": numpy_model}
     test_acc = {"numpy two-layer net": accuracy(net, *data.splits["test"])}
     if cfg.torch_model != "none":
-        recipe = ModelRecipe(
-            cfg.torch_model,
-            "cifar10",
-            train=TrainConfig(
-                epochs=cfg.torch_epochs, lr=0.05, batch_size=128, augment="crop_flip", seed=cfg.seed
-            ),
-        )
+        recipe = cfg.torch_recipe()
         with ctx.timed("torch model"):
             torch_model = get_trained(recipe).eval()
         models[f"torch {cfg.torch_model}"] = torch_model

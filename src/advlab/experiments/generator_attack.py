@@ -26,8 +26,10 @@ from advlab.report import Report
 from advlab.report.figures import image_grid
 from advlab.runs import Run
 from advlab.train import TrainConfig
-from advlab.train.store import ModelRecipe, get_trained
+from advlab.train.store import ModelRecipe, check_recipe, get_trained
 from advlab.validation import check_each, check_int
+
+_MODEL_CONFIG: dict[str, dict[str, Any]] = {"mlp": {"depth": 5, "width": 32}}
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,32 @@ class GeneratorConfig:
     lr: float = 0.05
     seed: int = 0
 
+    def attack(self) -> SimpleGenerator:
+        return SimpleGenerator(
+            warmup_steps=self.warmup_steps,
+            fit_steps=self.fit_steps,
+            push_steps=self.push_steps,
+            max_rounds=self.max_rounds,
+            lr=self.lr,
+            seed=self.seed,
+        )
+
+    def recipe(self, model: str) -> ModelRecipe:
+        """The store recipe of the attacked model `model`."""
+        train = TrainConfig(
+            epochs=self.epochs, lr=1e-3, optimizer="adam", batch_size=128, seed=self.seed
+        )
+        return ModelRecipe(
+            model, self.dataset, model_config=_MODEL_CONFIG.get(model, {}), train=train
+        )
+
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)
         classes = len(get_spec(self.dataset).classes)
         check_each("digits", self.digits, check_int, minimum=0, maximum=classes - 1)
+        self.attack()  # its own checks
+        for model in self.models:  # training settings and models, before any work
+            check_recipe(self.recipe(model))
 
 
 @dataclass(frozen=True)
@@ -62,9 +86,6 @@ class GeneratorCifarConfig(GeneratorConfig):
     digits: tuple[int, ...] = (3,)  # cat
 
 
-_MODEL_CONFIG: dict[str, dict[str, Any]] = {"mlp": {"depth": 5, "width": 32}}
-
-
 def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
     test = load_dataset(cfg.dataset, "test")
     k = test.num_classes
@@ -72,14 +93,7 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
     x_all, y_all = test.tensors(device)
     out: dict[str, Any] = {"classes": list(test.classes), "models": {}}
     for name in cfg.models:
-        recipe = ModelRecipe(
-            name,
-            cfg.dataset,
-            model_config=_MODEL_CONFIG.get(name, {}),
-            train=TrainConfig(
-                epochs=cfg.epochs, lr=1e-3, optimizer="adam", batch_size=128, seed=cfg.seed
-            ),
-        )
+        recipe = cfg.recipe(name)
         with ctx.timed(f"model {name}"):
             model = get_trained(recipe, device=ctx.device).eval()
         pred = model.predict(x_all)
@@ -92,14 +106,7 @@ def execute(cfg: GeneratorConfig, ctx: Context) -> dict[str, Any]:
             picks.append(int(hits[0]))
         x = x_all[picks].repeat_interleave(k, dim=0)  # (len(digits) * k, C, H, W)
         target = torch.arange(k, device=device).repeat(len(picks))
-        attack = SimpleGenerator(
-            warmup_steps=cfg.warmup_steps,
-            fit_steps=cfg.fit_steps,
-            push_steps=cfg.push_steps,
-            max_rounds=cfg.max_rounds,
-            lr=cfg.lr,
-            seed=cfg.seed,
-        )
+        attack = cfg.attack()
         with ctx.timed(f"attack {name}"):
             found = attack.search(model, x, TargetedMisclassification(target))
         adv, ok = found.adversarials, found.success

@@ -24,7 +24,7 @@ from advlab.report import Report
 from advlab.report.figures import heatmap, image_grid
 from advlab.runs import Run
 from advlab.train import TrainConfig
-from advlab.train.store import ModelRecipe, get_trained
+from advlab.train.store import ModelRecipe, check_recipe, get_trained
 from advlab.validation import check_fraction, check_int
 
 PAPER = {"success_rate": 0.9705, "gamma": 0.145, "mean_distortion": 0.0402}
@@ -47,26 +47,29 @@ class JSMAConfig:
     grid_classes: int = 10  # rows and columns of the figure (the paper's: all 10)
     seed: int = 0
 
+    def recipe(self) -> ModelRecipe:
+        """The attacked model's recipe in the model store."""
+        train = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            seed=self.seed,
+        )
+        return ModelRecipe(self.model, self.dataset, train=train)
+
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)
         check_fraction("gamma", self.gamma, zero=False)
         check_int("n_images", self.n_images, minimum=1)
         check_int("chunk", self.chunk, minimum=1)
+        check_recipe(self.recipe())  # training settings and model, before any work
+        JSMA(theta=self.theta)
 
 
 def execute(cfg: JSMAConfig, ctx: Context) -> dict[str, Any]:
     device = torch.device(ctx.device)
-    recipe = ModelRecipe(
-        cfg.model,
-        cfg.dataset,
-        train=TrainConfig(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            optimizer=cfg.optimizer,
-            seed=cfg.seed,
-        ),
-    )
+    recipe = cfg.recipe()
     with ctx.timed("model"):
         model = get_trained(recipe, device=ctx.device).eval()
     test = load_dataset(cfg.dataset, "test")

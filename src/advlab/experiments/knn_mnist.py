@@ -32,7 +32,7 @@ from advlab.report import Report
 from advlab.report.figures import confusion_matrix_plot, image_grid, line_plot
 from advlab.report.preprocessing import preprocessing_section
 from advlab.runs import Run
-from advlab.validation import check_choices, check_each, check_int
+from advlab.validation import check_choices, check_each, check_int, check_positive
 
 STEPS = ("raw", "centred", "standardised", "pca-50", "pca-100", "pca-50-whitened", "zca")
 
@@ -62,6 +62,11 @@ class KnnMnistConfig:
                 f"found {list(self.preprocessing)}"
             )
         check_each("ks", self.ks, check_int, minimum=1)
+        check_int("folds", self.folds, minimum=2)
+        check_int("n_buggy", self.n_buggy, minimum=1)
+        check_int("n_misclassified", self.n_misclassified, minimum=0)
+        check_int("memory_budget_mb", self.memory_budget_mb, minimum=1)
+        check_positive("zca_epsilon", self.zca_epsilon)
 
 
 def execute(cfg: KnnMnistConfig, ctx: Context) -> dict[str, Any]:

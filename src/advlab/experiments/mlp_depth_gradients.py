@@ -63,6 +63,9 @@ class MlpDepthGradientsConfig:
         check_in("init", self.init, INITS)
         check_each("depths", self.depths, check_int, minimum=1)
         check_int("seeds", self.seeds, minimum=1)
+        for name in ("width", "grad_batch", "workers"):
+            check_int(name, getattr(self, name), minimum=1)
+        TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=0.0)
 
 
 def _job(

@@ -21,7 +21,7 @@ from advlab.report import Report
 from advlab.report.figures import line_plot
 from advlab.runs import Run
 from advlab.scratch.net import accuracy, mlp, sgd
-from advlab.validation import check_int
+from advlab.validation import check_each, check_int, check_positive
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,11 @@ class MlpScratchMnistConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "epochs", "batch_size"):
+        for name in ("hidden", "epochs", "batch_size", "search_epochs", "workers"):
             check_int(name, getattr(self, name), minimum=1)
+        check_positive("lr", self.lr)
+        check_each("lr_compare", self.lr_compare, check_positive)
+        check_each("lr_search", self.lr_search, check_positive)
 
 
 def _train_one(

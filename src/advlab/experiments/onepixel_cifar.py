@@ -92,6 +92,8 @@ class OnePixelConfig:
         check_int("n_images", self.n_images, minimum=1)
         check_int("chunk", self.chunk, minimum=1)
         check_each("pixels", self.pixels, check_int, minimum=1)
+        for generations in (self.max_generations, self.targeted_generations):
+            _attack(self, generations)  # the attack's own checks, before any work
 
 
 def _attack(cfg: OnePixelConfig, generations: int) -> OnePixel:

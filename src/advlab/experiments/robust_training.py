@@ -35,8 +35,8 @@ from advlab.report import Report, percent, rate_cell
 from advlab.report.figures import bar_plot, image_grid, line_plot
 from advlab.runs import Run
 from advlab.train import TrainConfig
-from advlab.train.store import ModelRecipe, get_trained, load_model
-from advlab.validation import check_in, check_int, check_positive
+from advlab.train.store import ModelRecipe, check_recipe, get_trained, load_model
+from advlab.validation import check_each, check_fraction, check_in, check_int
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,10 @@ class RobustConfig:
         check_in("defense", self.defense, DEFENSES)
         for name in ("n_images", "restarts", "pgd_steps", "chunk"):
             check_int(name, getattr(self, name), minimum=1)
-        check_positive("epsilon", self.epsilon)
+        check_fraction("epsilon", self.epsilon, zero=False)  # pixels are in [0, 1]
+        check_each("curve_epsilons", self.curve_epsilons, check_fraction)
+        for recipe in recipes(self).values():  # training settings and model, before any work
+            check_recipe(recipe)
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,7 @@ class FlowersTraining:
         check_int("epochs", self.epochs, minimum=1)
         check_fraction("held_out", self.held_out, zero=False, one=False)
         check_in("precision", self.precision, PRECISIONS)
+        self.recipe(next(iter(ARCHITECTURES)))  # lr, momentum, batch size: TrainConfig's checks
 
     def check_models(self, models: tuple[str, ...], name: str = "models") -> tuple[str, ...]:
         """`models`, names of seed 004's networks that take inputs of `image_size` (there is no

@@ -36,7 +36,7 @@ from advlab.errors import ConfigError
 from advlab.fileio import atomic_path, cache_dir
 from advlab.models.wrapper import ModelWrapper, eval_mode
 from advlab.train.trainer import History, TrainConfig, fit
-from advlab.validation import check_fraction, check_int
+from advlab.validation import check_fraction, check_int, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +280,10 @@ class TransferSettings:
             check_int(name, getattr(self, name), minimum=least)
         check_fraction("held_out", self.held_out, zero=False, one=False)
         check_fraction("pretrain_fraction", self.pretrain_fraction, zero=False)
+        for name in ("image_size", "hidden", "batch_size"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_positive("phase_a_lr", self.phase_a_lr)
+        check_positive("phase_b_lr", self.phase_b_lr)
 
 
 def fine_tune_configuration(
