@@ -28,8 +28,8 @@ from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import adversarial_example, line_plot
 from advlab.runs import Run
-from advlab.train import TrainConfig
-from advlab.train.store import ModelRecipe, check_recipe, get_trained
+from advlab.train.recipes import StoreTrained
+from advlab.train.store import check_recipe, get_trained
 from advlab.validation import check_each, check_int, check_number
 
 EPSILONS = tuple(round(0.05 * i, 2) for i in range(11))  # 0 to 0.5
@@ -37,7 +37,7 @@ SEARCH = tuple(round(0.01 * i, 2) for i in range(1, 51))  # 0.01 to 0.5
 
 
 @dataclass(frozen=True)
-class FGSMMnistConfig:
+class FGSMMnistConfig(StoreTrained):
     """Seed 002's setting: eps 0.3 on a test '7', 1,000 test images, eps 0 to 0.5, k = 5.
 
     The model is `mnist_cnn` (the Keras MNIST convnet) from the model store, trained with Adam
@@ -58,17 +58,6 @@ class FGSMMnistConfig:
     search_epsilons: tuple[float, ...] = SEARCH
     jax: bool = True
     seed: int = 0
-
-    def recipe(self) -> ModelRecipe:
-        """The attacked model's recipe in the model store."""
-        train = TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            seed=self.seed,
-        )
-        return ModelRecipe(self.model, self.dataset, train=train)
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)

@@ -23,15 +23,15 @@ from advlab.fileio import atomic_path
 from advlab.report import Report
 from advlab.report.figures import heatmap, image_grid
 from advlab.runs import Run
-from advlab.train import TrainConfig
-from advlab.train.store import ModelRecipe, check_recipe, get_trained
+from advlab.train.recipes import StoreTrained
+from advlab.train.store import check_recipe, get_trained
 from advlab.validation import check_fraction, check_int
 
 PAPER = {"success_rate": 0.9705, "gamma": 0.145, "mean_distortion": 0.0402}
 
 
 @dataclass(frozen=True)
-class JSMAConfig:
+class JSMAConfig(StoreTrained):
     """The paper's setting (theta +1, gamma 14.5%, all 9 targets) on `n_images` test digits."""
 
     dataset: str = "mnist"
@@ -46,17 +46,6 @@ class JSMAConfig:
     chunk: int = 300  # attacks run at once (images x targets)
     grid_classes: int = 10  # rows and columns of the figure (the paper's: all 10)
     seed: int = 0
-
-    def recipe(self) -> ModelRecipe:
-        """The attacked model's recipe in the model store."""
-        train = TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            seed=self.seed,
-        )
-        return ModelRecipe(self.model, self.dataset, train=train)
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)

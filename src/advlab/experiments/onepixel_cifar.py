@@ -136,7 +136,6 @@ def execute(cfg: OnePixelConfig, ctx: Context) -> dict[str, Any]:
             f"the model classifies none of the {len(y)} test images correctly: nothing to attack"
         )
     for d in cfg.pixels:
-        _attack(cfg, cfg.max_generations)  # checks the settings before any chunk runs
         log.info(
             "untargeted, d = %d: %d images, population %d, at most %d generations",
             d,
@@ -235,7 +234,6 @@ def _targeted(
         )
     src = torch.nonzero(correct).flatten().repeat_interleave(k - 1)
     tgt = (y[src] + torch.arange(1, k, device=device).repeat(int(correct.sum()))) % k
-    _attack(cfg, cfg.targeted_generations)  # checks the settings first
     log.info(
         "targeted, d = %d: %d attacks, %d generations",
         cfg.targeted_pixels,

@@ -64,6 +64,31 @@ def resnet18_cifar10(stem: str = "imagenet", *, seed: int = 0) -> ModelRecipe:
     return ModelRecipe("resnet18", "cifar10", {"stem": stem}, train)
 
 
+class StoreTrained:
+    """For an experiment config whose model comes from the model store, trained with the
+    config's own `model`, `dataset`, `epochs`, `batch_size`, `lr`, `optimizer` and `seed`
+    fields (fgsm-mnist, jsma-mnist): `recipe` is that model's recipe."""
+
+    model: str
+    dataset: str
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    seed: int
+
+    def recipe(self) -> ModelRecipe:
+        """The model's recipe in the model store."""
+        train = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            seed=self.seed,
+        )
+        return ModelRecipe(self.model, self.dataset, train=train)
+
+
 CIFAR10_MODELS = ("resnet18", "small_cnn")
 """The stored CIFAR-10 models `cifar10_model` knows by name."""
 
