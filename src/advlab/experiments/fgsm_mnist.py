@@ -71,6 +71,14 @@ class FGSMMnistConfig(StoreTrained):
         BIM(steps=self.steps)
 
 
+_JAX_NOTE = """**JAX.** Seed 002 is written in JAX: `advlab.models.jax_model.to_jax` rebuilds the
+same network with `jax.lax` operations and the same weights, and
+`advlab.attacks.jax_attacks.JaxFGSM` computes the attack with `jax.grad`. Both curves are
+computed by both backends."""
+_NO_JAX_NOTE = """**JAX.** Not run (`jax=false`): the curves are PyTorch's only; the default also
+computes them in JAX, as seed 002 is written."""
+
+
 def _probs(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return torch.softmax(model(x), dim=1).cpu().numpy()
@@ -196,9 +204,7 @@ true label. Iterated (seed 002, part 3; advlab's `BIM`): k = {k} times x <- clip
 them; the success rate counts fooled images among those the model got right, with 95% Wilson
 intervals.
 
-**JAX.** Seed 002 is written in JAX: `advlab.models.jax_model.to_jax` rebuilds the same network
-with `jax.lax` operations and the same weights, and `advlab.attacks.jax_attacks.JaxFGSM`
-computes the attack with `jax.grad`. Both curves are computed by both backends.
+{_JAX_NOTE if metrics["jax"] else _NO_JAX_NOTE}
 """,
     )
     example = run.file("example.npz")
@@ -272,8 +278,12 @@ computes the attack with `jax.grad`. Both curves are computed by both backends.
     rep.figure(
         "Results",
         fig,
-        "Parts 2 and 4: accuracy against epsilon, both attacks, both "
-        "backends (the JAX and PyTorch lines lie on top of each other).",
+        "Parts 2 and 4: accuracy against epsilon, both attacks"
+        + (
+            ", both backends (the JAX and PyTorch lines lie on top of each other)."
+            if metrics["jax"]
+            else ", PyTorch only (`jax=false`)."
+        ),
     )
     rep.text("Analysis", _analysis(cfg, metrics))
     return rep
